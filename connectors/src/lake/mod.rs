@@ -1,0 +1,3 @@
+//! Lakes: where lakelink writes files.
+
+pub mod local;

@@ -1,0 +1,3 @@
+//! Sources: databases lakelink captures changes from.
+
+pub mod sqlite;

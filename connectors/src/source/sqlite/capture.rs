@@ -1,0 +1,235 @@
+//! The capture objects lakelink installs in a SQLite database: one change log table shared by
+//! every linked table, and three triggers per link that append to it.
+//!
+//! One shared log gives every change of the database a single position (its AUTOINCREMENT
+//! key, which is never reused even after the log is trimmed), so that all tables can be cut
+//! at one position. The triggers run inside the application's own transaction: a change and
+//! its log entry commit or roll back together. Each captured write costs the application one
+//! extra row insert (plus SQLite's update of `sqlite_sequence`).
+//!
+//! Log columns are untyped, so every value is kept with the storage class it had. Key and
+//! image values go to positional columns (`k0..`, `c0..`) that are added as links need them;
+//! a column added to a linked table widens the log and the triggers without a relink.
+
+use lakelink_model::change::LinkId;
+use lakelink_model::source::CaptureSpec;
+use rusqlite::{Connection, TransactionBehavior};
+
+/// The change log table.
+pub(super) const LOG_TABLE: &str = "_lakelink_log";
+
+/// Operation codes stored in the log's `op` column.
+const OP_INSERT: i64 = 1;
+const OP_UPDATE: i64 = 2;
+const OP_DELETE: i64 = 3;
+
+/// `name` as a quoted SQL identifier.
+pub(super) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn trigger_name(link: LinkId, what: &str) -> String {
+    format!("_lakelink_{link}_{what}")
+}
+
+/// Installs or widens the log and the link's triggers, in one write transaction so that no
+/// change of the table slips between the old triggers and the new.
+pub(super) fn install(conn: &mut Connection, spec: &CaptureSpec) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
+            pos INTEGER PRIMARY KEY AUTOINCREMENT,
+            link INTEGER NOT NULL,
+            op INTEGER NOT NULL,
+            opart
+        );"
+    ))?;
+    let schema = &spec.schema;
+    let (keys, images) = log_width(&tx)?;
+    for k in keys..schema.key.len() {
+        tx.execute_batch(&format!("ALTER TABLE {LOG_TABLE} ADD COLUMN k{k}"))?;
+    }
+    for c in images..schema.columns.len() {
+        tx.execute_batch(&format!("ALTER TABLE {LOG_TABLE} ADD COLUMN c{c}"))?;
+    }
+    let table = quote_ident(&spec.table);
+    let col = |i: usize, side: &str| format!("{side}.{}", quote_ident(&schema.columns[i].name));
+    let image_names: Vec<String> = (0..schema.columns.len()).map(|c| format!("c{c}")).collect();
+    let key_names: Vec<String> = (0..schema.key.len()).map(|k| format!("k{k}")).collect();
+    let new_image: Vec<String> = (0..schema.columns.len()).map(|i| col(i, "NEW")).collect();
+    let old_key: Vec<String> = schema.key.iter().map(|&i| col(i, "OLD")).collect();
+    let old_partition = schema
+        .partition_column
+        .map_or_else(|| "NULL".to_string(), |i| col(i, "OLD"));
+    let link = spec.link;
+    let (ins, upd, del) = (
+        trigger_name(link, "insert"),
+        trigger_name(link, "update"),
+        trigger_name(link, "delete"),
+    );
+    let sep = |v: &[String]| {
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", v.join(", "))
+        }
+    };
+    tx.execute_batch(&format!(
+        "DROP TRIGGER IF EXISTS {ins};
+         DROP TRIGGER IF EXISTS {upd};
+         DROP TRIGGER IF EXISTS {del};
+         CREATE TRIGGER {ins} AFTER INSERT ON {table} BEGIN
+           INSERT INTO {LOG_TABLE} (link, op{cols}) VALUES ({link}, {OP_INSERT}{vals});
+         END;
+         CREATE TRIGGER {upd} AFTER UPDATE ON {table} BEGIN
+           INSERT INTO {LOG_TABLE} (link, op, opart{keys}{cols})
+             VALUES ({link}, {OP_UPDATE}, {old_partition}{old_keys}{vals});
+         END;
+         CREATE TRIGGER {del} AFTER DELETE ON {table} BEGIN
+           INSERT INTO {LOG_TABLE} (link, op, opart{keys})
+             VALUES ({link}, {OP_DELETE}, {old_partition}{old_keys});
+         END;",
+        cols = sep(&image_names),
+        vals = sep(&new_image),
+        keys = sep(&key_names),
+        old_keys = sep(&old_key),
+    ))?;
+    if let Some(from) = spec.added_from {
+        backfill_added_columns(&tx, spec, from)?;
+    }
+    tx.commit()
+}
+
+/// Gives the changes captured before capture was widened the values of the added columns,
+/// where they can be known exactly: for a change that is the last logged change of its row,
+/// the row has not changed since, so its current values are the values at that change.
+/// Runs in the widening transaction, so no change can slip in between.
+fn backfill_added_columns(
+    tx: &rusqlite::Transaction<'_>,
+    spec: &CaptureSpec,
+    from: usize,
+) -> rusqlite::Result<usize> {
+    let schema = &spec.schema;
+    if from >= schema.columns.len() {
+        return Ok(0);
+    }
+    let table = quote_ident(&spec.table);
+    let sets: Vec<String> = (from..schema.columns.len())
+        .map(|c| format!("c{c} = t.{}", quote_ident(&schema.columns[c].name)))
+        .collect();
+    // The row of a change: its image's key columns equal the table row's key.
+    let same_row: Vec<String> = schema
+        .key
+        .iter()
+        .map(|&k| format!("t.{} IS l.c{k}", quote_ident(&schema.columns[k].name)))
+        .collect();
+    // A later change of the same row: a later image with the same key, or a later update or
+    // delete whose old key is this key.
+    let later_image: Vec<String> = schema
+        .key
+        .iter()
+        .map(|&k| format!("l2.c{k} IS l.c{k}"))
+        .collect();
+    let later_old: Vec<String> = schema
+        .key
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| format!("l2.k{i} IS l.c{k}"))
+        .collect();
+    let sql = format!(
+        "UPDATE {LOG_TABLE} AS l SET {sets}
+         FROM {table} AS t
+         WHERE l.link = ?1 AND l.op IN ({OP_INSERT}, {OP_UPDATE}) AND {same_row}
+           AND NOT EXISTS (
+             SELECT 1 FROM {LOG_TABLE} AS l2
+             WHERE l2.link = ?1 AND l2.pos > l.pos
+               AND ((l2.op IN ({OP_INSERT}, {OP_UPDATE}) AND {later_image})
+                    OR (l2.op IN ({OP_UPDATE}, {OP_DELETE}) AND {later_old})))",
+        sets = sets.join(", "),
+        same_row = same_row.join(" AND "),
+        later_image = later_image.join(" AND "),
+        later_old = later_old.join(" AND "),
+    );
+    let filled = tx.execute(&sql, [spec.link])?;
+    let pending: i64 = tx.query_row(
+        &format!(
+            "SELECT count(*) FROM {LOG_TABLE} WHERE link = ?1 AND op IN ({OP_INSERT}, {OP_UPDATE})"
+        ),
+        [spec.link],
+        |r| r.get(0),
+    )?;
+    let unknown = usize::try_from(pending).unwrap_or(0).saturating_sub(filled);
+    if unknown > 0 {
+        tracing::warn!(
+            table = %spec.table, changes = unknown,
+            "changes made between adding a column and lakelink seeing it were superseded before capture widened; their values of the new columns are unknown and written empty"
+        );
+    }
+    Ok(filled)
+}
+
+/// Drops the link's triggers and its pending log entries.
+pub(super) fn remove(conn: &mut Connection, link: LinkId) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for what in ["insert", "update", "delete"] {
+        tx.execute_batch(&format!(
+            "DROP TRIGGER IF EXISTS {}",
+            trigger_name(link, what)
+        ))?;
+    }
+    let has_log: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE name = ?1",
+        [LOG_TABLE],
+        |r| r.get(0),
+    )?;
+    if has_log {
+        tx.execute(&format!("DELETE FROM {LOG_TABLE} WHERE link = ?1"), [link])?;
+    }
+    tx.commit()
+}
+
+/// The last position ever given to a change (0 before the first).
+pub(super) fn last_position(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?1), 0)",
+        [LOG_TABLE],
+        |r| r.get(0),
+    )
+}
+
+/// How many key columns (`k0..`) and image columns (`c0..`) the log has.
+pub(super) fn log_width(conn: &Connection) -> rusqlite::Result<(usize, usize)> {
+    let mut stmt = conn.prepare_cached("SELECT name FROM pragma_table_info(?1)")?;
+    let names = stmt.query_map([LOG_TABLE], |r| r.get::<_, String>(0))?;
+    let (mut keys, mut images) = (0, 0);
+    for name in names {
+        let name = name?;
+        if name.starts_with('k') && name[1..].parse::<usize>().is_ok() {
+            keys += 1;
+        } else if name.starts_with('c') && name[1..].parse::<usize>().is_ok() {
+            images += 1;
+        }
+    }
+    Ok((keys, images))
+}
+
+/// The query that reads changes after a position: `pos, link, op, opart, k.., c..`.
+pub(super) fn select_changes_sql(keys: usize, images: usize) -> String {
+    let mut columns = vec![
+        "pos".to_string(),
+        "link".into(),
+        "op".into(),
+        "opart".into(),
+    ];
+    columns.extend((0..keys).map(|k| format!("k{k}")));
+    columns.extend((0..images).map(|c| format!("c{c}")));
+    format!(
+        "SELECT {} FROM {LOG_TABLE} WHERE pos > ?1 ORDER BY pos LIMIT ?2",
+        columns.join(", ")
+    )
+}
+
+/// Deletes log entries at or before `upto`: they are durable in the lake.
+pub(super) fn discard_through(conn: &Connection, upto: i64) -> rusqlite::Result<usize> {
+    conn.execute(&format!("DELETE FROM {LOG_TABLE} WHERE pos <= ?1"), [upto])
+}

@@ -1,0 +1,375 @@
+//! The SQLite source: capture by triggers into a change log inside the database, initial
+//! copies from a read transaction, and changes read in log order.
+//!
+//! The database is put in WAL mode so that lakelink's reads never block the application's
+//! writers and a copy sees one consistent state while writes go on.
+
+mod capture;
+mod values;
+
+use capture::quote_ident;
+use lakelink_model::change::{Change, ChangeBatch, ChangeKind, LinkId, Position};
+use lakelink_model::column_type::ColumnType;
+use lakelink_model::schema::SourceColumn;
+use lakelink_model::source::{CaptureSpec, Source, SourceError, SourceTable};
+use lakelink_model::value::Value;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `[source] kind = "sqlite"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSourceConfig {
+    /// The database file; relative paths are relative to the config file.
+    pub path: PathBuf,
+}
+
+/// How long one statement waits for an application's lock before reporting
+/// [`SourceError::Busy`]; the engine retries with backoff after that.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A batch stops growing past this many bytes of values, so that wide rows (1 MB strings)
+/// cannot make a batch of thousands of changes hold gigabytes.
+const MAX_BATCH_BYTES: usize = 32 << 20;
+
+/// What is known about each link whose changes this source reads.
+#[derive(Debug, Clone)]
+struct LinkInfo {
+    table: String,
+    columns: Vec<String>,
+    key_width: usize,
+}
+
+/// A SQLite database as a source.
+pub struct SqliteSource {
+    path: PathBuf,
+    name: String,
+    conn: Connection,
+    identity: (u64, u64),
+    links: HashMap<LinkId, LinkInfo>,
+}
+
+impl SqliteSource {
+    /// Opens the database (which must exist) and switches it to WAL mode.
+    pub fn open(config: &SqliteSourceConfig) -> Result<SqliteSource, SourceError> {
+        let path = config.path.clone();
+        let name = format!("SQLite database {}", path.display());
+        let meta = std::fs::metadata(&path).map_err(|e| SourceError::Database {
+            source_name: name.clone(),
+            what: "opening the database file (check [source] path)".into(),
+            source: Box::new(e),
+        })?;
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| db_error(&name, "opening the database", e))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| db_error(&name, "setting the busy timeout", e))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(|e| db_error(&name, "switching to WAL mode", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(source = %name, mode = %mode, "the database stays in {mode} mode; lakelink's reads may delay writers");
+        }
+        Ok(SqliteSource {
+            path,
+            name,
+            conn,
+            identity: (meta.dev(), meta.ino()),
+            links: HashMap::new(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fails with [`SourceError::Gone`] if the file was deleted or replaced since it was
+    /// opened: reading on would read a file that no longer is the database.
+    fn check_identity(&self) -> Result<(), SourceError> {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => Ok(()),
+            _ => Err(SourceError::Gone {
+                source_name: self.name.clone(),
+            }),
+        }
+    }
+
+    fn err(&self, what: &str, e: rusqlite::Error) -> SourceError {
+        db_error(&self.name, what, e)
+    }
+}
+
+/// Roughly how much memory a value holds.
+fn value_size(v: &Value) -> usize {
+    match v {
+        Value::Text(s) => s.len() + 24,
+        Value::Blob(b) => b.len() + 24,
+        _ => 16,
+    }
+}
+
+fn db_error(name: &str, what: &str, e: rusqlite::Error) -> SourceError {
+    if matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    ) {
+        return SourceError::Busy {
+            source_name: name.to_string(),
+            what: what.to_string(),
+        };
+    }
+    SourceError::Database {
+        source_name: name.to_string(),
+        what: what.to_string(),
+        source: Box::new(e),
+    }
+}
+
+impl Source for SqliteSource {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn describe_table(&mut self, table: &str) -> Result<SourceTable, SourceError> {
+        self.check_identity()?;
+        let kind: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT type FROM sqlite_schema WHERE name = ?1 COLLATE NOCASE AND type = 'table'",
+                [table],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(self.err("reading the schema", e)),
+            })?;
+        if kind.is_none() {
+            return Err(SourceError::TableNotFound {
+                source_name: self.name.clone(),
+                table: table.to_string(),
+            });
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, type, pk FROM pragma_table_info(?1) ORDER BY cid")
+            .map_err(|e| self.err("reading the table's columns", e))?;
+        let rows = stmt
+            .query_map([table], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| db_error(&self.name, "reading the table's columns", e))?;
+        let mut pk: Vec<(i64, usize)> = Vec::new();
+        let columns = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, declared, pk_index))| {
+                if pk_index > 0 {
+                    pk.push((pk_index, i));
+                }
+                SourceColumn {
+                    column_type: ColumnType::from_sqlite_declared(&declared),
+                    name,
+                    declared_type: declared,
+                }
+            })
+            .collect();
+        pk.sort();
+        Ok(SourceTable {
+            columns,
+            primary_key: pk.into_iter().map(|(_, i)| i).collect(),
+        })
+    }
+
+    fn schema_version(&mut self) -> Result<i64, SourceError> {
+        self.check_identity()?;
+        self.conn
+            .query_row("PRAGMA schema_version", [], |r| r.get(0))
+            .map_err(|e| self.err("reading the schema version", e))
+    }
+
+    fn install_capture(&mut self, spec: &CaptureSpec) -> Result<(), SourceError> {
+        self.check_identity()?;
+        capture::install(&mut self.conn, spec)
+            .map_err(|e| self.err("installing capture triggers", e))?;
+        self.links.insert(
+            spec.link,
+            LinkInfo {
+                table: spec.table.clone(),
+                columns: spec.schema.columns.iter().map(|c| c.name.clone()).collect(),
+                key_width: spec.schema.key.len(),
+            },
+        );
+        Ok(())
+    }
+
+    fn remove_capture(&mut self, link: LinkId, table: &str) -> Result<(), SourceError> {
+        self.check_identity()?;
+        capture::remove(&mut self.conn, link)
+            .map_err(|e| db_error(&self.name, &format!("removing capture of {table:?}"), e))?;
+        self.links.remove(&link);
+        Ok(())
+    }
+
+    fn copy_table(
+        &mut self,
+        spec: &CaptureSpec,
+        on_row: &mut dyn FnMut(Position, &[Value]) -> ControlFlow<()>,
+    ) -> Result<Position, SourceError> {
+        self.check_identity()?;
+        let name = self.name.clone();
+        let err = |what: &str, e| db_error(&name, what, e);
+        // One read transaction: the position and the rows come from the same state of the
+        // database, so the copy stands exactly at that position.
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| err("starting the copy", e))?;
+        let position =
+            Position(capture::last_position(&tx).map_err(|e| err("reading the log position", e))?);
+        let columns: Vec<String> = spec
+            .schema
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {}",
+            columns.join(", "),
+            quote_ident(&spec.table)
+        );
+        let mut stmt = tx.prepare(&sql).map_err(|e| err("reading the table", e))?;
+        let mut rows = stmt.query([]).map_err(|e| err("reading the table", e))?;
+        let mut values = Vec::with_capacity(columns.len());
+        while let Some(row) = rows.next().map_err(|e| err("reading the table", e))? {
+            values.clear();
+            for (i, column) in spec.schema.columns.iter().enumerate() {
+                let v = row.get_ref(i).map_err(|e| err("reading the table", e))?;
+                values.push(values::from_sql(v).ok_or_else(|| SourceError::InvalidText {
+                    table: spec.table.clone(),
+                    column: column.name.clone(),
+                    position,
+                })?);
+            }
+            if on_row(position, &values).is_break() {
+                break;
+            }
+        }
+        drop(rows);
+        drop(stmt);
+        tx.commit().map_err(|e| err("ending the copy", e))?;
+        Ok(position)
+    }
+
+    fn read_changes(&mut self, after: Position, max: usize) -> Result<ChangeBatch, SourceError> {
+        self.check_identity()?;
+        let name = &self.name;
+        let links = &self.links;
+        let err = |e| db_error(name, "reading changes", e);
+        let mut batch = ChangeBatch {
+            changes: Vec::new(),
+            end: after,
+        };
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        // One read transaction: the log's last position and the entries come from the same
+        // state, so when the batch is not full everything up to that position has been read.
+        let tx = self.conn.transaction().map_err(err)?;
+        let last = capture::last_position(&tx).map_err(err)?;
+        let (key_cols, image_cols) = capture::log_width(&tx).map_err(err)?;
+        let sql = capture::select_changes_sql(key_cols, image_cols);
+        let mut read_rows = 0usize;
+        let mut bytes = 0usize;
+        {
+            let mut stmt = tx.prepare_cached(&sql).map_err(err)?;
+            let mut rows = stmt.query(rusqlite::params![after.0, limit]).map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                read_rows += 1;
+                let read = |i| row.get_ref(i).map_err(err);
+                let position = Position(read(0)?.as_i64().unwrap_or_default());
+                batch.end = position;
+                let link = read(1)?.as_i64().unwrap_or_default();
+                let Some(info) = links.get(&link) else {
+                    // A link this agent does not hold (unlinked, or an earlier link of a
+                    // table); its entries are dropped with the next acknowledgement.
+                    continue;
+                };
+                let kind = match read(2)?.as_i64().unwrap_or_default() {
+                    1 => ChangeKind::Insert,
+                    2 => ChangeKind::Update,
+                    _ => ChangeKind::Delete,
+                };
+                let invalid = |column: &str| SourceError::InvalidText {
+                    table: info.table.clone(),
+                    column: column.to_string(),
+                    position,
+                };
+                let old_partition =
+                    values::from_sql(read(3)?).ok_or_else(|| invalid("(partition column)"))?;
+                let mut old_key = Vec::with_capacity(info.key_width);
+                for k in 0..info.key_width.min(key_cols) {
+                    old_key.push(values::from_sql(read(4 + k)?).ok_or_else(|| invalid("(key)"))?);
+                }
+                let mut image = Vec::new();
+                if kind != ChangeKind::Delete {
+                    let width = info.columns.len().min(image_cols);
+                    image.reserve(width);
+                    for (c, column) in info.columns.iter().enumerate().take(width) {
+                        image.push(
+                            values::from_sql(read(4 + key_cols + c)?)
+                                .ok_or_else(|| invalid(column))?,
+                        );
+                    }
+                }
+                bytes += image.iter().chain(&old_key).map(value_size).sum::<usize>();
+                batch.changes.push(Change {
+                    position,
+                    link,
+                    kind,
+                    row: image,
+                    old_key,
+                    old_partition,
+                });
+                if bytes > MAX_BATCH_BYTES {
+                    break;
+                }
+            }
+        }
+        tx.commit().map_err(err)?;
+        if read_rows < max && bytes <= MAX_BATCH_BYTES {
+            batch.end = batch.end.max(Position(last));
+        }
+        Ok(batch)
+    }
+
+    fn acknowledge(&mut self, upto: Position) -> Result<(), SourceError> {
+        self.check_identity()?;
+        match capture::discard_through(&self.conn, upto.0) {
+            Ok(_) => Ok(()),
+            // Trimming the log is housekeeping: if the application holds the write lock, the
+            // next acknowledgement trims the same entries.
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                tracing::debug!(source = %self.name, "change log busy; trimming it later");
+                Ok(())
+            }
+            Err(e) => Err(self.err("trimming the change log", e)),
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The agent's TOML config: parsing with unknown keys refused, defaults, and a validation that
+//! reports every problem with the key it concerns. Relative paths are relative to the file.
+
+use lakelink_connectors::source::sqlite::SqliteSourceConfig;
+use lakelink_model::lake_path::TableName;
+use lakelink_model::partition::Granularity;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Snapshots are hourly unless configured: the cadence Synapse Link uses, and frequent enough
+/// for reporting while keeping the number of snapshot files small.
+pub const DEFAULT_SNAPSHOT_INTERVAL: &str = "1h";
+/// Five published manifests stay readable: enough for a reader that started on one to finish
+/// while several newer ones are published.
+pub const DEFAULT_KEEP_GENERATIONS: u32 = 5;
+/// How often the agent looks for new changes when the last look found none: short enough for
+/// sub-second lag, long enough to cost nothing measurable on an idle database.
+pub const DEFAULT_POLL_INTERVAL: &str = "200ms";
+/// Changes read per batch: large enough to amortise one fsync per touched file, small enough
+/// to keep a batch's memory and latency low.
+pub const DEFAULT_BATCH_SIZE: usize = 5000;
+/// The checkpoint store's default name, beside the config file.
+pub const DEFAULT_STATE_FILE: &str = "lakelink-state.db";
+
+/// What can be wrong with a config.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("config {path}: cannot read it: {source}; check the --config path")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this config.
+    #[error("config {path}{line}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// ` line N`, when known.
+        line: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Values are out of range or inconsistent.
+    #[error("config {path}: {}", problems.join("; "))]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// Every problem found, each naming its key.
+        problems: Vec<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    source: SourceConfig,
+    lake: LakeConfig,
+    #[serde(default)]
+    engine: RawEngine,
+    #[serde(default, rename = "table")]
+    tables: Vec<RawTable>,
+}
+
+/// `[source]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// `kind = "sqlite"`.
+    Sqlite(SqliteSourceConfig),
+}
+
+/// `[lake]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LakeConfig {
+    /// `kind = "local"`.
+    Local(LocalLakeConfig),
+}
+
+/// `[lake] kind = "local"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalLakeConfig {
+    /// The lake folder.
+    pub path: PathBuf,
+    /// When set, model.json locations are this URL plus the path inside the lake (for a
+    /// folder published elsewhere) instead of absolute file paths.
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    snapshot_interval: Option<String>,
+    keep_generations: Option<u32>,
+    state: Option<PathBuf>,
+    poll_interval: Option<String>,
+    batch_size: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    name: String,
+    partition_by: Option<String>,
+    #[serde(default)]
+    granularity: Granularity,
+    #[serde(default)]
+    mode: Mode,
+    key: Option<Vec<String>>,
+}
+
+/// How a table's snapshots are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The partition's state: latest image per Id, deleted rows absent.
+    #[default]
+    InPlace,
+    /// The log of every change.
+    AppendOnly,
+}
+
+impl Mode {
+    /// The value of `lakelink:Mode`.
+    pub fn cdm_name(self) -> &'static str {
+        match self {
+            Mode::InPlace => "InPlace",
+            Mode::AppendOnly => "AppendOnly",
+        }
+    }
+}
+
+/// `[engine]`, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Time between snapshots, aligned to the clock.
+    pub snapshot_interval: Duration,
+    /// Published manifests kept readable.
+    pub keep_generations: u32,
+    /// The checkpoint store.
+    pub state: PathBuf,
+    /// Wait between looks for changes when idle.
+    pub poll_interval: Duration,
+    /// Changes per batch.
+    pub batch_size: usize,
+}
+
+/// One `[[table]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSettings {
+    /// The table, also its folder and entity name.
+    pub name: TableName,
+    /// The timestamp column that picks the partition (`None`: `createdon` if the table has
+    /// it, else unpartitioned).
+    pub partition_by: Option<String>,
+    /// Year or month partitions.
+    pub granularity: Granularity,
+    /// In-place or append-only snapshots.
+    pub mode: Mode,
+    /// Key columns for a table without a primary key.
+    pub key: Option<Vec<String>>,
+}
+
+/// A loaded, validated config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// `[source]`, paths resolved.
+    pub source: SourceConfig,
+    /// `[lake]`, paths resolved.
+    pub lake: LakeConfig,
+    /// `[engine]`.
+    pub engine: EngineSettings,
+    /// The linked tables, in config order.
+    pub tables: Vec<TableSettings>,
+}
+
+impl Config {
+    /// Reads and validates the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates config `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| format!(" line {}", text[..span.start].matches('\n').count() + 1))
+                .unwrap_or_default();
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                message: e.message().trim().replace('\n', " "),
+            }
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let mut problems = Vec::new();
+
+        let source = match raw.source {
+            SourceConfig::Sqlite(c) => SourceConfig::Sqlite(SqliteSourceConfig {
+                path: resolve(&c.path),
+            }),
+        };
+        let lake = match raw.lake {
+            LakeConfig::Local(c) => {
+                if let Some(url) = &c.base_url
+                    && !(url.starts_with("https://")
+                        || url.starts_with("http://")
+                        || url.starts_with("file://"))
+                {
+                    problems.push(format!(
+                        "lake.base_url {url:?} must be an http(s):// or file:// URL"
+                    ));
+                }
+                LakeConfig::Local(LocalLakeConfig {
+                    path: resolve(&c.path),
+                    base_url: c.base_url,
+                })
+            }
+        };
+
+        let duration = |key: &str,
+                        value: Option<&str>,
+                        default: &str,
+                        problems: &mut Vec<String>| {
+            let text = value.unwrap_or(default);
+            match humantime::parse_duration(text) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => {
+                    problems.push(format!("engine.{key} must be longer than zero"));
+                    humantime::parse_duration(default).unwrap_or(Duration::from_secs(1))
+                }
+                Err(e) => {
+                    problems.push(format!(
+                        "engine.{key} {text:?} is not a duration ({e}); write e.g. \"2s\", \"15m\", \"1h\""
+                    ));
+                    humantime::parse_duration(default).unwrap_or(Duration::from_secs(1))
+                }
+            }
+        };
+        let e = raw.engine;
+        let engine = EngineSettings {
+            snapshot_interval: duration(
+                "snapshot_interval",
+                e.snapshot_interval.as_deref(),
+                DEFAULT_SNAPSHOT_INTERVAL,
+                &mut problems,
+            ),
+            keep_generations: e.keep_generations.unwrap_or(DEFAULT_KEEP_GENERATIONS),
+            state: resolve(e.state.as_deref().unwrap_or(Path::new(DEFAULT_STATE_FILE))),
+            poll_interval: duration(
+                "poll_interval",
+                e.poll_interval.as_deref(),
+                DEFAULT_POLL_INTERVAL,
+                &mut problems,
+            ),
+            batch_size: e.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+        };
+        if engine.keep_generations == 0 {
+            problems.push("engine.keep_generations must be at least 1".into());
+        }
+        if engine.batch_size == 0 {
+            problems.push("engine.batch_size must be at least 1".into());
+        }
+
+        let mut seen = HashSet::new();
+        let mut tables = Vec::new();
+        for (i, t) in raw.tables.into_iter().enumerate() {
+            let at = format!("table[{i}]");
+            let name = match TableName::new(&t.name) {
+                Ok(name) => name,
+                Err(e) => {
+                    problems.push(format!("{at}.name: {e}"));
+                    continue;
+                }
+            };
+            // SQLite table names are case-insensitive, and so are some lakes' folders.
+            if !seen.insert(t.name.to_lowercase()) {
+                problems.push(format!("{at}.name: table {:?} is listed twice", t.name));
+            }
+            if let Some(key) = &t.key
+                && (key.is_empty() || key.iter().any(String::is_empty))
+            {
+                problems.push(format!("{at}.key: list one or more column names"));
+            }
+            if t.partition_by.as_deref() == Some("") {
+                problems.push(format!(
+                    "{at}.partition_by: name a timestamp column, or leave it out"
+                ));
+            }
+            tables.push(TableSettings {
+                name,
+                partition_by: t.partition_by,
+                granularity: t.granularity,
+                mode: t.mode,
+                key: t.key,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            });
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            source,
+            lake,
+            engine,
+            tables,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [source]
+        kind = "sqlite"
+        path = "crm.db"
+        [lake]
+        kind = "local"
+        path = "/lake"
+        [engine]
+        snapshot_interval = "2s"
+        [[table]]
+        name = "account"
+        partition_by = "createdon"
+        granularity = "month"
+        [[table]]
+        name = "notes"
+        mode = "append_only"
+        key = ["a", "b"]
+    "#;
+
+    #[test]
+    fn a_good_config_resolves_paths_and_defaults() {
+        let c = Config::parse(Path::new("/etc/lakelink/agent.toml"), GOOD).unwrap();
+        assert_eq!(
+            c.source,
+            SourceConfig::Sqlite(SqliteSourceConfig {
+                path: "/etc/lakelink/crm.db".into()
+            })
+        );
+        assert_eq!(c.engine.snapshot_interval, Duration::from_secs(2));
+        assert_eq!(c.engine.keep_generations, 5);
+        assert_eq!(c.engine.state, Path::new("/etc/lakelink/lakelink-state.db"));
+        assert_eq!(c.tables.len(), 2);
+        assert_eq!(c.tables[0].granularity, Granularity::Month);
+        assert_eq!(c.tables[1].mode, Mode::AppendOnly);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_line() {
+        let text = GOOD.replace("granularity = \"month\"", "granularty = \"month\"");
+        let err = Config::parse(Path::new("a.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `granularty`"), "{err}");
+        assert!(err.contains("line 13"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text = GOOD
+            .replace("\"2s\"", "\"soon\"")
+            .replace("name = \"notes\"", "name = \"../x\"")
+            + "\n[[table]]\nname = \"Account\"\n";
+        let err = Config::parse(Path::new("a.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("engine.snapshot_interval \"soon\""), "{err}");
+        assert!(err.contains("table[1].name"), "{err}");
+        assert!(err.contains("listed twice"), "{err}");
+    }
+}

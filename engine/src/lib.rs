@@ -1,0 +1,15 @@
+//! lakelink's engine: the pipeline from a source to a lake (capture bookkeeping, trickle
+//! feed, snapshotter, checkpoints, config) and the commands of the `lakelink` binary.
+
+pub mod agent;
+pub mod config;
+pub mod error;
+pub mod manifest;
+pub mod pipeline;
+pub mod read;
+pub mod recovery;
+pub mod row_layout;
+pub mod snapshot;
+pub mod state;
+pub mod status;
+pub mod table_feed;

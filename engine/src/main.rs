@@ -1,0 +1,130 @@
+//! The `lakelink` binary: parses the command line and wires the engine's parts together.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use lakelink_engine::agent::{self, Signals};
+use lakelink_engine::config::{Config, LakeConfig, LocalLakeConfig};
+use lakelink_engine::pipeline::open_lake;
+use lakelink_engine::{read, status};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// Change-data capture from a database into a data lake of CSV files and CDM manifests.
+#[derive(Parser)]
+#[command(name = "lakelink", version, about)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent until SIGINT or SIGTERM: trickle changes, snapshot on the clock.
+    Run {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// One pass: link new tables, trickle everything pending, snapshot now, exit.
+    Sync {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show each table's sync state, position, rows and last snapshot.
+    Status {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print a table as readers see it (through model.json), as CSV with a header.
+    Read {
+        /// The lake folder.
+        #[arg(long)]
+        lake: PathBuf,
+        /// The table.
+        table: String,
+        /// Read an older published generation instead of model.json.
+        #[arg(long)]
+        generation: Option<u64>,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes, outermost first.
+            eprintln!("lakelink: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            let signals = Signals::install().context("installing signal handlers")?;
+            agent::run(config, &signals)?;
+        }
+        Command::Sync { config } => {
+            let config = Config::load(&config)?;
+            match agent::sync_once(config, Arc::new(AtomicBool::new(false)))? {
+                Some(p) => println!(
+                    "published generation {} at position {} ({} snapshot files)",
+                    p.generation, p.position, p.files_written
+                ),
+                None => println!("nothing changed; model.json stays as it is"),
+            }
+        }
+        Command::Status { config } => {
+            let config = Config::load(&config)?;
+            print!("{}", status::report(&config)?);
+        }
+        Command::Read {
+            lake,
+            table,
+            generation,
+        } => {
+            if !lake.is_dir() {
+                anyhow::bail!("lake folder {} does not exist", lake.display());
+            }
+            let lake = open_lake(&LakeConfig::Local(LocalLakeConfig {
+                path: lake,
+                base_url: None,
+            }))?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match read::read_table(lake.as_ref(), &table, generation, &mut out) {
+                Ok(_) => {}
+                // `lakelink read ... | head` closes the pipe early; that is not a failure.
+                Err(lakelink_engine::error::EngineError::Lake(
+                    lakelink_model::lake::LakeError::Io { source, .. },
+                )) if source.kind() == std::io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}

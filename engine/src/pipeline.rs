@@ -1,0 +1,494 @@
+//! The pipeline of one source and one lake: linking and unlinking tables, the trickle feed,
+//! schema changes and snapshots, over the checkpoint store. `lakelink run` and `lakelink sync`
+//! drive it; everything they share goes through here, so startup, a pass and a reload are one
+//! code path.
+
+use crate::config::{Config, LakeConfig, SourceConfig, TableSettings};
+use crate::error::EngineError;
+use crate::manifest;
+use crate::recovery;
+use crate::snapshot;
+use crate::state::{LinkRecord, LiveFile, StateStore, SyncState};
+use crate::table_feed::TableFeed;
+use lakelink_connectors::lake::local::LocalLake;
+use lakelink_connectors::source::sqlite::SqliteSource;
+use lakelink_model::change::{LinkId, Position};
+use lakelink_model::datetime::UtcDateTime;
+use lakelink_model::lake::{Lake, WriterLock};
+use lakelink_model::lake_path::{LakePath, TableName};
+use lakelink_model::schema::{SYSTEM_ATTRIBUTES, TableSchema};
+use lakelink_model::source::{CaptureSpec, Source};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A feed's buffers are appended once they hold this much, even mid-batch, so a batch of wide
+/// rows never holds more than this per table in memory.
+const FLUSH_BYTES: usize = 8 << 20;
+
+/// The column that partitions a table when the config names none (LAKE_FORMAT §2).
+const DEFAULT_PARTITION_COLUMN: &str = "createdon";
+
+/// The current time in the lake's date-time form.
+pub fn now_text() -> String {
+    UtcDateTime::from_offset(time::OffsetDateTime::now_utc()).to_lake_text()
+}
+
+/// One source, one lake, and the tables linked between them.
+pub struct Pipeline {
+    config: Config,
+    lake: Box<dyn Lake>,
+    source: Box<dyn Source>,
+    state: StateStore,
+    feeds: BTreeMap<String, TableFeed>,
+    by_link: HashMap<LinkId, String>,
+    schema_version: Option<i64>,
+    stop: Arc<AtomicBool>,
+    _lock: Box<dyn WriterLock>,
+}
+
+/// Opens the lake a config names.
+pub fn open_lake(config: &LakeConfig) -> Result<Box<dyn Lake>, EngineError> {
+    Ok(match config {
+        LakeConfig::Local(c) => Box::new(LocalLake::open(&c.path, c.base_url.clone())?),
+    })
+}
+
+fn open_source(config: &SourceConfig) -> Result<Box<dyn Source>, EngineError> {
+    Ok(match config {
+        SourceConfig::Sqlite(c) => Box::new(SqliteSource::open(c)?),
+    })
+}
+
+impl Pipeline {
+    /// Takes the lake's writer lock, opens the source and the checkpoint store, and repairs
+    /// what a crash left. `stop` interrupts a long initial copy.
+    pub fn open(config: Config, stop: Arc<AtomicBool>) -> Result<Pipeline, EngineError> {
+        let lake = open_lake(&config.lake)?;
+        let holder = format!(
+            "lakelink pid {} (config {}, since {})",
+            std::process::id(),
+            config.path.display(),
+            now_text()
+        );
+        let lock = lake.lock_writer(&holder)?;
+        let source = open_source(&config.source)?;
+        let mut state = StateStore::open(&config.engine.state, &lake.describe())?;
+        recovery::settle_publish(lake.as_ref(), &mut state, &now_text())?;
+        let mut pipeline = Pipeline {
+            config,
+            lake,
+            source,
+            state,
+            feeds: BTreeMap::new(),
+            by_link: HashMap::new(),
+            schema_version: None,
+            stop,
+            _lock: lock,
+        };
+        for record in pipeline.state.links()? {
+            if record.state != SyncState::Completed {
+                // An initial sync a crash interrupted starts over when the table is linked.
+                continue;
+            }
+            let name = table_name(&record.table)?;
+            let files = pipeline.state.live_files(&record.table)?;
+            let files = recovery::repair_live_files(pipeline.lake.as_ref(), &record, &name, files)?;
+            pipeline.state.commit_batch(&files, &[])?;
+            pipeline.source.install_capture(&CaptureSpec {
+                link: record.link,
+                table: record.table.clone(),
+                schema: record.schema.clone(),
+                added_from: None,
+            })?;
+            pipeline.by_link.insert(record.link, record.table.clone());
+            let feed = TableFeed::new(record, name, files);
+            pipeline.write_trickle_manifest(&feed)?;
+            pipeline.feeds.insert(feed.record.table.clone(), feed);
+        }
+        Ok(pipeline)
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The lake.
+    pub fn lake(&self) -> &dyn Lake {
+        self.lake.as_ref()
+    }
+
+    /// Links the configured tables that are not linked yet (running their initial sync) and
+    /// unlinks the tables the config no longer lists.
+    pub fn reconcile(&mut self) -> Result<(), EngineError> {
+        let wanted: Vec<TableSettings> = self.config.tables.clone();
+        let stale: Vec<String> = self
+            .state
+            .links()?
+            .into_iter()
+            .map(|r| r.table)
+            .filter(|t| !wanted.iter().any(|w| w.name.as_str() == t))
+            .collect();
+        for table in stale {
+            self.unlink(&table)?;
+        }
+        for table in &wanted {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            match self.feeds.get(table.name.as_str()) {
+                Some(feed) => warn_on_changed_options(feed, table),
+                None => self.link(table)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn schema_for(&mut self, table: &TableSettings) -> Result<TableSchema, EngineError> {
+        let name = table.name.as_str();
+        let described = self.source.describe_table(name)?;
+        let link_err = |reason: String| EngineError::Link {
+            table: name.to_string(),
+            reason,
+        };
+        let find = |column: &str, setting: &'static str| {
+            described
+                .columns
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(column))
+                .ok_or_else(|| lakelink_model::source::SourceError::UnknownColumn {
+                    table: name.to_string(),
+                    column: column.to_string(),
+                    setting,
+                })
+        };
+        let key = match &table.key {
+            Some(columns) => columns
+                .iter()
+                .map(|c| find(c, "key"))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => described.primary_key.clone(),
+        };
+        if key.is_empty() {
+            return Err(link_err(
+                "has no primary key; name the columns that identify a row with key = [\"...\"] in its [[table]]"
+                    .into(),
+            ));
+        }
+        let partition_column = match &table.partition_by {
+            Some(column) => Some(find(column, "partition_by")?),
+            None => find(DEFAULT_PARTITION_COLUMN, "partition_by").ok(),
+        };
+        if let Some(c) = described
+            .columns
+            .iter()
+            .find(|c| SYSTEM_ATTRIBUTES.contains(&c.name.as_str()))
+        {
+            return Err(link_err(format!(
+                "has a column named {:?}, which is a system attribute of the lake format; rename the column in the source",
+                c.name
+            )));
+        }
+        Ok(TableSchema {
+            linked_width: described.columns.len(),
+            columns: described.columns,
+            key,
+            partition_column,
+        })
+    }
+
+    /// Links a table: capture first, then the initial copy at a known position, then it
+    /// trickles from that position.
+    fn link(&mut self, table: &TableSettings) -> Result<(), EngineError> {
+        let name = table.name.clone();
+        let schema = self.schema_for(table)?;
+        let previous = self
+            .state
+            .links()?
+            .into_iter()
+            .find(|r| r.table == name.as_str());
+        let link = match &previous {
+            Some(r) => r.link,
+            None => self.state.next_link_id()?,
+        };
+        let mut record = LinkRecord {
+            table: name.as_str().to_string(),
+            link,
+            state: SyncState::NotStarted,
+            position: Position(0),
+            schema,
+            mode: table.mode,
+            granularity: table.granularity,
+            completed_at: None,
+        };
+        self.state.put_link(&record)?;
+        let spec = CaptureSpec {
+            link,
+            table: record.table.clone(),
+            schema: record.schema.clone(),
+            added_from: None,
+        };
+        self.source.install_capture(&spec)?;
+        tracing::info!(table = %name, link, "capture installed; starting the initial copy");
+        record.state = SyncState::InProgress;
+        self.state.put_link(&record)?;
+        // A fresh initial sync replaces whatever live files an earlier link or an interrupted
+        // copy left; snapshot files stay for the manifests that still name them.
+        self.state.clear_live_files(&record.table)?;
+        for entry in self.lake.list(&LakePath::table_dir(&name))? {
+            if !entry.is_dir && entry.path.file_name().ends_with(".csv") {
+                self.lake.delete(&entry.path)?;
+            }
+        }
+
+        let started = std::time::Instant::now();
+        let now = now_text();
+        let mut feed = TableFeed::new(record.clone(), name.clone(), Vec::new());
+        let mut files: Vec<LiveFile> = Vec::new();
+        let mut failure: Option<EngineError> = None;
+        let mut rows: u64 = 0;
+        let lake = self.lake.as_ref();
+        let stop = &self.stop;
+        let position = self.source.copy_table(&spec, &mut |position, row| {
+            feed.copy_row(row, position, &now);
+            rows += 1;
+            if rows.is_multiple_of(100_000) {
+                tracing::info!(table = %name, rows, "initial copy in progress");
+            }
+            if feed.buffered_bytes() >= FLUSH_BYTES {
+                match feed.flush(lake) {
+                    Ok(flushed) => files.extend(flushed),
+                    Err(e) => {
+                        failure = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            if stop.load(Ordering::Relaxed) {
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            tracing::info!(table = %name, "initial copy interrupted by shutdown; it starts over next time");
+            return Ok(());
+        }
+        feed.flush(lake)?;
+        record.state = SyncState::Completed;
+        record.position = position;
+        record.completed_at = Some(now_text());
+        let files: Vec<LiveFile> = feed.files().cloned().collect();
+        self.state.complete_initial_sync(&record, &files)?;
+        let feed = TableFeed::new(record, name.clone(), files);
+        self.write_trickle_manifest(&feed)?;
+        tracing::info!(
+            table = %name, rows, position = %position,
+            seconds = started.elapsed().as_secs_f64(), "initial copy completed"
+        );
+        self.by_link.insert(link, feed.record.table.clone());
+        self.feeds.insert(feed.record.table.clone(), feed);
+        Ok(())
+    }
+
+    /// Unlinks a table: capture removed from the source, the table forgotten; its folder stays
+    /// in the lake and the entity leaves model.json at the next publish.
+    fn unlink(&mut self, table: &str) -> Result<(), EngineError> {
+        let link = self.state.links()?.into_iter().find(|r| r.table == table);
+        if let Some(record) = link {
+            self.source.remove_capture(record.link, table)?;
+            self.by_link.remove(&record.link);
+        }
+        self.state.remove_link(table)?;
+        self.feeds.remove(table);
+        if let Ok(name) = TableName::new(table) {
+            self.lake.delete(&LakePath::trickle_manifest(&name))?;
+        }
+        tracing::info!(table, "unlinked; its folder stays in the lake");
+        Ok(())
+    }
+
+    /// Picks up columns added to linked tables since the last look.
+    pub fn check_schemas(&mut self) -> Result<(), EngineError> {
+        let version = self.source.schema_version()?;
+        if self.schema_version == Some(version) {
+            return Ok(());
+        }
+        self.schema_version = Some(version);
+        let tables: Vec<String> = self.feeds.keys().cloned().collect();
+        for table in tables {
+            let described = self.source.describe_table(&table)?;
+            let feed = &self.feeds[&table];
+            let known = &feed.record.schema.columns;
+            let same_prefix = described.columns.len() >= known.len()
+                && known
+                    .iter()
+                    .zip(&described.columns)
+                    .all(|(a, b)| a.name == b.name && a.declared_type == b.declared_type);
+            if !same_prefix {
+                tracing::warn!(
+                    table,
+                    "columns were renamed, dropped or retyped; new rows keep the linked columns; relink the table to take the new shape"
+                );
+                continue;
+            }
+            if described.columns.len() == known.len() {
+                continue;
+            }
+            let mut schema = feed.record.schema.clone();
+            let added: Vec<String> = described.columns[known.len()..]
+                .iter()
+                .map(|c| c.name.clone())
+                .collect();
+            schema.columns = described.columns;
+            self.source.install_capture(&CaptureSpec {
+                link: feed.record.link,
+                table: table.clone(),
+                schema: schema.clone(),
+                added_from: Some(known.len()),
+            })?;
+            let feed = self.feeds.get_mut(&table).expect("feed listed above");
+            feed.widen(schema);
+            self.state.put_link(&feed.record)?;
+            let feed = &self.feeds[&table];
+            self.write_trickle_manifest(feed)?;
+            tracing::info!(
+                table,
+                ?added,
+                "columns added; they are captured from now on"
+            );
+        }
+        Ok(())
+    }
+
+    /// The position every completed table is durable through.
+    fn common_position(&self) -> Option<Position> {
+        self.feeds
+            .values()
+            .filter(|f| f.record.state == SyncState::Completed)
+            .map(|f| f.record.position)
+            .min()
+    }
+
+    /// Reads one batch of changes and makes it durable in the lake. Returns how many changes
+    /// it read and whether the source had no more.
+    pub fn trickle_once(&mut self) -> Result<(usize, bool), EngineError> {
+        let Some(after) = self.common_position() else {
+            return Ok((0, true));
+        };
+        let max = self.config.engine.batch_size;
+        let batch = self.source.read_changes(after, max)?;
+        let caught_up = batch.changes.len() < max;
+        if batch.end <= after {
+            return Ok((0, caught_up));
+        }
+        let now = now_text();
+        let mut files = Vec::new();
+        for change in &batch.changes {
+            let Some(feed) = self
+                .by_link
+                .get(&change.link)
+                .and_then(|t| self.feeds.get_mut(t))
+            else {
+                continue;
+            };
+            if change.position <= feed.record.position {
+                continue;
+            }
+            feed.apply(change, &now);
+            if feed.buffered_bytes() >= FLUSH_BYTES {
+                files.extend(feed.flush(self.lake.as_ref())?);
+            }
+        }
+        let mut positions = Vec::new();
+        let mut manifests = Vec::new();
+        for feed in self.feeds.values_mut() {
+            files.extend(feed.flush(self.lake.as_ref())?);
+            if feed.take_new_partitions() {
+                manifests.push(feed.record.table.clone());
+            }
+            if batch.end > feed.record.position {
+                feed.record.position = batch.end;
+                positions.push((feed.record.table.clone(), batch.end));
+            }
+        }
+        for table in manifests {
+            self.write_trickle_manifest(&self.feeds[&table])?;
+        }
+        self.state.commit_batch(&files, &positions)?;
+        if let Some(upto) = self.common_position() {
+            self.source.acknowledge(upto)?;
+        }
+        tracing::debug!(changes = batch.changes.len(), end = %batch.end, files = files.len(), "batch committed");
+        Ok((batch.changes.len(), caught_up))
+    }
+
+    /// Trickles until the source has nothing more (bounded, so a writer that never pauses
+    /// cannot hold a snapshot off forever).
+    pub fn catch_up(&mut self) -> Result<usize, EngineError> {
+        let mut total = 0;
+        for _ in 0..1000 {
+            let (n, caught_up) = self.trickle_once()?;
+            total += n;
+            if caught_up {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Takes a snapshot now (publishing only if something changed).
+    pub fn snapshot(&mut self) -> Result<Option<snapshot::Published>, EngineError> {
+        self.catch_up()?;
+        let position = match self.common_position() {
+            Some(p) => p,
+            None => self.state.published()?.map_or(Position(0), |p| p.position),
+        };
+        let published = snapshot::publish(
+            self.lake.as_ref(),
+            &mut self.state,
+            &mut self.feeds,
+            position,
+            self.config.engine.keep_generations,
+            &now_text(),
+        )?;
+        if let Some(p) = &published {
+            tracing::info!(
+                generation = p.generation, position = %p.position, files = p.files_written,
+                seconds = p.elapsed.as_secs_f64(), removed_files = p.removed.files,
+                "snapshot published"
+            );
+        }
+        Ok(published)
+    }
+
+    fn write_trickle_manifest(&self, feed: &TableFeed) -> Result<(), EngineError> {
+        let model = manifest::trickle_model(self.lake.as_ref(), feed);
+        self.lake.replace(
+            &LakePath::trickle_manifest(feed.name()),
+            &manifest::to_bytes(&model),
+        )?;
+        Ok(())
+    }
+}
+
+fn table_name(name: &str) -> Result<TableName, EngineError> {
+    TableName::new(name).map_err(|e| EngineError::Link {
+        table: name.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn warn_on_changed_options(feed: &TableFeed, wanted: &TableSettings) {
+    let r = &feed.record;
+    if r.mode != wanted.mode || r.granularity != wanted.granularity {
+        tracing::warn!(
+            table = %wanted.name,
+            "mode or granularity differs from when the table was linked; unlink and relink it to apply the change"
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Writing a table's change records as CSV rows in attribute order (LAKE_FORMAT §5): an image
+//! row for an insert or update, and a delete record that carries the Id, the Sink columns,
+//! the partition column, `versionnumber` and `IsDelete`.
+
+use lakelink_model::FieldKind;
+use lakelink_model::change::Position;
+use lakelink_model::csv_row::RowWriter;
+use lakelink_model::schema::{Attribute, AttributeRole, TableSchema};
+use lakelink_model::value::Value;
+use lakelink_model::value_codec::write_value;
+
+/// A table's attributes, ready to encode rows.
+pub struct RowLayout {
+    attributes: Vec<Attribute>,
+    id_kind: FieldKind,
+    partition_column: Option<usize>,
+    scratch: String,
+}
+
+impl RowLayout {
+    /// The layout of `schema`.
+    pub fn new(schema: &TableSchema) -> RowLayout {
+        RowLayout {
+            attributes: schema.attributes(),
+            id_kind: schema.id_kind(),
+            partition_column: schema.partition_column,
+            scratch: String::new(),
+        }
+    }
+
+    /// The attributes in row order.
+    pub fn attributes(&self) -> &[Attribute] {
+        &self.attributes
+    }
+
+    /// Appends the row of an inserted or updated image.
+    pub fn image_row(
+        &mut self,
+        out: &mut Vec<u8>,
+        id: &Value,
+        row: &[Value],
+        position: Position,
+        written_at: &str,
+    ) {
+        self.write(out, id, position, written_at, |i| row.get(i), false);
+    }
+
+    /// Appends a delete record.
+    pub fn delete_row(
+        &mut self,
+        out: &mut Vec<u8>,
+        id: &Value,
+        partition_value: &Value,
+        position: Position,
+        written_at: &str,
+    ) {
+        let partition_column = self.partition_column;
+        self.write(
+            out,
+            id,
+            position,
+            written_at,
+            |i| (Some(i) == partition_column).then_some(partition_value),
+            true,
+        );
+    }
+
+    fn write<'v>(
+        &mut self,
+        out: &mut Vec<u8>,
+        id: &Value,
+        position: Position,
+        written_at: &str,
+        column: impl Fn(usize) -> Option<&'v Value>,
+        is_delete: bool,
+    ) {
+        let mut w = RowWriter::new(out);
+        for a in &self.attributes {
+            match a.role {
+                AttributeRole::Id => write_value(&mut w, id, self.id_kind, &mut self.scratch),
+                AttributeRole::SinkCreatedOn | AttributeRole::SinkModifiedOn => {
+                    w.quoted(written_at)
+                }
+                AttributeRole::Column(i) => match column(i) {
+                    Some(v) => write_value(&mut w, v, a.kind, &mut self.scratch),
+                    None => w.null(),
+                },
+                AttributeRole::VersionNumber => {
+                    self.scratch.clear();
+                    use std::fmt::Write as _;
+                    let _ = write!(self.scratch, "{}", position.0);
+                    w.raw(&self.scratch);
+                }
+                AttributeRole::IsDelete => {
+                    if is_delete {
+                        w.raw("True");
+                    } else {
+                        w.null();
+                    }
+                }
+            }
+        }
+        w.finish();
+    }
+}

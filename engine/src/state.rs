@@ -1,0 +1,584 @@
+//! The checkpoint store: what is durable in the lake, per table and per live file, and which
+//! snapshot generation is published. A SQLite database with `synchronous = FULL`, so a
+//! committed checkpoint survives power loss, and every update is one transaction.
+//!
+//! Progress only moves forward: a table's position is never lowered by a checkpoint.
+
+use crate::config::Mode;
+use lakelink_model::change::{LinkId, Position};
+use lakelink_model::partition::Granularity;
+use lakelink_model::schema::TableSchema;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+
+/// The store's layout version; a store written by another layout is refused, never guessed.
+const FORMAT_VERSION: &str = "1";
+
+/// What can go wrong with the checkpoint store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The database failed.
+    #[error("checkpoint store {path}: {what}: {source}")]
+    Database {
+        /// The store.
+        path: PathBuf,
+        /// What was being done.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The store belongs to another lake.
+    #[error(
+        "checkpoint store {path} belongs to {recorded}, not {configured}; give each lake its own [engine] state"
+    )]
+    WrongLake {
+        /// The store.
+        path: PathBuf,
+        /// The lake it records.
+        recorded: String,
+        /// The lake configured now.
+        configured: String,
+    },
+    /// The store has a layout this version does not know.
+    #[error(
+        "checkpoint store {path} has layout {found}, this lakelink reads layout {FORMAT_VERSION}"
+    )]
+    Format {
+        /// The store.
+        path: PathBuf,
+        /// Its layout version.
+        found: String,
+    },
+    /// A stored value does not parse.
+    #[error("checkpoint store {path}: damaged record for table {table:?}: {reason}")]
+    Damaged {
+        /// The store.
+        path: PathBuf,
+        /// The table.
+        table: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A table's initial sync state (`Athena:InitialSyncState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    /// Linked, capture not yet installed.
+    NotStarted,
+    /// The initial copy is being written.
+    InProgress,
+    /// Copied; changes trickle.
+    Completed,
+}
+
+impl SyncState {
+    /// The annotation value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::NotStarted => "NotStarted",
+            SyncState::InProgress => "InProgress",
+            SyncState::Completed => "Completed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<SyncState> {
+        Some(match s {
+            "NotStarted" => SyncState::NotStarted,
+            "InProgress" => SyncState::InProgress,
+            "Completed" => SyncState::Completed,
+            _ => return None,
+        })
+    }
+}
+
+/// One linked table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkRecord {
+    /// The table's name.
+    pub table: String,
+    /// The link's number.
+    pub link: LinkId,
+    /// Initial sync state.
+    pub state: SyncState,
+    /// Every change of the table at or before this position is durable in the lake.
+    pub position: Position,
+    /// The table's schema as the lake sees it.
+    pub schema: TableSchema,
+    /// Snapshot mode.
+    pub mode: Mode,
+    /// Partition granularity.
+    pub granularity: Granularity,
+    /// When the initial copy completed (lake date-time text).
+    pub completed_at: Option<String>,
+}
+
+/// One live file's durable state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveFile {
+    /// The table.
+    pub table: String,
+    /// The partition.
+    pub partition: String,
+    /// Bytes committed.
+    pub len: u64,
+    /// Position of the last row.
+    pub last_position: Position,
+    /// How many rows at the end share `last_position` (one change can write two rows to a
+    /// file, and a source may give several changes one position).
+    pub rows_at_last: u64,
+    /// Rows in the file.
+    pub rows: u64,
+    /// The file's length at the last published snapshot's cut.
+    pub snapshot_len: u64,
+    /// Generation of the snapshot file that covers it up to `snapshot_len`.
+    pub snapshot_generation: Option<u64>,
+}
+
+/// The last published manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Its generation.
+    pub generation: u64,
+    /// The source position it is cut at.
+    pub position: Position,
+    /// What tables it named, to tell whether linking or unlinking needs a new publish.
+    pub signature: String,
+    /// When it was published (lake date-time text).
+    pub published_at: String,
+}
+
+/// A snapshot being written: recorded before any file of it is, so a restart can tell
+/// whether to roll it forward (model.json names it) or discard it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSnapshot {
+    /// The generation being written.
+    pub generation: u64,
+    /// The cut.
+    pub position: Position,
+    /// The table signature it will publish.
+    pub signature: String,
+    /// (table, partition, live length at the cut) of each partition it rewrites.
+    pub cuts: Vec<(String, String, u64)>,
+}
+
+/// The checkpoint store.
+pub struct StateStore {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl StateStore {
+    /// Opens (or creates) the store for `lake`.
+    pub fn open(path: &Path, lake: &str) -> Result<StateStore, StateError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(|source| StateError::Database {
+            path: path.to_path_buf(),
+            what: "opening",
+            source,
+        })?;
+        let store = StateStore {
+            path: path.to_path_buf(),
+            conn,
+        };
+        store.run("preparing", |c| {
+            c.busy_timeout(std::time::Duration::from_secs(10))?;
+            c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+            c.execute_batch(
+                "PRAGMA synchronous=FULL;
+                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS links (
+                    name TEXT PRIMARY KEY, link INTEGER NOT NULL, state TEXT NOT NULL,
+                    position INTEGER NOT NULL, schema TEXT NOT NULL, mode TEXT NOT NULL,
+                    granularity TEXT NOT NULL, completed_at TEXT);
+                 CREATE TABLE IF NOT EXISTS live_files (
+                    name TEXT NOT NULL, partition TEXT NOT NULL, len INTEGER NOT NULL,
+                    last_position INTEGER NOT NULL, rows_at_last INTEGER NOT NULL,
+                    rows INTEGER NOT NULL, snapshot_len INTEGER NOT NULL,
+                    snapshot_generation INTEGER, PRIMARY KEY (name, partition));
+                 CREATE TABLE IF NOT EXISTS published (
+                    generation INTEGER PRIMARY KEY, position INTEGER NOT NULL,
+                    signature TEXT NOT NULL, published_at TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS pending_snapshot (
+                    generation INTEGER NOT NULL, position INTEGER NOT NULL,
+                    signature TEXT NOT NULL, cuts TEXT NOT NULL);",
+            )
+        })?;
+        let format = store.meta("format")?;
+        match format.as_deref() {
+            None => store.set_meta("format", FORMAT_VERSION)?,
+            Some(FORMAT_VERSION) => {}
+            Some(other) => {
+                return Err(StateError::Format {
+                    path: path.to_path_buf(),
+                    found: other.to_string(),
+                });
+            }
+        }
+        match store.meta("lake")? {
+            None => store.set_meta("lake", lake)?,
+            Some(recorded) if recorded == lake => {}
+            Some(recorded) => {
+                return Err(StateError::WrongLake {
+                    path: path.to_path_buf(),
+                    recorded,
+                    configured: lake.to_string(),
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    /// Opens an existing store without changing it (for `status`); `None` if it does not exist.
+    pub fn open_existing(path: &Path) -> Result<Option<StateStore>, StateError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| StateError::Database {
+                path: path.to_path_buf(),
+                what: "opening",
+                source,
+            })?;
+        Ok(Some(StateStore {
+            path: path.to_path_buf(),
+            conn,
+        }))
+    }
+
+    fn run<T>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StateError> {
+        f(&self.conn).map_err(|source| StateError::Database {
+            path: self.path.clone(),
+            what,
+            source,
+        })
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
+        self.run("reading meta", |c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StateError> {
+        self.run("writing meta", |c| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+            .map(drop)
+        })
+    }
+
+    /// A link number never given before.
+    pub fn next_link_id(&self) -> Result<LinkId, StateError> {
+        let last: i64 = self
+            .meta("last_link")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        self.set_meta("last_link", &(last + 1).to_string())?;
+        Ok(last + 1)
+    }
+
+    /// Every linked table.
+    pub fn links(&self) -> Result<Vec<LinkRecord>, StateError> {
+        let rows = self.run("reading links", |c| {
+            let mut stmt = c.prepare(
+                "SELECT name, link, state, position, schema, mode, granularity, completed_at
+                 FROM links ORDER BY name",
+            )?;
+            stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })?;
+        rows.into_iter()
+            .map(
+                |(table, link, state, position, schema, mode, granularity, completed_at)| {
+                    let damaged = |reason: String| StateError::Damaged {
+                        path: self.path.clone(),
+                        table: table.clone(),
+                        reason,
+                    };
+                    Ok(LinkRecord {
+                        link,
+                        state: SyncState::parse(&state)
+                            .ok_or_else(|| damaged(format!("unknown state {state:?}")))?,
+                        position: Position(position),
+                        schema: serde_json::from_str(&schema)
+                            .map_err(|e| damaged(e.to_string()))?,
+                        mode: serde_json::from_str(&mode).map_err(|e| damaged(e.to_string()))?,
+                        granularity: serde_json::from_str(&granularity)
+                            .map_err(|e| damaged(e.to_string()))?,
+                        completed_at,
+                        table,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Creates or replaces a link record.
+    pub fn put_link(&self, link: &LinkRecord) -> Result<(), StateError> {
+        self.run("writing a link", |c| {
+            c.execute(
+                "INSERT INTO links (name, link, state, position, schema, mode, granularity, completed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (name) DO UPDATE SET link = excluded.link, state = excluded.state,
+                   position = excluded.position, schema = excluded.schema, mode = excluded.mode,
+                   granularity = excluded.granularity, completed_at = excluded.completed_at",
+                params![
+                    link.table,
+                    link.link,
+                    link.state.as_str(),
+                    link.position.0,
+                    json(&link.schema),
+                    json(&link.mode),
+                    json(&link.granularity),
+                    link.completed_at
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Forgets a table and its live files.
+    pub fn remove_link(&mut self, table: &str) -> Result<(), StateError> {
+        self.transaction("removing a link", |tx| {
+            tx.execute("DELETE FROM links WHERE name = ?1", [table])?;
+            tx.execute("DELETE FROM live_files WHERE name = ?1", [table])?;
+            Ok(())
+        })
+    }
+
+    /// The table's live files.
+    pub fn live_files(&self, table: &str) -> Result<Vec<LiveFile>, StateError> {
+        self.run("reading live files", |c| {
+            let mut stmt = c.prepare(
+                "SELECT name, partition, len, last_position, rows_at_last, rows, snapshot_len,
+                        snapshot_generation
+                 FROM live_files WHERE name = ?1 ORDER BY partition",
+            )?;
+            stmt.query_map([table], |r| {
+                Ok(LiveFile {
+                    table: r.get(0)?,
+                    partition: r.get(1)?,
+                    len: r.get::<_, i64>(2)? as u64,
+                    last_position: Position(r.get(3)?),
+                    rows_at_last: r.get::<_, i64>(4)? as u64,
+                    rows: r.get::<_, i64>(5)? as u64,
+                    snapshot_len: r.get::<_, i64>(6)? as u64,
+                    snapshot_generation: r.get::<_, Option<i64>>(7)?.map(|g| g as u64),
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// Forgets a table's live files (a fresh initial sync starts over).
+    pub fn clear_live_files(&self, table: &str) -> Result<(), StateError> {
+        self.run("clearing live files", |c| {
+            c.execute("DELETE FROM live_files WHERE name = ?1", [table])
+                .map(drop)
+        })
+    }
+
+    /// Records appended files and advanced table positions in one transaction.
+    pub fn commit_batch(
+        &mut self,
+        files: &[LiveFile],
+        positions: &[(String, Position)],
+    ) -> Result<(), StateError> {
+        self.transaction("committing a batch", |tx| {
+            for f in files {
+                upsert_live_file(tx, f)?;
+            }
+            for (table, position) in positions {
+                tx.execute(
+                    "UPDATE links SET position = max(position, ?2) WHERE name = ?1",
+                    params![table, position.0],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Marks a table's initial sync complete at `position`, with its files, in one transaction.
+    pub fn complete_initial_sync(
+        &mut self,
+        link: &LinkRecord,
+        files: &[LiveFile],
+    ) -> Result<(), StateError> {
+        self.put_link(link)?;
+        self.transaction("completing an initial sync", |tx| {
+            for f in files {
+                upsert_live_file(tx, f)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The last published manifest.
+    pub fn published(&self) -> Result<Option<Published>, StateError> {
+        self.run("reading the published generation", |c| {
+            c.query_row(
+                "SELECT generation, position, signature, published_at FROM published
+                 ORDER BY generation DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(Published {
+                        generation: r.get::<_, i64>(0)? as u64,
+                        position: Position(r.get(1)?),
+                        signature: r.get(2)?,
+                        published_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Records a snapshot about to be written.
+    pub fn begin_pending(&mut self, pending: &PendingSnapshot) -> Result<(), StateError> {
+        let cuts = serde_json::to_string(&pending.cuts).unwrap_or_default();
+        self.transaction("recording a pending snapshot", |tx| {
+            tx.execute("DELETE FROM pending_snapshot", [])?;
+            tx.execute(
+                "INSERT INTO pending_snapshot (generation, position, signature, cuts)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    pending.generation as i64,
+                    pending.position.0,
+                    pending.signature,
+                    cuts
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The snapshot recorded by [`StateStore::begin_pending`] and not yet committed.
+    pub fn pending(&self) -> Result<Option<PendingSnapshot>, StateError> {
+        let row = self.run("reading the pending snapshot", |c| {
+            c.query_row(
+                "SELECT generation, position, signature, cuts FROM pending_snapshot",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                },
+            )
+            .optional()
+        })?;
+        row.map(|(generation, position, signature, cuts)| {
+            Ok(PendingSnapshot {
+                generation: generation as u64,
+                position: Position(position),
+                signature,
+                cuts: serde_json::from_str(&cuts).map_err(|e| StateError::Damaged {
+                    path: self.path.clone(),
+                    table: String::new(),
+                    reason: format!("pending snapshot: {e}"),
+                })?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The pending snapshot was published: move each cut partition's snapshot forward.
+    pub fn commit_pending(&mut self, published_at: &str) -> Result<(), StateError> {
+        let Some(p) = self.pending()? else {
+            return Ok(());
+        };
+        self.transaction("committing a snapshot", |tx| {
+            for (table, partition, cut) in &p.cuts {
+                tx.execute(
+                    "UPDATE live_files SET snapshot_len = ?3, snapshot_generation = ?4
+                     WHERE name = ?1 AND partition = ?2",
+                    params![table, partition, *cut as i64, p.generation as i64],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO published (generation, position, signature, published_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![p.generation as i64, p.position.0, p.signature, published_at],
+            )?;
+            tx.execute("DELETE FROM pending_snapshot", [])?;
+            Ok(())
+        })
+    }
+
+    /// The pending snapshot was not published; forget it.
+    pub fn discard_pending(&mut self) -> Result<(), StateError> {
+        self.run("discarding a pending snapshot", |c| {
+            c.execute("DELETE FROM pending_snapshot", []).map(drop)
+        })
+    }
+
+    fn transaction(
+        &mut self,
+        what: &'static str,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let wrap = |source| StateError::Database {
+            path: path.clone(),
+            what,
+            source,
+        };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        f(&tx).map_err(wrap)?;
+        tx.commit().map_err(wrap)
+    }
+}
+
+fn upsert_live_file(tx: &rusqlite::Transaction<'_>, f: &LiveFile) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO live_files (name, partition, len, last_position, rows_at_last, rows,
+                                 snapshot_len, snapshot_generation)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (name, partition) DO UPDATE SET len = excluded.len,
+           last_position = excluded.last_position, rows_at_last = excluded.rows_at_last,
+           rows = excluded.rows",
+        params![
+            f.table,
+            f.partition,
+            f.len as i64,
+            f.last_position.0,
+            f.rows_at_last as i64,
+            f.rows as i64,
+            f.snapshot_len as i64,
+            f.snapshot_generation.map(|g| g as i64)
+        ],
+    )
+    .map(drop)
+}
+
+/// A record's JSON column. Serialising these plain data types cannot fail.
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}

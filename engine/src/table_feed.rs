@@ -1,0 +1,229 @@
+//! One linked table's side of the trickle feed: routes each change to the live file of its
+//! partition, encodes it, skips what a file already holds, and appends each file's rows as one
+//! batch.
+//!
+//! Skipping is what makes delivery exactly once across crashes. Rows reach a live file in
+//! position order, and the checkpoint records each file's last position and how many rows
+//! at its end carry that position. After a crash the source delivers again from the
+//! checkpointed table position; a row whose position is before the file's last, or one of
+//! the first `rows_at_last` rows at exactly that position, is already in the file.
+
+use crate::error::EngineError;
+use crate::row_layout::RowLayout;
+use crate::state::{LinkRecord, LiveFile};
+use lakelink_model::change::{Change, ChangeKind, Position};
+use lakelink_model::lake::Lake;
+use lakelink_model::lake_path::{DEFAULT_PARTITION, LakePath, TableName};
+use lakelink_model::value::Value;
+use std::collections::BTreeMap;
+
+/// A live file being appended to.
+struct FileCursor {
+    durable: LiveFile,
+    /// Rows at `durable.last_position` that a re-delivery will bring again and that must be
+    /// skipped; only non-zero right after a restart.
+    skip_at_last: u64,
+    buffer: Vec<u8>,
+    buffered_rows: u64,
+    last: Position,
+    rows_at_last: u64,
+}
+
+impl FileCursor {
+    fn new(durable: LiveFile) -> FileCursor {
+        FileCursor {
+            skip_at_last: durable.rows_at_last,
+            last: durable.last_position,
+            rows_at_last: durable.rows_at_last,
+            durable,
+            buffer: Vec::new(),
+            buffered_rows: 0,
+        }
+    }
+}
+
+/// A linked table's live files.
+pub struct TableFeed {
+    /// The table's link.
+    pub record: LinkRecord,
+    name: TableName,
+    layout: RowLayout,
+    files: BTreeMap<String, FileCursor>,
+    new_partitions: bool,
+}
+
+impl TableFeed {
+    /// A feed over the table's durable live files.
+    pub fn new(record: LinkRecord, name: TableName, files: Vec<LiveFile>) -> TableFeed {
+        TableFeed {
+            layout: RowLayout::new(&record.schema),
+            files: files
+                .into_iter()
+                .map(|f| (f.partition.clone(), FileCursor::new(f)))
+                .collect(),
+            record,
+            name,
+            new_partitions: false,
+        }
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &TableName {
+        &self.name
+    }
+
+    /// The row layout (after a schema change the feed is rebuilt).
+    pub fn layout(&self) -> &RowLayout {
+        &self.layout
+    }
+
+    /// The durable state of each live file.
+    pub fn files(&self) -> impl Iterator<Item = &LiveFile> {
+        self.files.values().map(|c| &c.durable)
+    }
+
+    /// Whether a partition appeared since the last call (the trickle manifest must list it).
+    pub fn take_new_partitions(&mut self) -> bool {
+        std::mem::take(&mut self.new_partitions)
+    }
+
+    /// Bytes waiting to be appended.
+    pub fn buffered_bytes(&self) -> usize {
+        self.files.values().map(|c| c.buffer.len()).sum()
+    }
+
+    fn partition_of(&self, value: &Value) -> String {
+        match self.record.schema.partition_column {
+            None => DEFAULT_PARTITION.to_string(),
+            Some(_) => self.record.granularity.partition_of(value),
+        }
+    }
+
+    /// Adds one row of the initial copy, taken at `position`.
+    pub fn copy_row(&mut self, row: &[Value], position: Position, written_at: &str) {
+        let schema = &self.record.schema;
+        let id = schema.id_of_key(&schema.key_of_row(row));
+        let partition = self.partition_of(schema.partition_value(row));
+        self.push(partition, position, |layout, out| {
+            layout.image_row(out, &id, row, position, written_at)
+        });
+    }
+
+    /// Adds the rows of one captured change.
+    pub fn apply(&mut self, change: &Change, written_at: &str) {
+        let schema = &self.record.schema;
+        let position = change.position;
+        let old = || {
+            let id = schema.id_of_key(&change.old_key);
+            (id, self.partition_of(&change.old_partition))
+        };
+        match change.kind {
+            ChangeKind::Insert | ChangeKind::Update => {
+                let id = schema.id_of_key(&schema.key_of_row(&change.row));
+                let partition = self.partition_of(schema.partition_value(&change.row));
+                if change.kind == ChangeKind::Update {
+                    // A row that changes key or partition leaves a delete record where it was.
+                    let (old_id, old_partition) = old();
+                    if old_id != id || old_partition != partition {
+                        self.push(old_partition, position, |layout, out| {
+                            layout.delete_row(
+                                out,
+                                &old_id,
+                                &change.old_partition,
+                                position,
+                                written_at,
+                            )
+                        });
+                    }
+                }
+                self.push(partition, position, |layout, out| {
+                    layout.image_row(out, &id, &change.row, position, written_at)
+                });
+            }
+            ChangeKind::Delete => {
+                let (old_id, old_partition) = old();
+                self.push(old_partition, position, |layout, out| {
+                    layout.delete_row(out, &old_id, &change.old_partition, position, written_at)
+                });
+            }
+        }
+    }
+
+    fn push(
+        &mut self,
+        partition: String,
+        position: Position,
+        encode: impl FnOnce(&mut RowLayout, &mut Vec<u8>),
+    ) {
+        let table = self.name.as_str();
+        let cursor = self.files.entry(partition).or_insert_with_key(|partition| {
+            FileCursor::new(LiveFile {
+                table: table.to_string(),
+                partition: partition.clone(),
+                len: 0,
+                last_position: Position(i64::MIN),
+                rows_at_last: 0,
+                rows: 0,
+                snapshot_len: 0,
+                snapshot_generation: None,
+            })
+        });
+        if cursor.durable.len == 0 && cursor.buffer.is_empty() {
+            self.new_partitions = true;
+        }
+        if position < cursor.durable.last_position {
+            return;
+        }
+        if position == cursor.durable.last_position && cursor.skip_at_last > 0 {
+            cursor.skip_at_last -= 1;
+            return;
+        }
+        encode(&mut self.layout, &mut cursor.buffer);
+        cursor.buffered_rows += 1;
+        if position == cursor.last {
+            cursor.rows_at_last += 1;
+        } else {
+            cursor.last = position;
+            cursor.rows_at_last = 1;
+        }
+    }
+
+    /// Records that a published snapshot covers `partition` up to `cut` bytes.
+    pub fn mark_snapshot(&mut self, partition: &str, cut: u64, generation: u64) {
+        if let Some(c) = self.files.get_mut(partition) {
+            c.durable.snapshot_len = cut;
+            c.durable.snapshot_generation = Some(generation);
+        }
+    }
+
+    /// Replaces the schema after columns were added; buffers must be empty (between batches).
+    pub fn widen(&mut self, schema: lakelink_model::schema::TableSchema) {
+        debug_assert_eq!(self.buffered_bytes(), 0);
+        self.record.schema = schema;
+        self.layout = RowLayout::new(&self.record.schema);
+    }
+
+    /// Appends every file's buffered rows (each file's rows as one durable append) and returns
+    /// the files' new durable state, to be checkpointed.
+    pub fn flush(&mut self, lake: &dyn Lake) -> Result<Vec<LiveFile>, EngineError> {
+        let mut flushed = Vec::new();
+        for cursor in self.files.values_mut() {
+            if cursor.buffer.is_empty() {
+                continue;
+            }
+            let path = LakePath::live_file(&self.name, &cursor.durable.partition, 0);
+            let len = lake.append(&path, cursor.durable.len, &cursor.buffer)?;
+            cursor.buffer.clear();
+            let d = &mut cursor.durable;
+            d.len = len;
+            d.rows += cursor.buffered_rows;
+            d.last_position = cursor.last;
+            d.rows_at_last = cursor.rows_at_last;
+            cursor.buffered_rows = 0;
+            // Everything at the last position is now ours: nothing more to skip there.
+            cursor.skip_at_last = 0;
+            flushed.push(d.clone());
+        }
+        Ok(flushed)
+    }
+}

@@ -1,0 +1,385 @@
+//! The CSV dialect of the lake (LAKE_FORMAT §4): no header, `,` between fields, `\n` after
+//! every row, quoted fields with `""` for an embedded quote and raw newlines inside quotes.
+//!
+//! Written by hand rather than with the `csv` crate because the format gives meaning to
+//! quoting itself: an empty unquoted field is NULL and `""` is the empty string, and a
+//! number written unquoted differs from the same digits quoted as text. The `csv` crate
+//! neither reports nor lets a caller choose quoting per field.
+
+use std::io::{self, BufRead};
+
+/// Builds one CSV row at the end of a byte buffer.
+pub struct RowWriter<'a> {
+    out: &'a mut Vec<u8>,
+    fields: usize,
+}
+
+impl<'a> RowWriter<'a> {
+    /// Starts a row at the end of `out`.
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        RowWriter { out, fields: 0 }
+    }
+
+    fn separator(&mut self) {
+        if self.fields > 0 {
+            self.out.push(b',');
+        }
+        self.fields += 1;
+    }
+
+    /// An empty unquoted field: NULL.
+    pub fn null(&mut self) {
+        self.separator();
+    }
+
+    /// A field written as is. The caller guarantees `text` needs no quoting (numbers,
+    /// `True`/`False`).
+    pub fn raw(&mut self, text: &str) {
+        self.separator();
+        self.out.extend_from_slice(text.as_bytes());
+    }
+
+    /// A quoted field; embedded quotes are doubled, newlines kept raw.
+    pub fn quoted(&mut self, text: &str) {
+        self.separator();
+        self.out.push(b'"');
+        let bytes = text.as_bytes();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'"' {
+                self.out.extend_from_slice(&bytes[start..=i]);
+                self.out.push(b'"');
+                start = i + 1;
+            }
+        }
+        self.out.extend_from_slice(&bytes[start..]);
+        self.out.push(b'"');
+    }
+
+    /// Copies a parsed field with its quoting.
+    pub fn field(&mut self, text: &str, quoted: bool) {
+        if quoted {
+            self.quoted(text);
+        } else {
+            self.raw(text);
+        }
+    }
+
+    /// Ends the row with `\n`.
+    pub fn finish(self) {
+        self.out.push(b'\n');
+    }
+}
+
+/// One parsed row: its fields' texts and whether each was quoted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Record {
+    text: String,
+    bounds: Vec<(usize, usize, bool)>,
+}
+
+impl Record {
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.bounds.len()
+    }
+
+    /// Whether the record has no field.
+    pub fn is_empty(&self) -> bool {
+        self.bounds.is_empty()
+    }
+
+    /// Field `i`: its text and whether it was quoted; `None` past the end (a ragged row).
+    pub fn get(&self, i: usize) -> Option<(&str, bool)> {
+        self.bounds.get(i).map(|&(s, e, q)| (&self.text[s..e], q))
+    }
+
+    /// Whether field `i` is NULL: absent (ragged) or empty and unquoted.
+    pub fn is_null(&self, i: usize) -> bool {
+        self.get(i).is_none_or(|(t, q)| t.is_empty() && !q)
+    }
+
+    /// Iterates over fields.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.bounds.iter().map(|&(s, e, q)| (&self.text[s..e], q))
+    }
+
+    /// Builds a record from fields (tests and in-memory rows).
+    pub fn from_fields<'f>(fields: impl IntoIterator<Item = (&'f str, bool)>) -> Record {
+        let mut record = Record::default();
+        for (text, quoted) in fields {
+            let start = record.text.len();
+            record.text.push_str(text);
+            record.bounds.push((start, record.text.len(), quoted));
+        }
+        record
+    }
+
+    /// Writes the record as one CSV row.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut row = RowWriter::new(out);
+        for (text, quoted) in self.iter() {
+            row.field(text, quoted);
+        }
+        row.finish();
+    }
+}
+
+/// What can go wrong reading the lake's CSV.
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    /// The underlying reader failed.
+    #[error("reading CSV: {0}")]
+    Io(#[from] io::Error),
+    /// The data ends inside a row: a torn write, never data.
+    #[error("CSV ends inside a row that starts at byte {offset}")]
+    Torn {
+        /// Where the incomplete row starts.
+        offset: u64,
+    },
+    /// The bytes are not CSV of this dialect.
+    #[error("malformed CSV in the row that starts at byte {offset}: {reason}")]
+    Malformed {
+        /// Where the bad row starts.
+        offset: u64,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+/// Streams records out of a reader, tracking byte offsets so that a caller can tell where
+/// the last complete row ended.
+pub struct CsvReader<R> {
+    inner: R,
+    offset: u64,
+    field: Vec<u8>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    QuoteInQuoted,
+}
+
+impl<R: BufRead> CsvReader<R> {
+    /// Reads from `inner`, whose first byte is at `offset` in the file (for messages and
+    /// [`CsvReader::offset`]).
+    pub fn new(inner: R, offset: u64) -> Self {
+        CsvReader {
+            inner,
+            offset,
+            field: Vec::new(),
+        }
+    }
+
+    /// Byte offset just past the last complete record read.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Reads the next record into `record`. Returns `Ok(false)` at a clean end of data and
+    /// [`CsvError::Torn`] when the data ends inside a row.
+    pub fn read_record(&mut self, record: &mut Record) -> Result<bool, CsvError> {
+        record.text.clear();
+        record.bounds.clear();
+        self.field.clear();
+        let start = self.offset;
+        let mut consumed_total: u64 = 0;
+        let mut state = State::FieldStart;
+        let mut quoted = false;
+        loop {
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                if consumed_total == 0 {
+                    return Ok(false);
+                }
+                return Err(CsvError::Torn { offset: start });
+            }
+            let mut used = 0;
+            let mut done = false;
+            while used < buf.len() {
+                let b = buf[used];
+                used += 1;
+                match state {
+                    State::FieldStart | State::Unquoted => match b {
+                        b'"' if state == State::FieldStart => {
+                            state = State::Quoted;
+                            quoted = true;
+                        }
+                        b'"' => {
+                            return Err(CsvError::Malformed {
+                                offset: start,
+                                reason: "a quote inside an unquoted field",
+                            });
+                        }
+                        b',' => {
+                            push_field(record, &mut self.field, quoted, start)?;
+                            quoted = false;
+                            state = State::FieldStart;
+                        }
+                        b'\n' => {
+                            push_field(record, &mut self.field, quoted, start)?;
+                            done = true;
+                            break;
+                        }
+                        _ => {
+                            self.field.push(b);
+                            state = State::Unquoted;
+                        }
+                    },
+                    State::Quoted => {
+                        if b == b'"' {
+                            state = State::QuoteInQuoted;
+                        } else {
+                            self.field.push(b);
+                        }
+                    }
+                    State::QuoteInQuoted => match b {
+                        b'"' => {
+                            self.field.push(b'"');
+                            state = State::Quoted;
+                        }
+                        b',' => {
+                            push_field(record, &mut self.field, quoted, start)?;
+                            quoted = false;
+                            state = State::FieldStart;
+                        }
+                        b'\n' => {
+                            push_field(record, &mut self.field, quoted, start)?;
+                            done = true;
+                            break;
+                        }
+                        _ => {
+                            return Err(CsvError::Malformed {
+                                offset: start,
+                                reason: "text after a closing quote",
+                            });
+                        }
+                    },
+                }
+            }
+            self.inner.consume(used);
+            consumed_total += used as u64;
+            if done {
+                self.offset = start + consumed_total;
+                return Ok(true);
+            }
+        }
+    }
+}
+
+fn push_field(
+    record: &mut Record,
+    field: &mut Vec<u8>,
+    quoted: bool,
+    offset: u64,
+) -> Result<(), CsvError> {
+    let text = std::str::from_utf8(field).map_err(|_| CsvError::Malformed {
+        offset,
+        reason: "a field that is not UTF-8",
+    })?;
+    let start = record.text.len();
+    record.text.push_str(text);
+    record.bounds.push((start, record.text.len(), quoted));
+    field.clear();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse_all(bytes: &[u8]) -> Result<Vec<Record>, CsvError> {
+        let mut reader = CsvReader::new(bytes, 0);
+        let mut out = Vec::new();
+        let mut record = Record::default();
+        while reader.read_record(&mut record)? {
+            out.push(record.clone());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn null_and_empty_string_stay_apart() {
+        let mut out = Vec::new();
+        let mut row = RowWriter::new(&mut out);
+        row.null();
+        row.quoted("");
+        row.raw("42");
+        row.quoted("a \"b\",\nc");
+        row.finish();
+        assert_eq!(out, b",\"\",42,\"a \"\"b\"\",\nc\"\n");
+        let records = parse_all(&out).unwrap();
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert!(r.is_null(0));
+        assert_eq!(r.get(1), Some(("", true)));
+        assert!(!r.is_null(1));
+        assert_eq!(r.get(2), Some(("42", false)));
+        assert_eq!(r.get(3), Some(("a \"b\",\nc", true)));
+        assert!(
+            r.is_null(4),
+            "a missing trailing field reads as NULL (ragged right)"
+        );
+    }
+
+    #[test]
+    fn a_torn_row_is_reported_with_its_offset() {
+        let err = parse_all(b"1,\"a\"\n2,\"unfinished").unwrap_err();
+        assert!(matches!(err, CsvError::Torn { offset: 6 }), "{err}");
+        let err = parse_all(b"1,2").unwrap_err();
+        assert!(matches!(err, CsvError::Torn { offset: 0 }), "{err}");
+    }
+
+    #[test]
+    fn offsets_advance_per_record() {
+        let data = b"a,\"x\ny\"\nb\n";
+        let mut reader = CsvReader::new(&data[..], 100);
+        let mut r = Record::default();
+        assert!(reader.read_record(&mut r).unwrap());
+        assert_eq!(reader.offset(), 108);
+        assert!(reader.read_record(&mut r).unwrap());
+        assert_eq!(reader.offset(), 110);
+        assert!(!reader.read_record(&mut r).unwrap());
+    }
+
+    #[test]
+    fn malformed_rows_are_refused() {
+        assert!(matches!(
+            parse_all(b"\"a\"b\n"),
+            Err(CsvError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_all(b"a\"b\n"),
+            Err(CsvError::Malformed { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn any_fields_round_trip(rows in proptest::collection::vec(
+            proptest::collection::vec((any::<String>(), any::<bool>()), 1..6), 0..5)) {
+            let mut out = Vec::new();
+            for fields in &rows {
+                let mut row = RowWriter::new(&mut out);
+                for (text, quoted) in fields {
+                    // An unquoted field can only carry text without separators or quotes.
+                    let plain = !text.contains([',', '"', '\n']);
+                    if *quoted || !plain { row.quoted(text) } else { row.raw(text) }
+                }
+                row.finish();
+            }
+            let parsed = parse_all(&out).unwrap();
+            prop_assert_eq!(parsed.len(), rows.len());
+            for (record, fields) in parsed.iter().zip(&rows) {
+                prop_assert_eq!(record.len(), fields.len());
+                for (i, (text, _)) in fields.iter().enumerate() {
+                    prop_assert_eq!(record.get(i).unwrap().0, text.as_str());
+                }
+            }
+        }
+    }
+}

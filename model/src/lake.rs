@@ -1,0 +1,162 @@
+//! The [`Lake`] trait: what the engine needs from a place that stores files, and what each
+//! operation guarantees.
+
+use crate::lake_path::LakePath;
+use std::io::{self, BufRead, Write};
+
+/// A store of files addressed by [`LakePath`].
+///
+/// # Contract
+/// - [`Lake::append`] is durable when it returns, and a batch is visible whole or not at all
+///   to a reader that honours the store's commit (a blob block list, a local fsync followed
+///   by a recorded length). It appends only if the file is exactly `expected_len` bytes long,
+///   so two writers can never interleave.
+/// - [`Lake::create`] writes a new file that appears whole and durable at
+///   [`NewFile::commit`], or fails with [`LakeError::AlreadyExists`] rather than overwrite.
+/// - [`Lake::replace`] swaps a file's content atomically: a reader sees the old content or
+///   the new, whole, and the new is durable when it returns.
+/// - [`Lake::delete`] of a missing file succeeds (retention may repeat after a crash).
+/// - [`Lake::lock_writer`] makes the caller the lake's only writer until the returned guard
+///   is dropped or the process dies.
+/// - Errors say which path failed; [`LakeError::is_transient`] says whether trying again
+///   later can succeed.
+pub trait Lake: Send + Sync {
+    /// One line naming the lake for messages, e.g. `local lake /data/lake`.
+    fn describe(&self) -> String;
+
+    /// The absolute location readers use for `path` (LAKE_FORMAT §3).
+    fn location(&self, path: &LakePath) -> String;
+
+    /// The lake path a location made by [`Lake::location`] points at.
+    fn path_of_location(&self, location: &str) -> Option<LakePath>;
+
+    /// The file's size, or `None` if it does not exist.
+    fn size(&self, path: &LakePath) -> Result<Option<u64>, LakeError>;
+
+    /// Appends `data` to the file (created if `expected_len` is 0 and it is missing) if its
+    /// size is `expected_len`. Returns the new size.
+    fn append(&self, path: &LakePath, expected_len: u64, data: &[u8]) -> Result<u64, LakeError>;
+
+    /// Cuts the file back to `len` bytes. Only for recovery: removing the torn end of a write
+    /// that a crash interrupted, which was never part of a committed batch.
+    fn discard_tail(&self, path: &LakePath, len: u64) -> Result<(), LakeError>;
+
+    /// Streams bytes `start..end` of the file (`end` = `None`: to its end).
+    fn read(
+        &self,
+        path: &LakePath,
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<Box<dyn BufRead + Send>, LakeError>;
+
+    /// Starts a new file that must not exist yet.
+    fn create(&self, path: &LakePath) -> Result<Box<dyn NewFile>, LakeError>;
+
+    /// Replaces (or creates) the file's whole content atomically.
+    fn replace(&self, path: &LakePath, data: &[u8]) -> Result<(), LakeError>;
+
+    /// The entries directly inside folder `dir` (an empty list when it does not exist).
+    fn list(&self, dir: &LakePath) -> Result<Vec<LakeEntry>, LakeError>;
+
+    /// Removes a file; succeeds if it is already gone.
+    fn delete(&self, path: &LakePath) -> Result<(), LakeError>;
+
+    /// Takes the lake's writer lock, recording `holder` for whoever is refused next.
+    fn lock_writer(&self, holder: &str) -> Result<Box<dyn WriterLock>, LakeError>;
+}
+
+/// One entry of a folder listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LakeEntry {
+    /// Its path.
+    pub path: LakePath,
+    /// Whether it is a folder.
+    pub is_dir: bool,
+}
+
+/// A file being written by [`Lake::create`]; nothing is visible until [`NewFile::commit`].
+pub trait NewFile: Write + Send {
+    /// Makes the file durable and visible under its name, failing with
+    /// [`LakeError::AlreadyExists`] if another file took the name meanwhile.
+    fn commit(self: Box<Self>) -> Result<(), LakeError>;
+}
+
+/// Proof of being the lake's only writer; released when dropped.
+pub trait WriterLock: Send {}
+
+/// What a lake operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LakeError {
+    /// An append found the file at another length than the writer recorded: something
+    /// else wrote to it, or it was damaged.
+    #[error(
+        "{path}: the writer recorded {expected} bytes but the file holds {actual}; another process wrote to the lake or the file was damaged"
+    )]
+    LengthMismatch {
+        /// The file.
+        path: LakePath,
+        /// The length the writer recorded.
+        expected: u64,
+        /// The length found.
+        actual: u64,
+    },
+    /// A create-only write found the file already there.
+    #[error("{path} already exists and lakelink never overwrites a published file")]
+    AlreadyExists {
+        /// The file.
+        path: LakePath,
+    },
+    /// The file is not there.
+    #[error("{path} does not exist in the lake")]
+    NotFound {
+        /// The file.
+        path: LakePath,
+    },
+    /// Another writer holds the lake.
+    #[error(
+        "the lake is in use by {holder} (lock {lock}); stop that agent first, or point this one at another lake"
+    )]
+    Locked {
+        /// Who holds it, as it recorded itself.
+        holder: String,
+        /// The lock's location.
+        lock: String,
+    },
+    /// The store failed.
+    #[error("{operation} {path}: {source}")]
+    Io {
+        /// What was being done.
+        operation: &'static str,
+        /// To which file.
+        path: String,
+        /// The store's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl LakeError {
+    /// An I/O failure of `operation` on `path`.
+    pub fn io(operation: &'static str, path: impl ToString, source: io::Error) -> LakeError {
+        LakeError::Io {
+            operation,
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    /// Whether trying again later can succeed (a full disk, a network blip), as opposed to a
+    /// fault that needs a person (permissions aside, which may also be fixed while waiting).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LakeError::Io { source, .. } => !matches!(
+                source.kind(),
+                io::ErrorKind::InvalidInput
+                    | io::ErrorKind::InvalidData
+                    | io::ErrorKind::Unsupported
+            ),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The [`Source`] trait: what the engine needs from a database it captures changes from.
+//! Shaped so that a trigger-fed change log (SQLite) and a write-ahead-log stream
+//! (PostgreSQL) both fit: capture is installed per link, an initial copy is taken at a
+//! position, changes are read after a position, and acknowledged once durable in the lake.
+
+use crate::change::{ChangeBatch, LinkId, Position};
+use crate::schema::{SourceColumn, TableSchema};
+use crate::value::Value;
+use std::ops::ControlFlow;
+
+/// A table as the source describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceTable {
+    /// Columns in source order.
+    pub columns: Vec<SourceColumn>,
+    /// Indexes of the primary key columns, in key order; empty when there is none.
+    pub primary_key: Vec<usize>,
+}
+
+/// What capture of one linked table needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureSpec {
+    /// The link's number, carried by every change.
+    pub link: LinkId,
+    /// The table's name in the source.
+    pub table: String,
+    /// Its schema: which columns to capture, the key and the partition column.
+    pub schema: TableSchema,
+    /// Set when capture is widened: columns from this index on were added to the table since
+    /// capture was last installed. Changes captured in between lack their values; the source
+    /// fills in what it can know exactly (see [`Source::install_capture`]).
+    pub added_from: Option<usize>,
+}
+
+/// A database lakelink captures changes from.
+///
+/// # Contract
+/// - [`Source::install_capture`] is idempotent and, once it returns, every later change of
+///   the table made by any process is captured. Called again with a wider schema, it widens
+///   capture to the new columns, and gives each not yet acknowledged change that is the last
+///   one of its row the row's current values of the added columns (exact, since nothing
+///   changed the row since). Earlier changes of the same row keep NULL there.
+/// - [`Source::copy_table`] streams the table as it stood at one position `p` and returns
+///   `p`: every change after `p` is reported by [`Source::read_changes`], none at or before.
+/// - [`Source::read_changes`] returns changes after `after` in position order, never
+///   splitting the changes that share a position.
+/// - [`Source::acknowledge`] tells the source that everything up to `upto` is durable in the
+///   lake, so it may discard it. Until then a change stays readable, whatever crashes.
+pub trait Source: Send {
+    /// One line naming the source for messages, e.g. `SQLite database /data/crm.db`.
+    fn describe(&self) -> String;
+
+    /// The table's columns and primary key.
+    fn describe_table(&mut self, table: &str) -> Result<SourceTable, SourceError>;
+
+    /// A number that changes whenever any table's schema may have changed, cheap enough to
+    /// ask before every batch.
+    fn schema_version(&mut self) -> Result<i64, SourceError>;
+
+    /// Installs (or widens) capture for a link.
+    fn install_capture(&mut self, spec: &CaptureSpec) -> Result<(), SourceError>;
+
+    /// Removes a link's capture objects and forgets its pending changes.
+    fn remove_capture(&mut self, link: LinkId, table: &str) -> Result<(), SourceError>;
+
+    /// Streams every row of the table at one position, calling `on_row` with the position and
+    /// the row (values in schema column order). `on_row` may stop the copy early by
+    /// returning `Break`. Returns the position the copy stands at.
+    fn copy_table(
+        &mut self,
+        spec: &CaptureSpec,
+        on_row: &mut dyn FnMut(Position, &[Value]) -> ControlFlow<()>,
+    ) -> Result<Position, SourceError>;
+
+    /// Up to about `max` changes after `after`.
+    fn read_changes(&mut self, after: Position, max: usize) -> Result<ChangeBatch, SourceError>;
+
+    /// Everything up to `upto` is durable in the lake.
+    fn acknowledge(&mut self, upto: Position) -> Result<(), SourceError>;
+}
+
+/// What a source operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// Another process holds the database locked; trying again later will succeed.
+    #[error("{source_name} is busy ({what}); another process holds a lock")]
+    Busy {
+        /// The source.
+        source_name: String,
+        /// What was being done.
+        what: String,
+    },
+    /// The table is not in the source.
+    #[error("table {table:?} does not exist in {source_name}; check the name in the config")]
+    TableNotFound {
+        /// The source.
+        source_name: String,
+        /// The table.
+        table: String,
+    },
+    /// A column named in the config is not in the table.
+    #[error("table {table:?} has no column {column:?}; check the config's {setting}")]
+    UnknownColumn {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// Which setting named it.
+        setting: &'static str,
+    },
+    /// The database file is gone or was replaced by another file.
+    #[error("{source_name} was deleted or replaced while linked; restore it or relink its tables")]
+    Gone {
+        /// The source.
+        source_name: String,
+    },
+    /// Text that is not valid UTF-8.
+    #[error(
+        "table {table:?} column {column:?} holds text that is not valid UTF-8 (change at position {position}); fix the value in the source"
+    )]
+    InvalidText {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The change's position (or the copy's).
+        position: Position,
+    },
+    /// The database failed.
+    #[error("{source_name}: {what}: {source}")]
+    Database {
+        /// The source.
+        source_name: String,
+        /// What was being done.
+        what: String,
+        /// The database's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl SourceError {
+    /// Whether trying again later can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SourceError::Busy { .. })
+    }
+}

@@ -1,0 +1,780 @@
+//! End-to-end tests: the real `lakelink` binary against real SQLite files and a real lake
+//! folder. Random mixes of inserts, updates, deletes and partition moves over several tables
+//! and syncs; every snapshot must equal the source, and every live file must hold each change
+//! exactly once.
+
+mod support;
+
+use lakelink_model::csv_row::Record;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use rusqlite::{Connection, params};
+use std::collections::BTreeMap;
+use support::*;
+
+const CRM_SCHEMA: &str = "
+    CREATE TABLE account (
+        accountid TEXT PRIMARY KEY, name TEXT NOT NULL, revenue REAL, employees INTEGER,
+        notes TEXT, createdon DATETIME);
+    CREATE TABLE contact (
+        contactid INTEGER PRIMARY KEY, fullname TEXT, email TEXT, createdon DATETIME);
+    CREATE TABLE tag (
+        owner TEXT NOT NULL, label TEXT NOT NULL, weight INTEGER);
+";
+
+const CRM_TABLES: &str = r#"
+[[table]]
+name = "account"
+partition_by = "createdon"
+granularity = "year"
+
+[[table]]
+name = "contact"
+granularity = "month"
+mode = "append_only"
+
+[[table]]
+name = "tag"
+key = ["owner", "label"]
+"#;
+
+/// Counts the live rows each table should have: one per change, plus one delete record for
+/// every update that moves a row to another partition or changes its key.
+#[derive(Default)]
+struct Expected {
+    live_rows: BTreeMap<&'static str, usize>,
+}
+
+impl Expected {
+    fn add(&mut self, table: &'static str, n: usize) {
+        *self.live_rows.entry(table).or_default() += n;
+    }
+}
+
+fn created(rng: &mut StdRng) -> String {
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}:{:02}",
+        rng.random_range(2019..=2026),
+        rng.random_range(1..=12),
+        rng.random_range(1..=28),
+        rng.random_range(0..24),
+        rng.random_range(0..60),
+        rng.random_range(0..60)
+    )
+}
+
+fn tricky_text(rng: &mut StdRng) -> Option<String> {
+    match rng.random_range(0..6) {
+        0 => None,
+        1 => Some(String::new()),
+        2 => Some("quote \" comma , newline\nend".into()),
+        3 => Some("Zoë · 東京 · 🦀".into()),
+        _ => Some(format!("note {}", rng.random_range(0..1_000_000))),
+    }
+}
+
+fn year_of(created: &str) -> &str {
+    &created[..4]
+}
+
+fn month_of(created: &str) -> &str {
+    &created[..7]
+}
+
+/// One random change to one table; returns the number of live rows it adds.
+fn random_change(conn: &Connection, rng: &mut StdRng, next_id: &mut i64, expected: &mut Expected) {
+    let pick = |conn: &Connection, sql: &str, rng: &mut StdRng| -> Option<String> {
+        let n: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM ({sql})"), [], |r| r.get(0))
+            .unwrap();
+        if n == 0 {
+            return None;
+        }
+        let off = rng.random_range(0..n);
+        conn.query_row(&format!("{sql} LIMIT 1 OFFSET {off}"), [], |r| {
+            r.get::<_, rusqlite::types::Value>(0)
+        })
+        .ok()
+        .map(|v| match v {
+            rusqlite::types::Value::Integer(i) => i.to_string(),
+            rusqlite::types::Value::Text(t) => t,
+            other => format!("{other:?}"),
+        })
+    };
+    match rng.random_range(0..10) {
+        0 | 1 => {
+            *next_id += 1;
+            conn.execute(
+                "INSERT INTO account VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    format!("acc-{next_id:06}"),
+                    format!("Account {next_id}"),
+                    rng.random_range(-1e6..1e9),
+                    rng.random_range(0..100_000),
+                    tricky_text(rng),
+                    created(rng)
+                ],
+            )
+            .unwrap();
+            expected.add("account", 1);
+        }
+        2 | 3 => {
+            if let Some(id) = pick(
+                conn,
+                "SELECT accountid FROM account ORDER BY accountid",
+                rng,
+            ) {
+                let old: String = conn
+                    .query_row(
+                        "SELECT createdon FROM account WHERE accountid = ?1",
+                        [&id],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                // Every third update moves the row to another year's partition.
+                let new = if rng.random_range(0..3) == 0 {
+                    created(rng)
+                } else {
+                    old.clone()
+                };
+                conn.execute(
+                    "UPDATE account SET revenue = ?2, notes = ?3, createdon = ?4 WHERE accountid = ?1",
+                    params![id, rng.random_range(0.0..1e6), tricky_text(rng), new],
+                )
+                .unwrap();
+                expected.add(
+                    "account",
+                    if year_of(&old) != year_of(&new) { 2 } else { 1 },
+                );
+            }
+        }
+        4 => {
+            if let Some(id) = pick(
+                conn,
+                "SELECT accountid FROM account ORDER BY accountid",
+                rng,
+            ) {
+                conn.execute("DELETE FROM account WHERE accountid = ?1", [&id])
+                    .unwrap();
+                expected.add("account", 1);
+            }
+        }
+        5 => {
+            *next_id += 1;
+            conn.execute(
+                "INSERT INTO contact VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    *next_id,
+                    format!("Person {next_id}"),
+                    tricky_text(rng),
+                    created(rng)
+                ],
+            )
+            .unwrap();
+            expected.add("contact", 1);
+        }
+        6 => {
+            if let Some(id) = pick(
+                conn,
+                "SELECT contactid FROM contact ORDER BY contactid",
+                rng,
+            ) {
+                let old: String = conn
+                    .query_row(
+                        "SELECT createdon FROM contact WHERE contactid = ?1",
+                        [&id],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                let new = created(rng);
+                conn.execute(
+                    "UPDATE contact SET email = ?2, createdon = ?3 WHERE contactid = ?1",
+                    params![id, tricky_text(rng), new],
+                )
+                .unwrap();
+                expected.add(
+                    "contact",
+                    if month_of(&old) != month_of(&new) {
+                        2
+                    } else {
+                        1
+                    },
+                );
+            }
+        }
+        7 => {
+            if let Some(id) = pick(
+                conn,
+                "SELECT contactid FROM contact ORDER BY contactid",
+                rng,
+            ) {
+                conn.execute("DELETE FROM contact WHERE contactid = ?1", [&id])
+                    .unwrap();
+                expected.add("contact", 1);
+            }
+        }
+        8 => {
+            *next_id += 1;
+            conn.execute(
+                "INSERT INTO tag VALUES (?1, ?2, ?3)",
+                params![
+                    format!("o{}", *next_id % 7),
+                    format!("label {next_id}"),
+                    rng.random_range(0..10)
+                ],
+            )
+            .unwrap();
+            expected.add("tag", 1);
+        }
+        _ => {
+            // A key change: the tag gets another label, which is another Id.
+            if let Some(label) = pick(conn, "SELECT label FROM tag ORDER BY label", rng) {
+                *next_id += 1;
+                conn.execute(
+                    "UPDATE tag SET label = ?2 WHERE label = ?1",
+                    params![label, format!("relabelled {next_id}")],
+                )
+                .unwrap();
+                expected.add("tag", 2);
+            }
+        }
+    }
+}
+
+/// Folds a table's live files (every change, in order) into the latest image per Id, and
+/// checks positions never go back within a file.
+fn fold_live_files(ws: &Workspace, table: &str) -> (BTreeMap<String, Record>, usize) {
+    let model = ws.model();
+    let version = attribute_index(&model, table, "versionnumber");
+    let is_delete = attribute_index(&model, table, "IsDelete");
+    let mut state: BTreeMap<String, (i64, Record)> = BTreeMap::new();
+    let mut rows = 0;
+    for (partition, records) in ws.live_files(table) {
+        let mut last = i64::MIN;
+        for r in records {
+            rows += 1;
+            let position: i64 = r.get(version).unwrap().0.parse().expect("versionnumber");
+            assert!(
+                position >= last,
+                "{table}/{partition}.csv: versionnumber went back from {last} to {position}"
+            );
+            last = position;
+            let id = r.get(0).unwrap().0.to_string();
+            let deleted = r.get(is_delete).is_some_and(|(t, _)| t == "True");
+            let entry = state.entry(id.clone());
+            match entry {
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    // Across partitions the later change wins. A change that moves a row
+                    // writes a delete record to the old partition and the image to the new
+                    // one at the same position: there the image wins.
+                    let (seen_at, seen) = e.get();
+                    if position > *seen_at
+                        || (position == *seen_at && (seen.is_empty() || !deleted))
+                    {
+                        if deleted {
+                            e.insert((position, Record::default()));
+                        } else {
+                            e.insert((position, r));
+                        }
+                    }
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert((position, if deleted { Record::default() } else { r }));
+                }
+            }
+        }
+    }
+    let live = state
+        .into_iter()
+        .filter(|(_, (_, r))| !r.is_empty())
+        .map(|(id, (_, r))| (id, r))
+        .collect();
+    (live, rows)
+}
+
+/// The Id of a `tag` row is the JSON array of its key (owner, label); labels are unique.
+fn tag_label(id: &str) -> String {
+    let key: Vec<String> = serde_json::from_str(id).expect("composite Id is a JSON array");
+    key[1].clone()
+}
+
+fn plain(id: &str) -> String {
+    id.to_string()
+}
+
+fn assert_live_files_hold_every_change_once(
+    ws: &Workspace,
+    table: &'static str,
+    key: &str,
+    id_to_key: fn(&str) -> String,
+    expected: &Expected,
+) {
+    let (live, rows) = fold_live_files(ws, table);
+    assert_eq!(
+        rows, expected.live_rows[table],
+        "{table}: the live files hold {rows} rows for {} expected",
+        expected.live_rows[table]
+    );
+    let conn = ws.source();
+    let source = source_rows(&conn, table, key);
+    let replayed: Vec<String> = live
+        .keys()
+        .map(|id| id_to_key(id))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        replayed,
+        source.keys().cloned().collect::<Vec<_>>(),
+        "{table}: replaying the live files does not give the source's rows"
+    );
+}
+
+#[test]
+fn random_changes_over_several_tables_and_syncs_reach_the_lake_exactly_once() {
+    let ws = Workspace::new(CRM_SCHEMA);
+    ws.write_config("", CRM_TABLES);
+    let mut rng = StdRng::seed_from_u64(20261122);
+    let conn = ws.source();
+    let mut expected = Expected::default();
+    let mut next_id = 0;
+    // Rows that exist before linking arrive through the initial copy.
+    for _ in 0..150 {
+        random_change(&conn, &mut rng, &mut next_id, &mut Expected::default());
+    }
+    for table in ["account", "contact", "tag"] {
+        let n: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        expected.add(table, n as usize);
+    }
+    for round in 0..4 {
+        if round > 0 {
+            for _ in 0..300 {
+                random_change(&conn, &mut rng, &mut next_id, &mut expected);
+            }
+        }
+        let out = ws.sync();
+        assert!(
+            out.contains(&format!("published generation {}", round + 1)),
+            "round {round}: {out}"
+        );
+        assert_lake_matches_source_by(&ws, "account", "accountid", plain, None);
+        assert_lake_matches_source_by(&ws, "tag", "label", tag_label, None);
+        assert_live_files_hold_every_change_once(&ws, "account", "accountid", plain, &expected);
+        assert_live_files_hold_every_change_once(&ws, "contact", "contactid", plain, &expected);
+        assert_live_files_hold_every_change_once(&ws, "tag", "label", tag_label, &expected);
+        // An append-only snapshot is the log itself, up to the cut.
+        let (_, contact_rows) = ws.read("contact", None);
+        assert_eq!(
+            contact_rows.len(),
+            expected.live_rows["contact"],
+            "round {round}: contact log"
+        );
+        let model = ws.model();
+        assert_eq!(model.generation, round + 1);
+        for entity in &model.entities {
+            assert_eq!(
+                entity.annotation("Athena:InitialSyncState"),
+                Some("Completed")
+            );
+        }
+    }
+}
+
+#[test]
+fn every_sqlite_value_round_trips() {
+    let ws = Workspace::new(
+        "CREATE TABLE value_matrix (
+            id INTEGER PRIMARY KEY, t TEXT, i INTEGER, r REAL, b BLOB, a, d DATETIME,
+            n NUMERIC, flag BOOLEAN, v VARCHAR(20));",
+    );
+    ws.write_config("", "[[table]]\nname = \"value_matrix\"\n");
+    let conn = ws.source();
+    let big = "x".repeat(1 << 20);
+    let rows: Vec<Vec<rusqlite::types::Value>> = {
+        use rusqlite::types::Value as V;
+        vec![
+            vec![
+                V::Null,
+                V::Text(String::new()),
+                V::Integer(i64::MIN),
+                V::Real(0.1),
+                V::Blob(vec![]),
+                V::Null,
+                V::Text("2024-05-25 16:21:09".into()),
+                V::Integer(42),
+                V::Integer(1),
+                V::Text("a".into()),
+            ],
+            vec![
+                V::Null,
+                V::Text("\"quoted\", comma\nnewline\r\n".into()),
+                V::Integer(i64::MAX),
+                V::Real(f64::INFINITY),
+                V::Blob(vec![0, 1, 2, 255]),
+                V::Integer(7),
+                V::Text("not a date".into()),
+                V::Real(1.5),
+                V::Integer(0),
+                V::Null,
+            ],
+            vec![
+                V::Null,
+                V::Text("Zoë 東京 🦀 \u{0}nul".into()),
+                V::Text("abc".into()),
+                V::Real(f64::NEG_INFINITY),
+                V::Null,
+                V::Real(2.5),
+                V::Text("2024-05-25T18:21:09.1234567+02:00".into()),
+                V::Text("n/a".into()),
+                V::Integer(2),
+                V::Text("".into()),
+            ],
+            vec![
+                V::Null,
+                V::Text(big),
+                V::Integer(0),
+                V::Real(-0.0),
+                V::Blob(vec![b'"'; 10]),
+                V::Text("text".into()),
+                V::Integer(1_700_000_000),
+                V::Null,
+                V::Null,
+                V::Text("x".into()),
+            ],
+            vec![
+                V::Null,
+                V::Null,
+                V::Null,
+                V::Real(5e-324),
+                V::Null,
+                V::Blob(vec![9; 3]),
+                V::Null,
+                V::Real(1e300),
+                V::Text("yes".into()),
+                V::Null,
+            ],
+            vec![
+                V::Null,
+                V::Text("123".into()),
+                V::Real(1.5),
+                V::Real(f64::MAX),
+                V::Text("blob column text".into()),
+                V::Text("".into()),
+                V::Text("2024-02-30".into()),
+                V::Integer(-1),
+                V::Real(0.5),
+                V::Null,
+            ],
+        ]
+    };
+    for row in &rows {
+        conn.execute(
+            "INSERT INTO value_matrix VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            rusqlite::params_from_iter(row),
+        )
+        .unwrap();
+    }
+    ws.sync();
+    assert_lake_matches_source(&ws, "value_matrix", "id", None);
+    // Trickled values take the same path through the change log: update every row to itself
+    // plus one more changed column and compare again.
+    conn.execute("UPDATE value_matrix SET v = 'changed'", [])
+        .unwrap();
+    ws.sync();
+    assert_lake_matches_source(&ws, "value_matrix", "id", None);
+
+    // NULL and the empty string stay apart in the files themselves.
+    let live = ws.live_files("value_matrix");
+    let first = &live["1"][0];
+    let model = ws.model();
+    let t = attribute_index(&model, "value_matrix", "t");
+    let a = attribute_index(&model, "value_matrix", "a");
+    assert_eq!(first.get(t), Some(("", true)), "empty string is \"\"");
+    assert_eq!(
+        first.get(a),
+        Some(("", false)),
+        "NULL is an empty unquoted field"
+    );
+    let entity = model.entity("value_matrix").unwrap();
+    let types: Vec<(&str, &str)> = entity
+        .attributes
+        .iter()
+        .map(|a| (a.name.as_str(), a.data_type.as_str()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("Id", "int64"),
+            ("SinkCreatedOn", "dateTime"),
+            ("SinkModifiedOn", "dateTime"),
+            ("id", "int64"),
+            ("t", "string"),
+            ("i", "int64"),
+            ("r", "double"),
+            ("b", "string"),
+            ("a", "string"),
+            ("d", "dateTime"),
+            ("n", "decimal"),
+            ("flag", "boolean"),
+            ("v", "string"),
+            ("versionnumber", "int64"),
+            ("IsDelete", "boolean"),
+        ]
+    );
+    let v = &entity.attributes[12];
+    assert_eq!(v.max_length, 20);
+    assert_eq!(v.traits[0].trait_reference, "is.constrained");
+}
+
+#[test]
+fn a_column_added_to_a_linked_table_is_appended_without_a_relink() {
+    let ws = Workspace::new(
+        "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT);
+         INSERT INTO item VALUES (1, 'one'), (2, 'two');",
+    );
+    ws.write_config("", "[[table]]\nname = \"item\"\n");
+    ws.sync();
+    let conn = ws.source();
+    conn.execute_batch(
+        "ALTER TABLE item ADD COLUMN price REAL;
+         INSERT INTO item VALUES (3, 'three', 3.5);",
+    )
+    .unwrap();
+    ws.sync();
+    conn.execute("UPDATE item SET price = 1.25 WHERE id = 1", [])
+        .unwrap();
+    ws.sync();
+    let model = ws.model();
+    let names: Vec<&str> = model
+        .entity("item")
+        .unwrap()
+        .attributes
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Id",
+            "SinkCreatedOn",
+            "SinkModifiedOn",
+            "id",
+            "name",
+            "versionnumber",
+            "IsDelete",
+            "price"
+        ]
+    );
+    assert_lake_matches_source(&ws, "item", "id", None);
+    // Rows written before the column existed are shorter (ragged right).
+    let live = &ws.live_files("item")["1"];
+    assert_eq!(live[0].len(), 7);
+    assert_eq!(live.last().unwrap().len(), 8);
+}
+
+#[test]
+fn snapshots_rewrite_only_changed_partitions_and_retention_keeps_generations() {
+    let ws = Workspace::new(
+        "CREATE TABLE event (id INTEGER PRIMARY KEY, what TEXT, createdon DATETIME);
+         INSERT INTO event VALUES (1, 'a', '2023-01-01 00:00:00'), (2, 'b', '2024-06-01 00:00:00'),
+                                  (3, 'c', '2025-03-01 00:00:00'), (4, 'd', NULL);",
+    );
+    ws.write_config("keep_generations = 2", "[[table]]\nname = \"event\"\n");
+    assert!(ws.sync().contains("published generation 1"));
+    assert!(
+        ws.sync().contains("nothing changed"),
+        "a run without changes publishes nothing"
+    );
+    assert_eq!(ws.model().generation, 1);
+
+    let conn = ws.source();
+    conn.execute("UPDATE event SET what = 'B' WHERE id = 2", [])
+        .unwrap();
+    assert!(ws.sync().contains("published generation 2"));
+    let files = |ws: &Workspace| -> BTreeMap<String, String> {
+        ws.model()
+            .entity("event")
+            .unwrap()
+            .partitions
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    p.location.rsplit('/').next().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let g2 = files(&ws);
+    assert_eq!(
+        g2["2024"], "event-2024-T2.csv",
+        "the changed partition gets a new file"
+    );
+    assert_eq!(
+        g2["2023"], "event-2023-T1.csv",
+        "unchanged partitions keep theirs"
+    );
+    assert_eq!(
+        g2["1"], "event-1-T1.csv",
+        "rows without a usable timestamp go to partition 1"
+    );
+    let (_, at_g2) = ws.read("event", None);
+
+    conn.execute("DELETE FROM event WHERE id = 3", []).unwrap();
+    assert!(ws.sync().contains("published generation 3"));
+    conn.execute(
+        "INSERT INTO event VALUES (5, 'e', '2023-05-05 05:05:05')",
+        [],
+    )
+    .unwrap();
+    assert!(ws.sync().contains("published generation 4"));
+    assert_lake_matches_source(&ws, "event", "id", None);
+
+    // keep_generations = 2: manifests 3 and 4 stay, older ones and the files only they named go.
+    let mut kept: Vec<String> = std::fs::read_dir(ws.lake.join("_lakelink/models"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["model-T3.json", "model-T4.json"]);
+    assert!(!ws.lake.join("event/Snapshot/event-2024-T1.csv").exists());
+    assert!(
+        ws.lake.join("event/Snapshot/event-2024-T2.csv").exists(),
+        "still named by T3 and T4"
+    );
+    assert!(
+        ws.lake.join("event/Snapshot/event-2023-T1.csv").exists(),
+        "replaced at T4 but still named by T3"
+    );
+    assert!(ws.lake.join("event/Snapshot/event-2023-T4.csv").exists());
+    let (_, at_g3) = ws.read("event", Some(3));
+    assert_eq!(at_g3.len(), 3, "generation 3 is readable: ids 1, 2, 4");
+    assert_eq!(at_g2.len(), 4);
+}
+
+#[test]
+fn unlinking_removes_capture_and_the_entity_but_keeps_the_folder() {
+    let ws = Workspace::new(
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, x TEXT); CREATE TABLE b (id INTEGER PRIMARY KEY, y TEXT);
+         INSERT INTO a VALUES (1, 'x'); INSERT INTO b VALUES (1, 'y');",
+    );
+    ws.write_config("", "[[table]]\nname = \"a\"\n\n[[table]]\nname = \"b\"\n");
+    ws.sync();
+    let triggers = |conn: &Connection| -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let conn = ws.source();
+    assert_eq!(triggers(&conn), 6);
+    ws.write_config("", "[[table]]\nname = \"a\"\n");
+    assert!(
+        ws.sync().contains("published generation 2"),
+        "unlinking is a change"
+    );
+    assert_eq!(triggers(&conn), 3);
+    let names: Vec<String> = ws.model().entities.iter().map(|e| e.name.clone()).collect();
+    assert_eq!(names, ["a"]);
+    assert!(ws.lake.join("b/1.csv").exists(), "the folder stays");
+    conn.execute("INSERT INTO b VALUES (2, 'z')", []).unwrap();
+    let pending: i64 = conn
+        .query_row("SELECT count(*) FROM _lakelink_log", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(pending, 0, "an unlinked table is no longer captured");
+}
+
+#[test]
+fn the_agent_trickles_while_an_application_writes_and_stops_cleanly() {
+    let ws = Workspace::new(
+        "CREATE TABLE reading (id INTEGER PRIMARY KEY, sensor TEXT, value REAL, createdon DATETIME);",
+    );
+    ws.write_config(
+        "poll_interval = \"20ms\"",
+        "[[table]]\nname = \"reading\"\ngranularity = \"month\"\n",
+    );
+    let agent = std::process::Command::new(lakelink_bin())
+        .args(["run", "--config", ws.config.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the agent");
+    // Once the table is linked, every change is captured and must reach the lake as a row.
+    let linked = ws
+        .lake
+        .join("Microsoft.Athena.TrickleFeedService/reading-model.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !linked.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not link the table in 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let conn = ws.source();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut live_rows = 0;
+    for i in 0..600 {
+        let tx = conn.unchecked_transaction().unwrap();
+        for j in 0..5 {
+            let id = i * 5 + j;
+            tx.execute(
+                "INSERT INTO reading VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    id,
+                    format!("s{}", id % 9),
+                    rng.random_range(0.0..100.0),
+                    created(&mut rng)
+                ],
+            )
+            .unwrap();
+            live_rows += 1;
+        }
+        if i % 10 == 0 {
+            tx.execute("DELETE FROM reading WHERE id = ?1", [i * 5 - 3])
+                .unwrap();
+            live_rows += if i > 0 { 1 } else { 0 };
+        }
+        tx.commit().unwrap();
+    }
+    // Wait until the agent has trickled everything, then stop it with SIGTERM.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let rows: usize = ws
+            .live_files("reading")
+            .values()
+            .map(Vec::len)
+            .sum::<usize>();
+        if rows >= live_rows {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent trickled {rows} of {live_rows} rows in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = agent.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the agent exits 0 on SIGTERM: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: usize = ws
+        .live_files("reading")
+        .values()
+        .map(Vec::len)
+        .sum::<usize>();
+    assert_eq!(rows, live_rows, "every change once");
+    ws.sync();
+    assert_lake_matches_source(&ws, "reading", "id", None);
+}

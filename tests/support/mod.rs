@@ -1,0 +1,287 @@
+//! Shared helpers of the end-to-end tests: a fresh SQLite database, lake and config in a
+//! temporary folder, the real `lakelink` binary, and an oracle that compares what
+//! `lakelink read` returns with the source table.
+
+#![allow(dead_code)]
+
+use lakelink_model::FieldKind;
+use lakelink_model::cdm::Model;
+use lakelink_model::column_type::ColumnType;
+use lakelink_model::csv_row::{CsvReader, Record};
+use lakelink_model::value::Value;
+use lakelink_model::value_codec::read_value;
+use rusqlite::Connection;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The binary under test.
+pub fn lakelink_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lakelink")
+}
+
+/// A source database, a lake and a config in a temporary folder.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub lake: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Workspace {
+    /// A fresh workspace whose database is set up by `schema_sql`.
+    pub fn new(schema_sql: &str) -> Workspace {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("source.db");
+        let conn = Connection::open(&db).expect("create source db");
+        conn.execute_batch(schema_sql).expect("source schema");
+        Workspace {
+            lake: dir.path().join("lake"),
+            config: dir.path().join("lakelink.toml"),
+            db,
+            dir,
+        }
+    }
+
+    /// A connection to the source, as an application would hold.
+    pub fn source(&self) -> Connection {
+        let conn = Connection::open(&self.db).expect("open source db");
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        conn
+    }
+
+    /// Writes the config with `[engine]` extras and `[[table]]` sections.
+    pub fn write_config(&self, engine_extra: &str, tables: &str) {
+        let text = format!(
+            "[source]\nkind = \"sqlite\"\npath = \"source.db\"\n\n[lake]\nkind = \"local\"\npath = \"lake\"\n\n[engine]\nsnapshot_interval = \"1h\"\nstate = \"state.db\"\n{engine_extra}\n\n{tables}\n"
+        );
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
+    /// Runs `lakelink` with `args` (the config is appended where `{config}` stands).
+    pub fn lakelink(&self, args: &[&str]) -> Output {
+        let config = self.config.to_string_lossy().to_string();
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{config}", &config))
+            .collect();
+        Command::new(lakelink_bin())
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run lakelink")
+    }
+
+    /// `lakelink sync`, which must succeed; returns its standard output.
+    pub fn sync(&self) -> String {
+        let out = self.lakelink(&["sync", "--config", "{config}"]);
+        assert!(
+            out.status.success(),
+            "lakelink sync failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// `lakelink read` of `table`, parsed: the header and the rows.
+    pub fn read(&self, table: &str, generation: Option<u64>) -> (Vec<String>, Vec<Record>) {
+        let lake = self.lake.to_string_lossy().to_string();
+        let mut args = vec!["read", "--lake", lake.as_str(), table];
+        let g;
+        if let Some(generation) = generation {
+            g = generation.to_string();
+            args.extend(["--generation", g.as_str()]);
+        }
+        let out = self.lakelink(&args);
+        assert!(
+            out.status.success(),
+            "lakelink read failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut records = parse_csv(&out.stdout);
+        let header = records
+            .remove(0)
+            .iter()
+            .map(|(t, _)| t.to_string())
+            .collect();
+        (header, records)
+    }
+
+    /// model.json.
+    pub fn model(&self) -> Model {
+        let text = std::fs::read_to_string(self.lake.join("model.json")).expect("model.json");
+        serde_json::from_str(&text).expect("model.json parses")
+    }
+
+    /// Every live file of `table`, by partition.
+    pub fn live_files(&self, table: &str) -> BTreeMap<String, Vec<Record>> {
+        let mut out = BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(self.lake.join(table)) else {
+            return out;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "csv") {
+                let partition = path.file_stem().unwrap().to_string_lossy().to_string();
+                out.insert(partition, parse_csv(&std::fs::read(&path).unwrap()));
+            }
+        }
+        out
+    }
+}
+
+/// Parses CSV bytes written by lakelink.
+pub fn parse_csv(bytes: &[u8]) -> Vec<Record> {
+    let mut reader = CsvReader::new(bytes, 0);
+    let mut out = Vec::new();
+    let mut record = Record::default();
+    while reader.read_record(&mut record).expect("valid CSV") {
+        out.push(record.clone());
+    }
+    out
+}
+
+/// The columns of a source table: names and how their values are written.
+pub fn source_columns(conn: &Connection, table: &str) -> Vec<(String, FieldKind)> {
+    let mut stmt = conn
+        .prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")
+        .unwrap();
+    stmt.query_map([table], |r| {
+        let declared: String = r.get(1)?;
+        Ok((r.get(0)?, ColumnType::from_sqlite_declared(&declared).kind))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// Every row of a source table, keyed by the text of its key column.
+pub fn source_rows(conn: &Connection, table: &str, key: &str) -> BTreeMap<String, Vec<Value>> {
+    let columns = source_columns(conn, table);
+    let list: Vec<String> = columns.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+    let mut stmt = conn
+        .prepare(&format!("SELECT {} FROM \"{table}\"", list.join(", ")))
+        .unwrap();
+    let key_index = columns
+        .iter()
+        .position(|(n, _)| n == key)
+        .expect("key column");
+    let mut rows = stmt.query([]).unwrap();
+    let mut out = BTreeMap::new();
+    while let Some(row) = rows.next().unwrap() {
+        let values: Vec<Value> = (0..columns.len())
+            .map(|i| match row.get_ref(i).unwrap() {
+                rusqlite::types::ValueRef::Null => Value::Null,
+                rusqlite::types::ValueRef::Integer(v) => Value::Integer(v),
+                rusqlite::types::ValueRef::Real(v) => Value::Real(v),
+                rusqlite::types::ValueRef::Text(t) => {
+                    Value::Text(String::from_utf8(t.to_vec()).unwrap())
+                }
+                rusqlite::types::ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+            })
+            .collect();
+        out.insert(key_text(&values[key_index]), values);
+    }
+    out
+}
+
+/// A key value as text, for matching lake rows with source rows.
+pub fn key_text(v: &Value) -> String {
+    match v {
+        Value::Integer(i) => i.to_string(),
+        Value::Text(t) => t.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Whether a lake value stands for the source value: equal, or the same instant for a
+/// date-time the lake normalised.
+pub fn same_value(source: &Value, lake: &Value, kind: FieldKind) -> bool {
+    if source.same_as(lake) {
+        return true;
+    }
+    // LAKE_FORMAT §4: a BLOB is written as base64 text; only a BLOB column reads it back as
+    // bytes, elsewhere it reads back as that text.
+    if let (Value::Blob(bytes), Value::Text(text)) = (source, lake) {
+        use base64::Engine as _;
+        return kind != FieldKind::Blob
+            && base64::engine::general_purpose::STANDARD.encode(bytes) == *text;
+    }
+    if let (Value::Text(s), Value::Text(l), FieldKind::DateTime) = (source, lake, kind) {
+        let parse = lakelink_model::datetime::parse_datetime;
+        return parse(s).is_some() && parse(s) == parse(l);
+    }
+    false
+}
+
+/// Asserts that what `lakelink read` returns for `table` equals the source table: the same
+/// Ids, and every source column's value the same.
+pub fn assert_lake_matches_source(ws: &Workspace, table: &str, key: &str, generation: Option<u64>) {
+    assert_lake_matches_source_by(ws, table, key, |id| id.to_string(), generation)
+}
+
+/// [`assert_lake_matches_source`] for a table whose Id is not the text of one column:
+/// `id_to_key` maps the lake's Id to the text of the source column `key`.
+pub fn assert_lake_matches_source_by(
+    ws: &Workspace,
+    table: &str,
+    key: &str,
+    id_to_key: fn(&str) -> String,
+    generation: Option<u64>,
+) {
+    let conn = ws.source();
+    let columns = source_columns(&conn, table);
+    let expected = source_rows(&conn, table, key);
+    let (header, rows) = ws.read(table, generation);
+    let id_at = header.iter().position(|h| h == "Id").expect("Id attribute");
+    let mut seen = BTreeMap::new();
+    for row in &rows {
+        let (id, _) = row.get(id_at).expect("Id field");
+        let id = id_to_key(id);
+        let id = id.as_str();
+        assert!(
+            seen.insert(id.to_string(), ()).is_none(),
+            "{table}: Id {id} appears twice in the snapshot"
+        );
+        let source = expected
+            .get(id)
+            .unwrap_or_else(|| panic!("{table}: Id {id} is in the lake but not in the source"));
+        for (c, (name, kind)) in columns.iter().enumerate() {
+            let at = header
+                .iter()
+                .position(|h| h == name)
+                .unwrap_or_else(|| panic!("{table}: no attribute {name}"));
+            let (text, quoted) = row.get(at).unwrap_or(("", false));
+            let lake = read_value(text, quoted, *kind);
+            assert!(
+                same_value(&source[c], &lake, *kind),
+                "{table} Id {id} column {name}: source {:?}, lake {:?}",
+                source[c],
+                lake
+            );
+        }
+    }
+    let missing: Vec<_> = expected.keys().filter(|k| !seen.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty(),
+        "{table}: source rows missing from the lake: {missing:?}"
+    );
+}
+
+/// The index of attribute `name` in model.json's entity `table`.
+pub fn attribute_index(model: &Model, table: &str, name: &str) -> usize {
+    model
+        .entity(table)
+        .expect("entity")
+        .attributes
+        .iter()
+        .position(|a| a.name == name)
+        .unwrap_or_else(|| panic!("no attribute {name}"))
+}
+
+/// Path helper.
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
