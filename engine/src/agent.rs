@@ -73,6 +73,13 @@ pub fn run(config: Config, signals: &Signals) -> Result<(), EngineError> {
         snapshot_interval = %humantime::format_duration(interval),
         "agent running"
     );
+    // A lake with no model.json yet gets its first one as soon as the initial syncs are done,
+    // rather than at the next tick, so readers can start right away.
+    if !pipeline.has_published()? {
+        retrying(signals, poll, "taking the first snapshot", || {
+            pipeline.snapshot()
+        })?;
+    }
     let mut due = next_tick(SystemTime::now(), interval);
     while !signals.stop.load(Ordering::Relaxed) {
         let caught_up = retrying(signals, poll, "trickling changes", || {

@@ -441,6 +441,11 @@ impl Pipeline {
         Ok(total)
     }
 
+    /// Whether any snapshot was ever published to this lake.
+    pub fn has_published(&self) -> Result<bool, EngineError> {
+        Ok(self.state.published()?.is_some())
+    }
+
     /// Takes a snapshot now (publishing only if something changed).
     pub fn snapshot(&mut self) -> Result<Option<snapshot::Published>, EngineError> {
         self.catch_up()?;
@@ -485,10 +490,30 @@ fn table_name(name: &str) -> Result<TableName, EngineError> {
 
 fn warn_on_changed_options(feed: &TableFeed, wanted: &TableSettings) {
     let r = &feed.record;
-    if r.mode != wanted.mode || r.granularity != wanted.granularity {
+    let column_name = |i: usize| r.schema.columns[i].name.to_lowercase();
+    let mut changed = Vec::new();
+    if r.mode != wanted.mode {
+        changed.push("mode");
+    }
+    if r.granularity != wanted.granularity {
+        changed.push("granularity");
+    }
+    if let Some(p) = &wanted.partition_by
+        && r.schema.partition_column.map(column_name) != Some(p.to_lowercase())
+    {
+        changed.push("partition_by");
+    }
+    if let Some(key) = &wanted.key {
+        let linked: Vec<String> = r.schema.key.iter().map(|&i| column_name(i)).collect();
+        let wanted: Vec<String> = key.iter().map(|k| k.to_lowercase()).collect();
+        if linked != wanted {
+            changed.push("key");
+        }
+    }
+    if !changed.is_empty() {
         tracing::warn!(
-            table = %wanted.name,
-            "mode or granularity differs from when the table was linked; unlink and relink it to apply the change"
+            table = %wanted.name, options = ?changed,
+            "these options differ from when the table was linked and are not applied; remove the table from the config, sync, and add it back to relink with them"
         );
     }
 }

@@ -1,1 +1,121 @@
-fn main() {}
+//! `lakelink-sample`: creates the sample CRM database the README's first command syncs, and
+//! keeps changing it the way an application would.
+
+mod capture_cost;
+mod crm;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Sample data for lakelink.
+#[derive(Parser)]
+#[command(name = "lakelink-sample", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the sample database (left as it is if it already has the tables).
+    Init {
+        /// The database file.
+        #[arg(long)]
+        db: PathBuf,
+        /// Accounts to create (about twice as many contacts are made).
+        #[arg(long, default_value_t = 2000)]
+        accounts: u32,
+        /// Seed of the random data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Keep inserting, updating and deleting rows until stopped.
+    Write {
+        /// The database file.
+        #[arg(long)]
+        db: PathBuf,
+        /// Changes per second.
+        #[arg(long, default_value_t = 20)]
+        rate: u32,
+        /// Seed of the random changes.
+        #[arg(long, default_value_t = 2)]
+        seed: u64,
+        /// Stop after this many seconds.
+        #[arg(long = "for")]
+        duration: Option<u64>,
+    },
+    /// Measure what capture costs the writing application (docs/BENCHMARKS.md).
+    CaptureCost {
+        /// Changes per workload.
+        #[arg(long, default_value_t = 200_000)]
+        changes: u64,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Init { db, accounts, seed } => {
+            let created = crm::init(&db, accounts, seed)
+                .with_context(|| format!("creating the sample database {}", db.display()))?;
+            if created {
+                println!("created {} with {accounts} accounts", db.display());
+            } else {
+                println!(
+                    "{} already has the sample tables; left as it is",
+                    db.display()
+                );
+            }
+        }
+        Command::Write {
+            db,
+            rate,
+            seed,
+            duration,
+        } => {
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(signal, Arc::clone(&stop))?;
+            }
+            let mut writer = crm::Writer::open(&db, seed)
+                .with_context(|| format!("opening {}", db.display()))?;
+            let started = Instant::now();
+            let deadline = duration.map(|s| started + Duration::from_secs(s));
+            let pause = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+            let (mut made, mut reported) = (0u64, Instant::now());
+            while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
+                writer
+                    .change()
+                    .with_context(|| format!("changing {}", db.display()))?;
+                made += 1;
+                if reported.elapsed() >= Duration::from_secs(10) {
+                    println!("{made} changes so far");
+                    reported = Instant::now();
+                }
+                // Pace by the schedule, not by sleeping a fixed time after each change.
+                let due = started + pause.mul_f64(made as f64);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            println!("stopped after {made} changes");
+        }
+        Command::CaptureCost { changes } => {
+            println!("| workload | unlinked changes/s | linked changes/s | linked / unlinked |");
+            println!("|---|---:|---:|---:|");
+            for m in capture_cost::measure(changes)? {
+                println!(
+                    "| {} | {:.0} | {:.0} | {:.2} |",
+                    m.workload,
+                    m.plain,
+                    m.captured,
+                    m.captured / m.plain
+                );
+            }
+        }
+    }
+    Ok(())
+}
