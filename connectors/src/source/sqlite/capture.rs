@@ -1,11 +1,13 @@
 //! The capture objects lakelink installs in a SQLite database: one change log table shared by
 //! every linked table, and three triggers per link that append to it.
 //!
-//! One shared log gives every change of the database a single position (its AUTOINCREMENT
-//! key, which is never reused even after the log is trimmed), so that all tables can be cut
-//! at one position. The triggers run inside the application's own transaction: a change and
-//! its log entry commit or roll back together. Each captured write costs the application one
-//! extra row insert (plus SQLite's update of `sqlite_sequence`).
+//! One shared log gives every change of the database a single position, its rowid, so that
+//! all tables can be cut at one position. SQLite gives a new row the largest rowid plus one;
+//! the log is never trimmed of its newest entry, so that largest rowid never goes back and a
+//! position is never reused. (AUTOINCREMENT would give the same guarantee at the price of an
+//! update of `sqlite_sequence` on every captured write.) The triggers run inside the
+//! application's own transaction: a change and its log entry commit or roll back together, and
+//! each captured write costs the application one extra row insert.
 //!
 //! Log columns are untyped, so every value is kept with the storage class it had. Key and
 //! image values go to positional columns (`k0..`, `c0..`) that are added as links need them;
@@ -38,7 +40,7 @@ pub(super) fn install(conn: &mut Connection, spec: &CaptureSpec) -> rusqlite::Re
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
-            pos INTEGER PRIMARY KEY AUTOINCREMENT,
+            pos INTEGER PRIMARY KEY,
             link INTEGER NOT NULL,
             op INTEGER NOT NULL,
             opart
@@ -183,16 +185,19 @@ pub(super) fn remove(conn: &mut Connection, link: LinkId) -> rusqlite::Result<()
         |r| r.get(0),
     )?;
     if has_log {
-        tx.execute(&format!("DELETE FROM {LOG_TABLE} WHERE link = ?1"), [link])?;
+        tx.execute(
+            &format!("DELETE FROM {LOG_TABLE} WHERE link = ?1 AND pos < (SELECT max(pos) FROM {LOG_TABLE})"),
+            [link],
+        )?;
     }
     tx.commit()
 }
 
-/// The last position ever given to a change (0 before the first).
+/// The last position given to a change (0 before the first).
 pub(super) fn last_position(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(
-        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?1), 0)",
-        [LOG_TABLE],
+        &format!("SELECT coalesce(max(pos), 0) FROM {LOG_TABLE}"),
+        [],
         |r| r.get(0),
     )
 }
@@ -229,7 +234,13 @@ pub(super) fn select_changes_sql(keys: usize, images: usize) -> String {
     )
 }
 
-/// Deletes log entries at or before `upto`: they are durable in the lake.
+/// Deletes log entries at or before `upto`: they are durable in the lake. The newest entry
+/// stays, so that the next position is still one past it.
 pub(super) fn discard_through(conn: &Connection, upto: i64) -> rusqlite::Result<usize> {
-    conn.execute(&format!("DELETE FROM {LOG_TABLE} WHERE pos <= ?1"), [upto])
+    conn.execute(
+        &format!(
+            "DELETE FROM {LOG_TABLE} WHERE pos <= ?1 AND pos < (SELECT max(pos) FROM {LOG_TABLE})"
+        ),
+        [upto],
+    )
 }
