@@ -7,6 +7,7 @@ use crate::error::EngineError;
 use crate::pipeline::Pipeline;
 use crate::snapshot::Published;
 use backon::{BackoffBuilder, ExponentialBuilder};
+use lakelink_model::lake::Lake;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,6 +24,14 @@ pub struct Signals {
 }
 
 impl Signals {
+    /// Flags that no signal sets: for running the agent in-process (tests, embedding).
+    pub fn manual() -> Signals {
+        Signals {
+            stop: Arc::new(AtomicBool::new(false)),
+            snapshot_now: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Registers the handlers.
     pub fn install() -> std::io::Result<Signals> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -58,10 +67,22 @@ pub fn next_tick(now: SystemTime, interval: Duration) -> SystemTime {
 
 /// Runs the agent until `signals.stop` is set.
 pub fn run(config: Config, signals: &Signals) -> Result<(), EngineError> {
+    let lake_config = config.lake.clone();
+    run_with_lake(config, signals, &|| {
+        crate::pipeline::open_lake(&lake_config)
+    })
+}
+
+/// [`run`] over lakes made by `open_lake` (called again whenever starting is retried).
+pub fn run_with_lake(
+    config: Config,
+    signals: &Signals,
+    open_lake: &dyn Fn() -> Result<Box<dyn Lake>, EngineError>,
+) -> Result<(), EngineError> {
     let poll = config.engine.poll_interval;
     let interval = config.engine.snapshot_interval;
     let Some(mut pipeline) = retrying(signals, poll, "starting", || {
-        Pipeline::open(config.clone(), Arc::clone(&signals.stop))
+        Pipeline::open_with_lake(config.clone(), open_lake()?, Arc::clone(&signals.stop))
     })?
     else {
         return Ok(());

@@ -66,6 +66,16 @@ impl Pipeline {
     /// what a crash left. `stop` interrupts a long initial copy.
     pub fn open(config: Config, stop: Arc<AtomicBool>) -> Result<Pipeline, EngineError> {
         let lake = open_lake(&config.lake)?;
+        Pipeline::open_with_lake(config, lake, stop)
+    }
+
+    /// [`Pipeline::open`] over a lake the caller opened (the config's `[lake]` is not used to
+    /// open one): for embedding, and for tests that put a fault-injecting wrapper around it.
+    pub fn open_with_lake(
+        config: Config,
+        lake: Box<dyn Lake>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Pipeline, EngineError> {
         let holder = format!(
             "lakelink pid {} (config {}, since {})",
             std::process::id(),
@@ -75,6 +85,7 @@ impl Pipeline {
         let lock = lake.lock_writer(&holder)?;
         let source = open_source(&config.source)?;
         let mut state = StateStore::open(&config.engine.state, &lake.describe())?;
+        recovery::remove_abandoned_files(lake.as_ref())?;
         recovery::settle_publish(lake.as_ref(), &mut state, &now_text())?;
         let mut pipeline = Pipeline {
             config,
@@ -375,8 +386,19 @@ impl Pipeline {
     }
 
     /// Reads one batch of changes and makes it durable in the lake. Returns how many changes
-    /// it read and whether the source had no more.
+    /// it read and whether the source had no more. After a failure nothing of the batch is
+    /// checkpointed; whatever reached the lake is skipped when the batch is read again.
     pub fn trickle_once(&mut self) -> Result<(usize, bool), EngineError> {
+        let result = self.trickle_batch();
+        if result.is_err() {
+            for feed in self.feeds.values_mut() {
+                feed.discard_buffers();
+            }
+        }
+        result
+    }
+
+    fn trickle_batch(&mut self) -> Result<(usize, bool), EngineError> {
         let Some(after) = self.common_position() else {
             return Ok((0, true));
         };

@@ -17,6 +17,38 @@ use lakelink_model::lake::Lake;
 use lakelink_model::lake_path::{LakePath, TableName};
 use lakelink_model::schema::AttributeRole;
 
+/// Removes the temporary files that writes interrupted by a crash left anywhere lakelink
+/// writes: the lake's root, its own folders, and each table's folder and snapshot folder.
+pub fn remove_abandoned_files(lake: &dyn Lake) -> Result<usize, EngineError> {
+    let root = LakePath::from_raw("");
+    let mut dirs = vec![
+        root.clone(),
+        LakePath::published_models_dir(),
+        LakePath::from_raw(lakelink_model::lake_path::TRICKLE_DIR),
+    ];
+    for entry in lake.list(&root)? {
+        let name = entry.path.file_name();
+        if entry.is_dir
+            && name != lakelink_model::lake_path::LAKELINK_DIR
+            && name != lakelink_model::lake_path::TRICKLE_DIR
+        {
+            dirs.push(LakePath::from_raw(format!("{}/Snapshot", entry.path)));
+            dirs.push(entry.path);
+        }
+    }
+    let mut removed = 0;
+    for dir in &dirs {
+        removed += lake.remove_abandoned(dir)?;
+    }
+    if removed > 0 {
+        tracing::info!(
+            files = removed,
+            "removed temporary files left by an interrupted write"
+        );
+    }
+    Ok(removed)
+}
+
 /// Settles the publish state. `now` is the lake time text to record a roll-forward with.
 pub fn settle_publish(
     lake: &dyn Lake,

@@ -203,6 +203,19 @@ impl TableFeed {
         self.layout = RowLayout::new(&self.record.schema);
     }
 
+    /// Drops every buffered row and returns each file's cursor to its durable state: after a
+    /// failed batch the source delivers the same changes again. They are re-encoded, and the
+    /// rows that did reach a file before the failure are skipped like after a restart.
+    pub fn discard_buffers(&mut self) {
+        for c in self.files.values_mut() {
+            c.buffer.clear();
+            c.buffered_rows = 0;
+            c.last = c.durable.last_position;
+            c.rows_at_last = c.durable.rows_at_last;
+            c.skip_at_last = c.durable.rows_at_last;
+        }
+    }
+
     /// Appends every file's buffered rows (each file's rows as one durable append) and returns
     /// the files' new durable state, to be checkpointed.
     pub fn flush(&mut self, lake: &dyn Lake) -> Result<Vec<LiveFile>, EngineError> {

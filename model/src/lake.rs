@@ -16,6 +16,8 @@ use std::io::{self, BufRead, Write};
 /// - [`Lake::replace`] swaps a file's content atomically: a reader sees the old content or
 ///   the new, whole, and the new is durable when it returns.
 /// - [`Lake::delete`] of a missing file succeeds (retention may repeat after a crash).
+/// - What an interrupted `create` or `replace` leaves is invisible to [`Lake::list`] and
+///   removed by [`Lake::remove_abandoned`].
 /// - [`Lake::lock_writer`] makes the caller the lake's only writer until the returned guard
 ///   is dropped or the process dies.
 /// - Errors say which path failed; [`LakeError::is_transient`] says whether trying again
@@ -60,6 +62,11 @@ pub trait Lake: Send + Sync {
 
     /// Removes a file; succeeds if it is already gone.
     fn delete(&self, path: &LakePath) -> Result<(), LakeError>;
+
+    /// Removes what writes interrupted by a crash left in folder `dir` (temporary files of
+    /// [`Lake::create`] and [`Lake::replace`]); returns how many. Called on start, while the
+    /// caller holds the writer lock, so no write of its own is in flight.
+    fn remove_abandoned(&self, dir: &LakePath) -> Result<usize, LakeError>;
 
     /// Takes the lake's writer lock, recording `holder` for whoever is refused next.
     fn lock_writer(&self, holder: &str) -> Result<Box<dyn WriterLock>, LakeError>;

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod workload;
+
 use lakelink_model::FieldKind;
 use lakelink_model::cdm::Model;
 use lakelink_model::column_type::ColumnType;
@@ -51,10 +53,21 @@ impl Workspace {
         conn
     }
 
-    /// Writes the config with `[engine]` extras and `[[table]]` sections.
+    /// Writes the config with `[engine]` extras and `[[table]]` sections. Snapshots are hourly
+    /// unless the extras set `snapshot_interval`.
     pub fn write_config(&self, engine_extra: &str, tables: &str) {
+        let sets_interval = engine_extra.lines().any(|l| {
+            l.split('=')
+                .next()
+                .is_some_and(|k| k.trim() == "snapshot_interval")
+        });
+        let interval = if sets_interval {
+            ""
+        } else {
+            "snapshot_interval = \"1h\"\n"
+        };
         let text = format!(
-            "[source]\nkind = \"sqlite\"\npath = \"source.db\"\n\n[lake]\nkind = \"local\"\npath = \"lake\"\n\n[engine]\nsnapshot_interval = \"1h\"\nstate = \"state.db\"\n{engine_extra}\n\n{tables}\n"
+            "[source]\nkind = \"sqlite\"\npath = \"source.db\"\n\n[lake]\nkind = \"local\"\npath = \"lake\"\n\n[engine]\n{interval}state = \"state.db\"\n{engine_extra}\n\n{tables}\n"
         );
         std::fs::write(&self.config, text).expect("write config");
     }

@@ -6,7 +6,7 @@ use lakelink_model::lake::{Lake, LakeEntry, LakeError, NewFile, WriterLock};
 use lakelink_model::lake_path::LakePath;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Distinguishes the temporary files of one process.
@@ -24,6 +24,7 @@ impl LocalLake {
     pub fn open(root: &Path, base_url: Option<String>) -> Result<LocalLake, LakeError> {
         fs::create_dir_all(root)
             .map_err(|e| LakeError::io("create the lake folder", root.display(), e))?;
+        // Canonical, so that locations are absolute and path_of_location can recognise them.
         let root = root
             .canonicalize()
             .map_err(|e| LakeError::io("resolve the lake folder", root.display(), e))?;
@@ -33,55 +34,57 @@ impl LocalLake {
         })
     }
 
-    /// The lake's folder.
+    /// The lake's folder (absolute).
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The filesystem path of `path`, joined segment by segment so the separator is the
+    /// platform's; the empty path is the root.
     fn full(&self, path: &LakePath) -> PathBuf {
-        if path.as_str().is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(path.as_str())
-        }
+        let mut full = self.root.clone();
+        full.extend(path.as_str().split('/').filter(|s| !s.is_empty()));
+        full
     }
 
-    /// Creates the folders above `file`, fsyncing each parent that gained an entry so the new
-    /// folders survive a power loss.
+    /// Creates the missing folders above `file`, fsyncing the folder each one was made in so
+    /// that they survive a power loss along with the file about to be put there.
     fn ensure_parent(&self, file: &Path, path: &LakePath) -> Result<(), LakeError> {
-        let Some(parent) = file.parent() else {
-            return Ok(());
-        };
-        if parent.is_dir() {
-            return Ok(());
-        }
-        let mut missing = Vec::new();
-        let mut dir = parent;
-        while !dir.is_dir() {
-            missing.push(dir.to_path_buf());
-            match dir.parent() {
-                Some(up) => dir = up,
-                None => break,
+        let missing: Vec<&Path> = file
+            .ancestors()
+            .skip(1)
+            .take_while(|d| !d.is_dir())
+            .collect();
+        for dir in missing.into_iter().rev() {
+            if let Err(e) = fs::create_dir(dir)
+                && e.kind() != io::ErrorKind::AlreadyExists
+            {
+                return Err(LakeError::io("create the folder of", path, e));
             }
-        }
-        for d in missing.iter().rev() {
-            match fs::create_dir(d) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(LakeError::io("create the folder of", path, e)),
-            }
-            if let Some(up) = d.parent() {
-                sync_dir(up).map_err(|e| LakeError::io("sync the folder of", path, e))?;
-            }
+            sync_parent(dir, path)?;
         }
         Ok(())
     }
 }
 
-/// fsyncs a directory, which makes the names in it (created, renamed, removed) durable.
+/// fsyncs a directory. fsync of a file makes its content durable but not its name: the
+/// entry lives in the directory, so a created, renamed or removed name survives a power loss
+/// only once the directory itself is synced.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
+
+/// fsyncs the folder holding `full` (the file system path of lake path `path`).
+fn sync_parent(full: &Path, path: &LakePath) -> Result<(), LakeError> {
+    match full.parent() {
+        Some(parent) => sync_dir(parent).map_err(|e| LakeError::io("sync the folder of", path, e)),
+        None => Ok(()),
+    }
+}
+
+/// A temporary name beside `file`, unique within this process and across processes.
+/// Marks the names of temporary files: `.<name>.tmp-<pid>-<n>`.
+const TEMP_MARK: &str = ".tmp-";
 
 fn temp_name(file: &Path) -> PathBuf {
     let name = file
@@ -89,7 +92,13 @@ fn temp_name(file: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    file.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+    // The leading '.' hides it from `list` and from readers (LAKE_FORMAT §1).
+    file.with_file_name(format!(".{name}{TEMP_MARK}{}-{n}", std::process::id()))
+}
+
+/// Creates a temporary file, refusing to reuse a name that some other write still holds.
+fn create_temp(temp: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).open(temp)
 }
 
 impl Lake for LocalLake {
@@ -110,12 +119,22 @@ impl Lake for LocalLake {
                 .strip_prefix(base.as_str())?
                 .strip_prefix('/')?
                 .to_string(),
-            None => Path::new(location)
-                .strip_prefix(&self.root)
-                .ok()?
-                .to_string_lossy()
-                .into_owned(),
+            None => {
+                let rest = Path::new(location).strip_prefix(&self.root).ok()?;
+                let segments: Option<Vec<&str>> = rest
+                    .components()
+                    .map(|c| match c {
+                        Component::Normal(s) => s.to_str(),
+                        _ => None,
+                    })
+                    .collect();
+                segments?.join("/")
+            }
         };
+        // `<root>/../x` starts with the root but is not in the lake.
+        if inside.split('/').any(|s| s == "." || s == "..") {
+            return None;
+        }
         Some(LakePath::from_raw(inside))
     }
 
@@ -129,41 +148,51 @@ impl Lake for LocalLake {
 
     fn append(&self, path: &LakePath, expected_len: u64, data: &[u8]) -> Result<u64, LakeError> {
         let full = self.full(path);
-        let created = !full.exists();
-        if created {
-            if expected_len != 0 {
-                return Err(LakeError::LengthMismatch {
-                    path: path.clone(),
-                    expected: expected_len,
-                    actual: 0,
-                });
-            }
+        let mismatch = |actual| LakeError::LengthMismatch {
+            path: path.clone(),
+            expected: expected_len,
+            actual,
+        };
+        let opening = |e| LakeError::io("open for appending", path, e);
+        if expected_len == 0 {
             self.ensure_parent(&full, path)?;
         }
-        let mut file = OpenOptions::new()
-            .append(true)
-            .create(created)
-            .open(&full)
-            .map_err(|e| LakeError::io("open for appending", path, e))?;
+        // Only an append at length 0 may create the file. create_new, rather than a check
+        // beforehand, says reliably whether this call made the name, which must then be
+        // made durable too.
+        let open = |create_new| {
+            OpenOptions::new()
+                .append(true)
+                .create_new(create_new)
+                .open(&full)
+        };
+        let (mut file, created) = match open(expected_len == 0) {
+            Ok(file) => (file, expected_len == 0),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                (open(false).map_err(opening)?, false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && expected_len > 0 => {
+                return Err(mismatch(0));
+            }
+            Err(e) => return Err(opening(e)),
+        };
         let actual = file
             .metadata()
             .map_err(|e| LakeError::io("look at", path, e))?
             .len();
         if actual != expected_len {
-            return Err(LakeError::LengthMismatch {
-                path: path.clone(),
-                expected: expected_len,
-                actual,
-            });
+            return Err(mismatch(actual));
         }
-        file.write_all(data)
-            .map_err(|e| LakeError::io("append to", path, e))?;
         // fdatasync: the data and the new length are durable; the batch is committed when
         // the caller records this length.
-        file.sync_data()
-            .map_err(|e| LakeError::io("sync", path, e))?;
-        if created && let Some(parent) = full.parent() {
-            sync_dir(parent).map_err(|e| LakeError::io("sync the folder of", path, e))?;
+        if let Err(e) = file.write_all(data).and_then(|()| file.sync_data()) {
+            // Take back whatever part of the batch reached the file (a full disk), so that a
+            // retry finds the recorded length instead of a mismatch it can never get past.
+            let _ = file.set_len(expected_len);
+            return Err(LakeError::io("append to", path, e));
+        }
+        if created {
+            sync_parent(&full, path)?;
         }
         Ok(expected_len + data.len() as u64)
     }
@@ -202,17 +231,18 @@ impl Lake for LocalLake {
 
     fn create(&self, path: &LakePath) -> Result<Box<dyn NewFile>, LakeError> {
         let full = self.full(path);
+        // Fail early rather than after writing the whole file; commit checks again.
         if full.exists() {
             return Err(LakeError::AlreadyExists { path: path.clone() });
         }
         self.ensure_parent(&full, path)?;
         let temp = temp_name(&full);
-        let file = File::create(&temp).map_err(|e| LakeError::io("create", path, e))?;
+        let file = create_temp(&temp).map_err(|e| LakeError::io("create", path, e))?;
         Ok(Box::new(LocalNewFile {
             path: path.clone(),
             target: full,
             temp,
-            file: Some(file),
+            file,
         }))
     }
 
@@ -221,15 +251,13 @@ impl Lake for LocalLake {
         self.ensure_parent(&full, path)?;
         let temp = temp_name(&full);
         let result = (|| {
-            let mut file = File::create(&temp)?;
+            let mut file = create_temp(&temp)?;
             file.write_all(data)?;
             file.sync_all()?;
-            // rename() swaps the name atomically: a reader opens the old file or the new one.
+            // rename() swaps the name atomically: a reader opens the old file or the new one,
+            // and the new one is whole because it was synced first.
             fs::rename(&temp, &full)?;
-            if let Some(parent) = full.parent() {
-                sync_dir(parent)?;
-            }
-            Ok(())
+            sync_dir(full.parent().unwrap_or(&full))
         })();
         result.map_err(|e| {
             let _ = fs::remove_file(&temp);
@@ -243,6 +271,10 @@ impl Lake for LocalLake {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(LakeError::io("list", dir, e)),
         };
+        let prefix = match dir.as_str() {
+            "" => String::new(),
+            d => format!("{d}/"),
+        };
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| LakeError::io("list", dir, e))?;
@@ -250,18 +282,12 @@ impl Lake for LocalLake {
             if name.starts_with('.') {
                 continue;
             }
-            let is_dir = entry
+            let kind = entry
                 .file_type()
-                .map_err(|e| LakeError::io("list", dir, e))?
-                .is_dir();
-            let path = if dir.as_str().is_empty() {
-                name
-            } else {
-                format!("{}/{name}", dir.as_str())
-            };
+                .map_err(|e| LakeError::io("list", dir, e))?;
             out.push(LakeEntry {
-                path: LakePath::from_raw(path),
-                is_dir,
+                path: LakePath::from_raw(format!("{prefix}{name}")),
+                is_dir: kind.is_dir(),
             });
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -271,14 +297,33 @@ impl Lake for LocalLake {
     fn delete(&self, path: &LakePath) -> Result<(), LakeError> {
         let full = self.full(path);
         match fs::remove_file(&full) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(LakeError::io("delete", path, e)),
+            Ok(()) => sync_parent(&full, path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(LakeError::io("delete", path, e)),
         }
-        if let Some(parent) = full.parent() {
-            sync_dir(parent).map_err(|e| LakeError::io("sync the folder of", path, e))?;
+    }
+
+    fn remove_abandoned(&self, dir: &LakePath) -> Result<usize, LakeError> {
+        let full = self.full(dir);
+        let entries = match fs::read_dir(&full) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(LakeError::io("list", dir, e)),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| LakeError::io("list", dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(TEMP_MARK) {
+                fs::remove_file(entry.path())
+                    .map_err(|e| LakeError::io("remove an abandoned temporary file in", dir, e))?;
+                removed += 1;
+            }
         }
-        Ok(())
+        if removed > 0 {
+            sync_dir(&full).map_err(|e| LakeError::io("sync", dir, e))?;
+        }
+        Ok(removed)
     }
 
     fn lock_writer(&self, holder: &str) -> Result<Box<dyn WriterLock>, LakeError> {
@@ -293,87 +338,79 @@ impl Lake for LocalLake {
             .open(&full)
             .map_err(|e| LakeError::io("open the lock", &path, e))?;
         // An advisory lock held by the open file: the kernel drops it when the process dies,
-        // so a crashed agent never leaves a stale lock behind.
+        // so a crashed agent never leaves a stale lock behind (unlike a lock file's mere
+        // existence).
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
-                let holder = text.trim();
+                let holder = match text.trim() {
+                    "" => "another process",
+                    named => named,
+                };
                 return Err(LakeError::Locked {
-                    holder: if holder.is_empty() {
-                        "another process".into()
-                    } else {
-                        holder.to_string()
-                    },
+                    holder: holder.to_string(),
                     lock: full.display().to_string(),
                 });
             }
             Err(fs::TryLockError::Error(e)) => return Err(LakeError::io("lock", &path, e)),
         }
-        let written = file
-            .set_len(0)
+        file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(holder.as_bytes()))
-            .and_then(|()| file.sync_all());
-        written.map_err(|e| LakeError::io("write the lock", &path, e))?;
+            .and_then(|()| file.sync_all())
+            .map_err(|e| LakeError::io("write the lock", &path, e))?;
         Ok(Box::new(LocalWriterLock { _file: file }))
     }
 }
 
-/// A file being written under a temporary name.
+/// A file being written under a temporary name until [`NewFile::commit`].
 struct LocalNewFile {
     path: LakePath,
     target: PathBuf,
     temp: PathBuf,
-    file: Option<File>,
+    file: File,
 }
 
 impl Write for LocalNewFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.file {
-            Some(f) => f.write(buf),
-            None => Err(io::Error::other("file already committed")),
-        }
+        self.file.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.file {
-            Some(f) => f.flush(),
-            None => Ok(()),
-        }
+        self.file.flush()
     }
 }
 
 impl NewFile for LocalNewFile {
     fn commit(mut self: Box<Self>) -> Result<(), LakeError> {
-        let path = self.path.clone();
-        let file = self.file.take().ok_or_else(|| {
-            LakeError::io("commit", &path, io::Error::other("file already committed"))
-        })?;
-        file.sync_all()
-            .map_err(|e| LakeError::io("sync", &path, e))?;
-        drop(file);
+        let path = &self.path;
+        // The content must be durable before the name points at it, or a power loss could
+        // publish an empty or partial file under its final name.
+        self.file
+            .flush()
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| LakeError::io("sync", path, e))?;
         // link() fails if the name exists, so the file appears whole under its name, or not
-        // at all, and never replaces another: create-only, atomically.
+        // at all, and never replaces another: create-only, atomically. (rename() would
+        // silently overwrite.)
         match fs::hard_link(&self.temp, &self.target) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(LakeError::AlreadyExists { path });
+                return Err(LakeError::AlreadyExists { path: path.clone() });
             }
-            Err(e) => return Err(LakeError::io("publish", &path, e)),
+            Err(e) => return Err(LakeError::io("publish", path, e)),
         }
+        // Remove the temporary name before syncing the folder, so both changes are durable.
         let _ = fs::remove_file(&self.temp);
-        if let Some(parent) = self.target.parent() {
-            sync_dir(parent).map_err(|e| LakeError::io("sync the folder of", &path, e))?;
-        }
-        Ok(())
+        sync_parent(&self.target, path)
     }
 }
 
 impl Drop for LocalNewFile {
     fn drop(&mut self) {
-        // Committed or abandoned, the temporary name goes.
+        // Committed or abandoned, the temporary name goes (a no-op after a commit).
         let _ = fs::remove_file(&self.temp);
     }
 }
@@ -395,22 +432,37 @@ mod tests {
         (dir, lake)
     }
 
-    fn read_all(lake: &LocalLake, path: &LakePath, start: u64, end: Option<u64>) -> String {
+    fn p(path: &str) -> LakePath {
+        LakePath::from_raw(path)
+    }
+
+    fn read_all(lake: &LocalLake, path: &str, start: u64, end: Option<u64>) -> String {
         let mut s = String::new();
-        lake.read(path, start, end)
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
+        let mut reader = lake.read(&p(path), start, end).unwrap();
+        reader.read_to_string(&mut s).unwrap();
         s
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
     }
 
     #[test]
     fn append_checks_the_expected_length() {
         let (_d, lake) = lake();
-        let p = LakePath::from_raw("t/2024.csv");
-        assert_eq!(lake.append(&p, 0, b"a\n").unwrap(), 2);
-        assert_eq!(lake.append(&p, 2, b"b\n").unwrap(), 4);
-        let err = lake.append(&p, 2, b"c\n").unwrap_err();
+        let f = p("t/sub/2024.csv");
+        assert_eq!(
+            lake.append(&f, 0, b"a\n").unwrap(),
+            2,
+            "parent folders made"
+        );
+        assert_eq!(lake.append(&f, 2, b"b\n").unwrap(), 4);
+        let err = lake.append(&f, 2, b"c\n").unwrap_err();
         assert!(
             matches!(
                 err,
@@ -422,73 +474,130 @@ mod tests {
             ),
             "{err}"
         );
-        assert_eq!(read_all(&lake, &p, 0, None), "a\nb\n");
-        assert_eq!(read_all(&lake, &p, 2, Some(3)), "b");
-        let missing = LakePath::from_raw("t/none.csv");
         assert!(matches!(
-            lake.append(&missing, 5, b"x"),
+            lake.append(&f, 0, b"c"),
             Err(LakeError::LengthMismatch { .. })
         ));
-        assert!(matches!(
-            lake.read(&missing, 0, None),
-            Err(LakeError::NotFound { .. })
-        ));
-        lake.discard_tail(&p, 2).unwrap();
-        assert_eq!(read_all(&lake, &p, 0, None), "a\n");
+        assert_eq!(
+            read_all(&lake, "t/sub/2024.csv", 0, None),
+            "a\nb\n",
+            "nothing written"
+        );
+        let missing = p("t/none.csv");
+        let err = lake.append(&missing, 5, b"x").unwrap_err();
+        assert!(matches!(err, LakeError::LengthMismatch { actual: 0, .. }));
+        assert_eq!(lake.size(&missing).unwrap(), None, "only length 0 creates");
+        lake.discard_tail(&f, 2).unwrap();
+        assert_eq!(read_all(&lake, "t/sub/2024.csv", 0, None), "a\n");
+    }
+
+    #[test]
+    fn read_streams_a_range() {
+        let (_d, lake) = lake();
+        lake.append(&p("t/1.csv"), 0, b"0123456789").unwrap();
+        assert_eq!(read_all(&lake, "t/1.csv", 0, None), "0123456789");
+        assert_eq!(read_all(&lake, "t/1.csv", 3, Some(6)), "345");
+        assert_eq!(read_all(&lake, "t/1.csv", 7, None), "789");
+        assert_eq!(
+            read_all(&lake, "t/1.csv", 8, Some(20)),
+            "89",
+            "stops at the end"
+        );
+        assert_eq!(read_all(&lake, "t/1.csv", 4, Some(4)), "");
+        let missing = lake.read(&p("t/none.csv"), 0, None);
+        assert!(matches!(missing, Err(LakeError::NotFound { .. })));
     }
 
     #[test]
     fn create_is_create_only_and_leaves_nothing_when_abandoned() {
         let (_d, lake) = lake();
-        let p = LakePath::from_raw("t/Snapshot/t-T1.csv");
-        let mut f = lake.create(&p).unwrap();
+        let t1 = p("t/Snapshot/t-T1.csv");
+        let mut f = lake.create(&t1).unwrap();
         f.write_all(b"row\n").unwrap();
-        assert_eq!(lake.size(&p).unwrap(), None, "invisible until committed");
+        assert_eq!(lake.size(&t1).unwrap(), None, "invisible until committed");
         f.commit().unwrap();
-        assert_eq!(read_all(&lake, &p, 0, None), "row\n");
+        assert_eq!(read_all(&lake, "t/Snapshot/t-T1.csv", 0, None), "row\n");
         assert!(matches!(
-            lake.create(&p),
+            lake.create(&t1),
             Err(LakeError::AlreadyExists { .. })
         ));
-        let q = LakePath::from_raw("t/Snapshot/t-T2.csv");
-        let mut g = lake.create(&q).unwrap();
-        g.write_all(b"x").unwrap();
-        drop(g);
-        assert_eq!(lake.size(&q).unwrap(), None);
-        let names: Vec<_> = fs::read_dir(lake.root().join("t/Snapshot"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+        // Another writer takes the name between create and commit: the first commit wins.
+        let mut late = lake.create(&p("t/Snapshot/t-T2.csv")).unwrap();
+        let mut first = lake.create(&p("t/Snapshot/t-T2.csv")).unwrap();
+        first.write_all(b"first").unwrap();
+        first.commit().unwrap();
+        late.write_all(b"late").unwrap();
+        assert!(matches!(
+            late.commit(),
+            Err(LakeError::AlreadyExists { .. })
+        ));
+        assert_eq!(read_all(&lake, "t/Snapshot/t-T2.csv", 0, None), "first");
+        let t3 = p("t/Snapshot/t-T3.csv");
+        let mut abandoned = lake.create(&t3).unwrap();
+        abandoned.write_all(b"x").unwrap();
+        drop(abandoned);
+        assert_eq!(lake.size(&t3).unwrap(), None);
+        let names = names_in(&lake.root().join("t/Snapshot"));
+        assert_eq!(names, ["t-T1.csv", "t-T2.csv"], "no temporary file left");
     }
 
     #[test]
     fn replace_list_and_delete() {
         let (_d, lake) = lake();
         let m = LakePath::model();
-        lake.replace(&m, b"{1}").unwrap();
+        lake.replace(&m, b"{ a longer first version }").unwrap();
         lake.replace(&m, b"{2}").unwrap();
-        assert_eq!(read_all(&lake, &m, 0, None), "{2}");
-        lake.append(&LakePath::from_raw("a/1.csv"), 0, b"x\n")
-            .unwrap();
-        let root: Vec<_> = lake.list(&LakePath::from_raw("")).unwrap();
         assert_eq!(
-            root,
-            [
-                LakeEntry {
-                    path: LakePath::from_raw("a"),
-                    is_dir: true
-                },
-                LakeEntry {
-                    path: LakePath::from_raw("model.json"),
-                    is_dir: false
-                },
-            ]
+            read_all(&lake, "model.json", 0, None),
+            "{2}",
+            "no tail of the old"
         );
-        assert!(lake.list(&LakePath::from_raw("none")).unwrap().is_empty());
+        lake.append(&p("a/1.csv"), 0, b"x\n").unwrap();
+        lake.replace(&p("a/b/m.json"), b"{}").unwrap();
+        // A write in progress has a temporary file, which listings skip.
+        let pending = lake.create(&p("a/2.csv")).unwrap();
+        assert_eq!(names_in(&lake.root().join("a")).len(), 3);
+        let entry = |path: &str, is_dir| LakeEntry {
+            path: p(path),
+            is_dir,
+        };
+        let root = lake.list(&p("")).unwrap();
+        assert_eq!(root, [entry("a", true), entry("model.json", false)]);
+        let a = lake.list(&p("a")).unwrap();
+        assert_eq!(a, [entry("a/1.csv", false), entry("a/b", true)]);
+        drop(pending);
+        assert!(lake.list(&p("none")).unwrap().is_empty());
         lake.delete(&m).unwrap();
         lake.delete(&m).unwrap();
+        lake.delete(&p("no/such/file")).unwrap();
         assert_eq!(lake.size(&m).unwrap(), None);
+    }
+
+    #[test]
+    fn abandoned_temporary_files_are_removed() {
+        let (_d, lake) = lake();
+        let p = LakePath::from_raw("t/Snapshot/t-T1.csv");
+        let mut f = lake.create(&p).unwrap();
+        f.write_all(b"x").unwrap();
+        // A crash: the process dies before commit or drop.
+        std::mem::forget(f);
+        let dir = LakePath::from_raw("t/Snapshot");
+        assert!(
+            lake.list(&dir).unwrap().is_empty(),
+            "temporary files are not listed"
+        );
+        assert_eq!(lake.remove_abandoned(&dir).unwrap(), 1);
+        assert_eq!(
+            fs::read_dir(lake.root().join("t/Snapshot"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(
+            lake.remove_abandoned(&LakePath::from_raw("missing"))
+                .unwrap(),
+            0
+        );
     }
 
     #[test]
@@ -497,26 +606,53 @@ mod tests {
         let guard = lake.lock_writer("agent one").unwrap();
         let other = LocalLake::open(&d.path().join("lake"), None).unwrap();
         match other.lock_writer("agent two") {
-            Err(LakeError::Locked { holder, .. }) => assert_eq!(holder, "agent one"),
+            Err(LakeError::Locked { holder, lock }) => {
+                assert_eq!(holder, "agent one");
+                assert_eq!(
+                    lock,
+                    lake.root().join("_lakelink/lock").display().to_string()
+                );
+            }
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("a second writer got the lock"),
         }
         drop(guard);
-        other.lock_writer("agent two").unwrap();
+        let _second = other.lock_writer("agent two").unwrap();
+        match lake.lock_writer("agent three") {
+            Err(LakeError::Locked { holder, .. }) => assert_eq!(holder, "agent two"),
+            _ => panic!("the lock was not taken again"),
+        }
     }
 
     #[test]
     fn locations_round_trip() {
         let (_d, lake) = lake();
-        let p = LakePath::from_raw("t/Snapshot/t-T1.csv");
-        let loc = lake.location(&p);
-        assert!(loc.starts_with('/'));
-        assert_eq!(lake.path_of_location(&loc), Some(p.clone()));
-        let published =
-            LocalLake::open(lake.root(), Some("https://files.example.com/lake/".into())).unwrap();
-        let loc = published.location(&p);
+        let f = p("t/Snapshot/t-T1.csv");
+        let loc = lake.location(&f);
+        assert_eq!(
+            loc,
+            lake.root()
+                .join("t/Snapshot/t-T1.csv")
+                .display()
+                .to_string()
+        );
+        assert!(Path::new(&loc).is_absolute());
+        assert_eq!(lake.path_of_location(&loc), Some(f.clone()));
+        let root = lake.root().display().to_string();
+        assert_eq!(lake.path_of_location(&format!("{root}-other/x.csv")), None);
+        assert_eq!(lake.path_of_location(&format!("{root}/../x.csv")), None);
+        let base = Some("https://files.example.com/lake/".to_string());
+        let published = LocalLake::open(lake.root(), base).unwrap();
+        let loc = published.location(&f);
         assert_eq!(loc, "https://files.example.com/lake/t/Snapshot/t-T1.csv");
-        assert_eq!(published.path_of_location(&loc), Some(p));
-        assert_eq!(published.path_of_location("https://elsewhere/x"), None);
+        assert_eq!(published.path_of_location(&loc), Some(f));
+        for outside in ["https://elsewhere/x", "https://files.example.com/lake2/x"] {
+            assert_eq!(published.path_of_location(outside), None);
+        }
+        assert_eq!(
+            published.path_of_location("https://files.example.com/lake/../x"),
+            None
+        );
+        assert_eq!(published.describe(), format!("local lake {root}"));
     }
 }
