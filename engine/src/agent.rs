@@ -3,6 +3,7 @@
 //! jitter, each retry logged with its cause; anything else stops the agent with its error.
 
 use crate::config::Config;
+use crate::config_watch::ConfigWatcher;
 use crate::error::EngineError;
 use crate::pipeline::Pipeline;
 use crate::snapshot::Published;
@@ -79,8 +80,16 @@ pub fn run_with_lake(
     signals: &Signals,
     open_lake: &dyn Fn() -> Result<Box<dyn Lake>, EngineError>,
 ) -> Result<(), EngineError> {
-    let poll = config.engine.poll_interval;
-    let interval = config.engine.snapshot_interval;
+    let mut poll = config.engine.poll_interval;
+    let mut interval = config.engine.snapshot_interval;
+    let config_path = config.path.clone();
+    let mut watcher = match ConfigWatcher::start(&config_path) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(config = %config_path.display(), error = %e, "cannot watch the config; edits take effect at the next start");
+            None
+        }
+    };
     let Some(mut pipeline) = retrying(signals, poll, "starting", || {
         Pipeline::open_with_lake(config.clone(), open_lake()?, Arc::clone(&signals.stop))
     })?
@@ -103,6 +112,27 @@ pub fn run_with_lake(
     }
     let mut due = next_tick(SystemTime::now(), interval);
     while !signals.stop.load(Ordering::Relaxed) {
+        if watcher.as_mut().is_some_and(ConfigWatcher::settled_change) {
+            match Config::load(&config_path) {
+                Ok(new) => {
+                    tracing::info!(config = %config_path.display(), "config changed; applying it");
+                    let applied = retrying(signals, poll, "applying the config", || {
+                        pipeline.apply_config(new.clone())
+                    });
+                    if let Err(e) = applied {
+                        tracing::warn!(error = %e, "config rejected; the agent keeps running on the last good config");
+                    }
+                    poll = pipeline.config().engine.poll_interval;
+                    if pipeline.config().engine.snapshot_interval != interval {
+                        interval = pipeline.config().engine.snapshot_interval;
+                        due = next_tick(SystemTime::now(), interval);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "config rejected; the agent keeps running on the last good config");
+                }
+            }
+        }
         let caught_up = retrying(signals, poll, "trickling changes", || {
             pipeline.check_schemas()?;
             pipeline.trickle_once()

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod config_watch;
 pub mod error;
 pub mod manifest;
 pub mod pipeline;

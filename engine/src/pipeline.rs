@@ -126,6 +126,31 @@ impl Pipeline {
         &self.config
     }
 
+    /// Applies a changed config: tables added are linked, tables removed are unlinked, and
+    /// `[engine]` settings take effect. The source, the lake and the checkpoint store stay as
+    /// they were opened until the next start (they are the agent's identity), and saying so.
+    pub fn apply_config(&mut self, mut new: Config) -> Result<(), EngineError> {
+        let old = &self.config;
+        if new.source != old.source || new.lake != old.lake || new.engine.state != old.engine.state
+        {
+            tracing::warn!(
+                "[source], [lake] and [engine] state changed; they take effect when the agent restarts"
+            );
+            new.source = old.source.clone();
+            new.lake = old.lake.clone();
+            new.engine.state = old.engine.state.clone();
+        }
+        // Every new table must be linkable before anything changes, so that a rejected config
+        // leaves the agent exactly on the last good one.
+        for table in &new.tables {
+            if !self.feeds.contains_key(table.name.as_str()) {
+                self.schema_for(table)?;
+            }
+        }
+        self.config = new;
+        self.reconcile()
+    }
+
     /// The lake.
     pub fn lake(&self) -> &dyn Lake {
         self.lake.as_ref()

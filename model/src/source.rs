@@ -115,18 +115,6 @@ pub enum SourceError {
         /// The source.
         source_name: String,
     },
-    /// Text that is not valid UTF-8.
-    #[error(
-        "table {table:?} column {column:?} holds text that is not valid UTF-8 (change at position {position}); fix the value in the source"
-    )]
-    InvalidText {
-        /// The table.
-        table: String,
-        /// The column.
-        column: String,
-        /// The change's position (or the copy's).
-        position: Position,
-    },
     /// The database failed.
     #[error("{source_name}: {what}: {source}")]
     Database {

@@ -2,7 +2,7 @@
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::Path;
 use std::time::Duration;
 
@@ -162,9 +162,10 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Opens the sample database.
+    /// Opens the sample database, which must exist already.
     pub fn open(db: &Path, seed: u64) -> rusqlite::Result<Writer> {
-        let conn = Connection::open(db)?;
+        let flags = OpenFlags::default() - OpenFlags::SQLITE_OPEN_CREATE;
+        let conn = Connection::open_with_flags(db, flags)?;
         // The agent reads the same file; wait for it instead of failing.
         conn.busy_timeout(Duration::from_secs(5))?;
         Ok(Writer {

@@ -6,6 +6,7 @@ mod crm;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
+use rand::RngExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,9 +42,10 @@ enum Command {
         /// Changes per second.
         #[arg(long, default_value_t = 20)]
         rate: u32,
-        /// Seed of the random changes.
-        #[arg(long, default_value_t = 2)]
-        seed: u64,
+        /// Seed of the random changes (default: a fresh one each run, so a second run on the
+        /// same database doesn't make the account ids the first one made).
+        #[arg(long)]
+        seed: Option<u64>,
         /// Stop after this many seconds.
         #[arg(long = "for")]
         duration: Option<u64>,
@@ -80,8 +82,18 @@ fn main() -> Result<()> {
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, Arc::clone(&stop))?;
             }
-            let mut writer = crm::Writer::open(&db, seed)
-                .with_context(|| format!("opening {}", db.display()))?;
+            let seed = seed.unwrap_or_else(|| rand::rng().random());
+            let mut writer = crm::Writer::open(&db, seed).with_context(|| {
+                format!(
+                    "opening {} (create it with `lakelink-sample init --db {}`)",
+                    db.display(),
+                    db.display()
+                )
+            })?;
+            println!(
+                "changing {} about {rate} times a second (seed {seed})",
+                db.display()
+            );
             let started = Instant::now();
             let deadline = duration.map(|s| started + Duration::from_secs(s));
             let pause = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));

@@ -298,3 +298,71 @@ pub fn attribute_index(model: &Model, table: &str, name: &str) -> usize {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// A running `lakelink run`, its stderr going to a file the test can read while it runs.
+pub struct RunningAgent {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl RunningAgent {
+    /// Starts the agent on the workspace's config.
+    pub fn start(ws: &Workspace) -> RunningAgent {
+        let log = ws
+            .dir
+            .path()
+            .join(format!("agent-{}.log", std::process::id()));
+        let file = std::fs::File::create(&log).expect("agent log");
+        let child = Command::new(lakelink_bin())
+            .args(["run", "--config", ws.config.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start the agent");
+        RunningAgent { child, log }
+    }
+
+    /// What the agent logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the agent with SIGTERM and returns its exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for the agent")
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `what` holds, failing with `description` after `seconds`.
+pub fn wait_for(seconds: u64, description: &str, mut what: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !what() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {seconds} s waiting for {description}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The number of capture triggers in the source.
+pub fn trigger_count(conn: &Connection) -> i64 {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}

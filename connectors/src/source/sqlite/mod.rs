@@ -258,11 +258,7 @@ impl Source for SqliteSource {
             values.clear();
             for (i, column) in spec.schema.columns.iter().enumerate() {
                 let v = row.get_ref(i).map_err(|e| err("reading the table", e))?;
-                values.push(values::from_sql(v).ok_or_else(|| SourceError::InvalidText {
-                    table: spec.table.clone(),
-                    column: column.name.clone(),
-                    position,
-                })?);
+                values.push(values::from_sql(v, &spec.table, &column.name, position));
             }
             if on_row(position, &values).is_break() {
                 break;
@@ -311,26 +307,18 @@ impl Source for SqliteSource {
                     2 => ChangeKind::Update,
                     _ => ChangeKind::Delete,
                 };
-                let invalid = |column: &str| SourceError::InvalidText {
-                    table: info.table.clone(),
-                    column: column.to_string(),
-                    position,
-                };
-                let old_partition =
-                    values::from_sql(read(3)?).ok_or_else(|| invalid("(partition column)"))?;
+                let value = |v, column: &str| values::from_sql(v, &info.table, column, position);
+                let old_partition = value(read(3)?, "(partition column)");
                 let mut old_key = Vec::with_capacity(info.key_width);
                 for k in 0..info.key_width.min(key_cols) {
-                    old_key.push(values::from_sql(read(4 + k)?).ok_or_else(|| invalid("(key)"))?);
+                    old_key.push(value(read(4 + k)?, "(key)"));
                 }
                 let mut image = Vec::new();
                 if kind != ChangeKind::Delete {
                     let width = info.columns.len().min(image_cols);
                     image.reserve(width);
                     for (c, column) in info.columns.iter().enumerate().take(width) {
-                        image.push(
-                            values::from_sql(read(4 + key_cols + c)?)
-                                .ok_or_else(|| invalid(column))?,
-                        );
+                        image.push(value(read(4 + key_cols + c)?, column));
                     }
                 }
                 bytes += image.iter().chain(&old_key).map(value_size).sum::<usize>();

@@ -1,0 +1,225 @@
+//! Bad input and a hostile environment: each gets a clear one-line error (or a warning while
+//! the agent carries on) and loses nothing.
+
+mod support;
+
+use support::*;
+
+fn failure(ws: &Workspace, args: &[&str]) -> String {
+    let out = ws.lakelink(args);
+    assert!(
+        !out.status.success(),
+        "expected a failure: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.trim().lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("lakelink: "), "{err}");
+    last
+}
+
+const ONE_TABLE: &str = "[[table]]\nname = \"t\"\n";
+
+fn workspace() -> Workspace {
+    let ws = Workspace::new(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO t VALUES (1, 'one');",
+    );
+    ws.write_config("", ONE_TABLE);
+    ws
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_named_with_its_line() {
+    let ws = workspace();
+    ws.write_config("keep_generations = \"five\"", ONE_TABLE);
+    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    assert!(
+        err.contains("line 12") && err.contains("invalid type: string \"five\", expected u32"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_table_listed_twice_is_refused() {
+    let ws = workspace();
+    ws.write_config("", "[[table]]\nname = \"t\"\n\n[[table]]\nname = \"T\"\n");
+    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    assert!(
+        err.contains("table[1].name: table \"T\" is listed twice"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_source_database_is_named() {
+    let ws = workspace();
+    std::fs::remove_file(&ws.db).unwrap();
+    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    assert!(
+        err.contains("source.db: opening the database file (check [source] path)"),
+        "{err}"
+    );
+    assert!(!ws.lake.join("model.json").exists());
+}
+
+#[test]
+fn text_that_is_not_utf8_is_kept_as_its_bytes_and_reported() {
+    let ws = workspace();
+    ws.sync();
+    let conn = ws.source();
+    conn.execute("INSERT INTO t VALUES (2, CAST(x'41ff42' AS TEXT))", [])
+        .unwrap();
+    let out = ws.lakelink(&["sync", "--config", "{config}"]);
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("not valid UTF-8")
+            && log.contains("table=\"t\"")
+            && log.contains("column=\"name\""),
+        "{log}"
+    );
+    let (header, rows) = ws.read("t", None);
+    let name = header.iter().position(|h| h == "name").unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.get(0).unwrap().0 == "2")
+        .expect("row 2 reached the lake");
+    assert_eq!(
+        row.get(name),
+        Some(("Qf9C", true)),
+        "the bytes 41 ff 42, base64"
+    );
+    // The rest keeps flowing.
+    conn.execute("INSERT INTO t VALUES (3, 'three')", [])
+        .unwrap();
+    ws.sync();
+    assert_eq!(ws.read("t", None).1.len(), 3);
+}
+
+#[test]
+fn a_damaged_model_json_stops_the_agent_until_it_is_restored() {
+    let ws = workspace();
+    ws.sync();
+    let model = ws.lake.join("model.json");
+    let good = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &good[..good.len() / 2]).unwrap();
+    ws.source()
+        .execute("INSERT INTO t VALUES (2, 'two')", [])
+        .unwrap();
+    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    assert!(
+        err.contains("model.json in the lake: not a valid manifest")
+            && err.contains("restore it from _lakelink/models"),
+        "{err}"
+    );
+    std::fs::copy(ws.lake.join("_lakelink/models/model-T1.json"), &model).unwrap();
+    ws.sync();
+    assert_lake_matches_source(&ws, "t", "id", None);
+}
+
+#[test]
+fn a_damaged_checkpoint_store_is_named_and_the_lake_is_left_alone() {
+    let ws = workspace();
+    ws.sync();
+    let before = std::fs::read(ws.lake.join("model.json")).unwrap();
+    let state = ws.dir.path().join("state.db");
+    for extra in ["state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(ws.dir.path().join(extra));
+    }
+    std::fs::write(
+        &state,
+        b"this is not a checkpoint store, it was overwritten",
+    )
+    .unwrap();
+    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    assert!(
+        err.contains("checkpoint store") && err.contains("state.db"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(ws.lake.join("model.json")).unwrap(), before);
+}
+
+#[test]
+fn a_checkpoint_store_of_another_lake_is_refused() {
+    let ws = workspace();
+    ws.sync();
+    let text = std::fs::read_to_string(&ws.config)
+        .unwrap()
+        .replace("path = \"lake\"", "path = \"other-lake\"");
+    std::fs::write(&ws.config, text).unwrap();
+    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    assert!(
+        err.contains("belongs to local lake")
+            && err.contains("give each lake its own [engine] state"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_source_replaced_while_linked_stops_the_agent_and_keeps_the_lake() {
+    let ws = workspace();
+    ws.write_config("poll_interval = \"20ms\"", ONE_TABLE);
+    let agent = RunningAgent::start(&ws);
+    wait_for(30, "the first snapshot", || {
+        ws.lake.join("model.json").exists()
+    });
+    std::fs::rename(&ws.db, ws.dir.path().join("moved.db")).unwrap();
+    rusqlite::Connection::open(&ws.db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT);")
+        .unwrap();
+    let mut agent = agent;
+    let status = {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = agent.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the agent kept running on a replaced source"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    assert!(!status.success());
+    let log = agent.log();
+    assert!(
+        log.contains("was deleted or replaced while linked; restore it or relink its tables"),
+        "{log}"
+    );
+    assert_eq!(ws.model().generation, 1, "the lake is intact");
+}
+
+#[test]
+fn a_source_locked_by_a_long_transaction_is_waited_for_without_an_error_storm() {
+    let ws = workspace();
+    ws.write_config("poll_interval = \"20ms\"", ONE_TABLE);
+    // The application holds a write transaction in rollback-journal mode: lakelink can neither
+    // switch the database to WAL nor install its triggers until it ends.
+    let conn = ws.source();
+    conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2, 'two');")
+        .unwrap();
+    let agent = RunningAgent::start(&ws);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(
+        !ws.lake.join("model.json").exists(),
+        "nothing could be read yet"
+    );
+    conn.execute_batch("COMMIT").unwrap();
+    wait_for(60, "the agent to sync after the lock was released", || {
+        ws.lake.join("model.json").exists()
+    });
+    let log = agent.log();
+    let retries = log.lines().filter(|l| l.contains("retrying")).count();
+    assert!(retries >= 1, "the wait is logged: {log}");
+    // Exponential backoff from the 20 ms poll interval doubles to about 2.5 s within 5 s:
+    // around eight retries, where a fixed-interval loop would log 250.
+    assert!(
+        retries <= 12,
+        "backoff, not a storm: {retries} retries in 5 s\n{log}"
+    );
+    assert!(log.contains("busy"), "{log}");
+    assert!(agent.stop().success());
+    assert_lake_matches_source(&ws, "t", "id", None);
+}

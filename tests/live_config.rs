@@ -1,0 +1,99 @@
+//! The agent follows its config file while it runs: tables added are linked, tables removed
+//! are unlinked, an invalid edit is rejected with the agent running on, and editors that save
+//! by renaming a new file over the old one are seen too.
+
+mod support;
+
+use support::*;
+
+const SCHEMA: &str = "CREATE TABLE a (id INTEGER PRIMARY KEY, x TEXT);
+                      CREATE TABLE b (id INTEGER PRIMARY KEY, y TEXT);
+                      INSERT INTO a VALUES (1, 'a1'); INSERT INTO b VALUES (1, 'b1');";
+const ENGINE: &str = "poll_interval = \"20ms\"\nsnapshot_interval = \"300ms\"";
+
+fn entities(ws: &Workspace) -> Vec<String> {
+    if !ws.lake.join("model.json").exists() {
+        return Vec::new();
+    }
+    ws.model().entities.into_iter().map(|e| e.name).collect()
+}
+
+/// Replaces the config the way many editors save: a new file renamed over the old one.
+fn save_by_rename(ws: &Workspace, engine: &str, tables: &str) {
+    let staged = ws.dir.path().join("lakelink.toml.new");
+    let real = ws.config.clone();
+    let tmp = Workspace {
+        dir: tempfile::tempdir().unwrap(),
+        db: ws.db.clone(),
+        lake: ws.lake.clone(),
+        config: staged.clone(),
+    };
+    tmp.write_config(engine, tables);
+    std::fs::rename(&staged, &real).unwrap();
+}
+
+#[test]
+fn tables_are_linked_and_unlinked_by_editing_the_config() {
+    let ws = Workspace::new(SCHEMA);
+    ws.write_config(ENGINE, "[[table]]\nname = \"a\"\n");
+    let agent = RunningAgent::start(&ws);
+    wait_for(30, "table a in model.json", || entities(&ws) == ["a"]);
+    let conn = ws.source();
+    assert_eq!(trigger_count(&conn), 3);
+
+    ws.write_config(
+        ENGINE,
+        "[[table]]\nname = \"a\"\n\n[[table]]\nname = \"b\"\n",
+    );
+    wait_for(30, "table b in model.json", || entities(&ws) == ["a", "b"]);
+    assert_eq!(
+        trigger_count(&conn),
+        6,
+        "b's capture triggers were installed"
+    );
+    conn.execute("INSERT INTO a VALUES (2, 'a2')", []).unwrap();
+    conn.execute("INSERT INTO b VALUES (2, 'b2')", []).unwrap();
+    wait_for(30, "both tables' new rows", || {
+        ws.read("a", None).1.len() == 2 && ws.read("b", None).1.len() == 2
+    });
+
+    save_by_rename(&ws, ENGINE, "[[table]]\nname = \"b\"\n");
+    wait_for(30, "table a to leave model.json", || entities(&ws) == ["b"]);
+    assert_eq!(trigger_count(&conn), 3, "a's triggers were removed");
+    assert!(ws.lake.join("a/1.csv").exists(), "a's folder stays");
+    let log = agent.log();
+    assert!(agent.stop().success(), "{log}");
+    assert_lake_matches_source(&ws, "b", "id", None);
+}
+
+#[test]
+fn an_invalid_edit_is_rejected_and_the_agent_keeps_syncing_on_the_last_good_config() {
+    let ws = Workspace::new(SCHEMA);
+    ws.write_config(ENGINE, "[[table]]\nname = \"a\"\n");
+    let agent = RunningAgent::start(&ws);
+    wait_for(30, "table a in model.json", || entities(&ws) == ["a"]);
+
+    // A typo, then a table that does not exist: both rejected, one line each.
+    ws.write_config(ENGINE, "[[table]]\nnme = \"a\"\n");
+    wait_for(30, "the typo to be rejected", || {
+        agent.log().contains("unknown field `nme`")
+    });
+    ws.write_config(
+        ENGINE,
+        "[[table]]\nname = \"a\"\n\n[[table]]\nname = \"missing\"\n",
+    );
+    wait_for(30, "the missing table to be rejected", || {
+        agent.log().contains("table \"missing\" does not exist")
+    });
+    assert!(
+        agent
+            .log()
+            .contains("config rejected; the agent keeps running on the last good config")
+    );
+
+    let conn = ws.source();
+    conn.execute("INSERT INTO a VALUES (2, 'a2')", []).unwrap();
+    wait_for(30, "a's new row", || ws.read("a", None).1.len() == 2);
+    assert_eq!(entities(&ws), ["a"]);
+    assert!(agent.stop().success());
+}
