@@ -223,3 +223,22 @@ fn a_source_locked_by_a_long_transaction_is_waited_for_without_an_error_storm() 
     assert!(agent.stop().success());
     assert_lake_matches_source(&ws, "t", "id", None);
 }
+
+#[test]
+fn a_live_file_shorter_than_its_checkpoint_is_reported_as_lost_data() {
+    let ws = workspace();
+    ws.sync();
+    let live = ws.lake.join("t/1.csv");
+    let len = std::fs::metadata(&live).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&live)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    assert!(
+        err.contains("t/1.csv in the lake: holds") && err.contains("the lake lost data"),
+        "{err}"
+    );
+}

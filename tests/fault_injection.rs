@@ -418,3 +418,75 @@ fn a_full_disk_pauses_the_agent_which_resumes_by_itself_when_space_returns() {
     ws.sync();
     assert_lake_matches_source(&ws, "event", "id", None);
 }
+
+#[test]
+fn a_row_cut_short_by_a_crash_is_removed_before_anything_else_is_written() {
+    let (ws, config, plan) = setup("");
+    let mut pipeline = open(&ws, &config, &plan);
+    pipeline.reconcile().unwrap();
+    let expected = insert_events(&ws, 0, 8) + insert_events(&ws, 8, 8);
+    pipeline.trickle_once().unwrap();
+    drop(pipeline);
+    // A write the crash interrupted: part of a row, after the last checkpointed batch.
+    let live = ws.lake.join("event/2021.csv");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&live)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut file,
+        b"99,\"2026-01-01T00:00:00.0000000Z\",\"half a ro",
+    )
+    .unwrap();
+    drop(file);
+    let mut pipeline = open(&ws, &config, &plan);
+    insert_events(&ws, 16, 4);
+    pipeline.trickle_once().unwrap();
+    pipeline.snapshot().unwrap();
+    drop(pipeline);
+    assert_eq!(
+        live_rows(&ws),
+        expected + 4,
+        "the torn row is gone and nothing else changed"
+    );
+    assert_lake_matches_source(&ws, "event", "id", None);
+}
+
+#[test]
+fn an_initial_copy_that_failed_halfway_starts_over_without_doubling() {
+    let (ws, config, plan) = setup("");
+    let expected = insert_events(&ws, 0, 40);
+    // The copy's rows reach the lake, but the process dies before the copy is recorded complete.
+    inject(
+        &plan,
+        Fault {
+            op: Op::Append,
+            path_contains: ".csv",
+            skip: 1,
+            times: 1,
+            kind: io::ErrorKind::Interrupted,
+            after_effect: true,
+        },
+    );
+    let mut pipeline = open(&ws, &config, &plan);
+    assert!(pipeline.reconcile().is_err());
+    assert!(live_rows(&ws) > 0, "part of the copy reached the lake");
+    drop(pipeline);
+    let mut pipeline = open(&ws, &config, &plan);
+    pipeline.reconcile().unwrap();
+    pipeline.snapshot().unwrap();
+    drop(pipeline);
+    assert_eq!(
+        live_rows(&ws),
+        expected,
+        "the copy was taken again from the start, once"
+    );
+    assert_lake_matches_source(&ws, "event", "id", None);
+    assert_eq!(
+        ws.model()
+            .entity("event")
+            .unwrap()
+            .annotation("Athena:InitialSyncState"),
+        Some("Completed")
+    );
+}
