@@ -34,7 +34,7 @@ fn a_value_of_the_wrong_type_is_named_with_its_line() {
     ws.write_config("keep_generations = \"five\"", ONE_TABLE);
     let err = failure(&ws, &["sync", "--config", "{config}"]);
     assert!(
-        err.contains("line 12") && err.contains("invalid type: string \"five\", expected u32"),
+        err.contains("line 13") && err.contains("invalid type: string \"five\", expected u32"),
         "{err}"
     );
 }

@@ -33,7 +33,7 @@ fn an_unknown_key_is_named_with_its_line() {
     ws.write_config("snapshot_intervall = \"1h\"", "");
     let err = failure(&ws, &["sync", "--config", "{config}"]);
     assert!(err.contains("unknown field `snapshot_intervall`"), "{err}");
-    assert!(err.contains("line 12"), "{err}");
+    assert!(err.contains("line 13"), "{err}");
 }
 
 #[test]
@@ -87,10 +87,7 @@ fn unsafe_table_names_are_refused() {
 fn a_second_writer_on_the_same_lake_is_refused_and_named() {
     let ws = Workspace::new("CREATE TABLE t (id INTEGER PRIMARY KEY);");
     ws.write_config("poll_interval = \"20ms\"", "[[table]]\nname = \"t\"\n");
-    let mut agent = std::process::Command::new(lakelink_bin())
-        .args(["run", "--config", ws.config.to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    let agent = RunningAgent::start(&ws);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !ws.lake.join("t/Snapshot").exists()
         && !ws
@@ -105,8 +102,8 @@ fn a_second_writer_on_the_same_lake_is_refused_and_named() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let err = failure(&ws, &["sync", "--config", "{config}"]);
-    agent.kill().unwrap();
-    agent.wait().unwrap();
+    // SIGKILL: the holder dies without releasing anything itself.
+    drop(agent);
     assert!(err.contains("the lake is in use by lakelink pid"), "{err}");
     // The holder died: its lock died with it.
     ws.sync();

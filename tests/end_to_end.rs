@@ -379,12 +379,7 @@ fn the_agent_trickles_while_an_application_writes_and_stops_cleanly() {
         "poll_interval = \"20ms\"",
         "[[table]]\nname = \"reading\"\ngranularity = \"month\"\n",
     );
-    let agent = std::process::Command::new(lakelink_bin())
-        .args(["run", "--config", ws.config.to_str().unwrap()])
-        .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the agent");
+    let agent = RunningAgent::start(&ws);
     // Once the table is linked, every change is captured and must reach the lake as a row.
     let linked = ws
         .lake
@@ -440,16 +435,12 @@ fn the_agent_trickles_while_an_application_writes_and_stops_cleanly() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &agent.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = agent.wait_with_output().unwrap();
+    let log_path = agent.log.clone();
+    let status = agent.stop();
     assert!(
-        out.status.success(),
+        status.success(),
         "the agent exits 0 on SIGTERM: {}",
-        String::from_utf8_lossy(&out.stderr)
+        std::fs::read_to_string(log_path).unwrap_or_default()
     );
     let rows: usize = ws
         .live_files("reading")

@@ -5,6 +5,8 @@
 use crate::config::Config;
 use crate::config_watch::ConfigWatcher;
 use crate::error::EngineError;
+use crate::http_status::StatusServer;
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::snapshot::Published;
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -83,6 +85,21 @@ pub fn run_with_lake(
     let mut poll = config.engine.poll_interval;
     let mut interval = config.engine.snapshot_interval;
     let config_path = config.path.clone();
+    let metrics = Arc::new(Metrics::default());
+    let server = match config.engine.listen {
+        Some(address) => match StatusServer::start(address, Arc::clone(&metrics)) {
+            Ok(server) => {
+                tracing::info!(address = %server.address(), "serving /metrics and /status");
+                Some(server)
+            }
+            Err(e) => {
+                tracing::warn!(address = %address, error = %e, "cannot serve metrics and status; set [engine] listen to a free address, or \"off\"");
+                None
+            }
+        },
+        None => None,
+    };
+    let status_address = server.as_ref().map(StatusServer::address);
     let mut watcher = match ConfigWatcher::start(&config_path) {
         Ok(w) => Some(w),
         Err(e) => {
@@ -90,13 +107,21 @@ pub fn run_with_lake(
             None
         }
     };
-    let Some(mut pipeline) = retrying(signals, poll, "starting", || {
-        Pipeline::open_with_lake(config.clone(), open_lake()?, Arc::clone(&signals.stop))
+    let Some(mut pipeline) = retrying(signals, poll, &metrics, "starting", || {
+        Pipeline::open_instrumented(
+            config.clone(),
+            open_lake()?,
+            Arc::clone(&signals.stop),
+            Arc::clone(&metrics),
+            status_address,
+        )
     })?
     else {
         return Ok(());
     };
-    retrying(signals, poll, "linking tables", || pipeline.reconcile())?;
+    retrying(signals, poll, &metrics, "linking tables", || {
+        pipeline.reconcile()
+    })?;
     tracing::info!(
         lake = %pipeline.lake().describe(),
         tables = pipeline.config().tables.len(),
@@ -106,7 +131,7 @@ pub fn run_with_lake(
     // A lake with no model.json yet gets its first one as soon as the initial syncs are done,
     // rather than at the next tick, so readers can start right away.
     if !pipeline.has_published()? {
-        retrying(signals, poll, "taking the first snapshot", || {
+        retrying(signals, poll, &metrics, "taking the first snapshot", || {
             pipeline.snapshot()
         })?;
     }
@@ -116,7 +141,7 @@ pub fn run_with_lake(
             match Config::load(&config_path) {
                 Ok(new) => {
                     tracing::info!(config = %config_path.display(), "config changed; applying it");
-                    let applied = retrying(signals, poll, "applying the config", || {
+                    let applied = retrying(signals, poll, &metrics, "applying the config", || {
                         pipeline.apply_config(new.clone())
                     });
                     if let Err(e) = applied {
@@ -133,14 +158,16 @@ pub fn run_with_lake(
                 }
             }
         }
-        let caught_up = retrying(signals, poll, "trickling changes", || {
+        let caught_up = retrying(signals, poll, &metrics, "trickling changes", || {
             pipeline.check_schemas()?;
             pipeline.trickle_once()
         })?
         .is_none_or(|(_, caught_up)| caught_up);
         let requested = signals.snapshot_now.swap(false, Ordering::Relaxed);
         if requested || SystemTime::now() >= due {
-            retrying(signals, poll, "taking a snapshot", || pipeline.snapshot())?;
+            retrying(signals, poll, &metrics, "taking a snapshot", || {
+                pipeline.snapshot()
+            })?;
             due = next_tick(SystemTime::now(), interval);
         }
         if caught_up {
@@ -156,6 +183,7 @@ pub fn run_with_lake(
 fn retrying<T>(
     signals: &Signals,
     poll: Duration,
+    metrics: &Metrics,
     what: &str,
     mut op: impl FnMut() -> Result<T, EngineError>,
 ) -> Result<Option<T>, EngineError> {
@@ -176,6 +204,7 @@ fn retrying<T>(
             }
             Err(e) if e.is_transient() => {
                 attempt += 1;
+                metrics.record_retry(e.kind(), &e.to_string());
                 let wait = delays.next().unwrap_or(MAX_RETRY_DELAY);
                 tracing::warn!(
                     what, attempt, error = %e,
@@ -186,7 +215,10 @@ fn retrying<T>(
                     return Ok(None);
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                metrics.record_error(e.kind(), &e.to_string(), e.table());
+                return Err(e);
+            }
         }
     }
 }

@@ -21,6 +21,10 @@ pub const DEFAULT_POLL_INTERVAL: &str = "200ms";
 /// Changes read per batch: large enough to amortise one fsync per touched file, small enough
 /// to keep a batch's memory and latency low.
 pub const DEFAULT_BATCH_SIZE: usize = 5000;
+/// Where the agent serves `/metrics` and `/status`: loopback only, so nothing is exposed
+/// beyond the machine unless the operator says so; 9464 is the port commonly used by
+/// Prometheus exporters of this kind.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 /// The checkpoint store's default name, beside the config file.
 pub const DEFAULT_STATE_FILE: &str = "lakelink-state.db";
 
@@ -102,6 +106,7 @@ struct RawEngine {
     state: Option<PathBuf>,
     poll_interval: Option<String>,
     batch_size: Option<usize>,
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,6 +155,8 @@ pub struct EngineSettings {
     pub poll_interval: Duration,
     /// Changes per batch.
     pub batch_size: usize,
+    /// Address of the metrics and status endpoint; `None` when turned off.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// One `[[table]]`.
@@ -275,6 +282,18 @@ impl Config {
                 &mut problems,
             ),
             batch_size: e.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+            listen: match e.listen.as_deref().unwrap_or(DEFAULT_LISTEN) {
+                "off" => None,
+                text => match text.parse() {
+                    Ok(addr) => Some(addr),
+                    Err(_) => {
+                        problems.push(format!(
+                            "engine.listen {text:?} is not an address; write e.g. \"127.0.0.1:9464\", or \"off\""
+                        ));
+                        None
+                    }
+                },
+            },
         };
         if engine.keep_generations == 0 {
             problems.push("engine.keep_generations must be at least 1".into());

@@ -51,6 +51,29 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// A short name of the kind of error, for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EngineError::Config(_) => "config",
+            EngineError::Source(e) if e.is_transient() => "source_busy",
+            EngineError::Source(_) => "source",
+            EngineError::Lake(e) if e.is_transient() => "lake_io",
+            EngineError::Lake(_) => "lake",
+            EngineError::State(_) => "checkpoint_store",
+            EngineError::Link { .. } => "link",
+            EngineError::Csv { .. } => "lake_file",
+            EngineError::Manifest { .. } => "manifest",
+        }
+    }
+
+    /// The table the error concerns, when it names one.
+    pub fn table(&self) -> Option<&str> {
+        match self {
+            EngineError::Link { table, .. } => Some(table),
+            _ => None,
+        }
+    }
+
     /// Whether the same operation can succeed if tried again later: a busy source, a full
     /// disk, a dropped connection. Everything else needs a person and stops the agent.
     pub fn is_transient(&self) -> bool {

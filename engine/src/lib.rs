@@ -3,9 +3,13 @@
 
 pub mod agent;
 pub mod config;
+pub mod config_edit;
 pub mod config_watch;
+pub mod copy_progress;
 pub mod error;
+pub mod http_status;
 pub mod manifest;
+pub mod metrics;
 pub mod pipeline;
 pub mod read;
 pub mod recovery;

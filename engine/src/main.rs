@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use lakelink_engine::agent::{self, Signals};
 use lakelink_engine::config::{Config, LakeConfig, LocalLakeConfig};
 use lakelink_engine::pipeline::open_lake;
-use lakelink_engine::{read, status};
+use lakelink_engine::{config_edit, read, status};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +42,38 @@ enum Command {
         /// The config file.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Link a table: add it to the config (a running agent picks it up by itself).
+    Link {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The table.
+        table: String,
+        /// The timestamp column that picks the partition.
+        #[arg(long)]
+        partition_by: Option<String>,
+        /// `year` or `month`.
+        #[arg(long)]
+        granularity: Option<String>,
+        /// `in_place` or `append_only`.
+        #[arg(long)]
+        mode: Option<String>,
+        /// Key columns, comma-separated, for a table without a primary key.
+        #[arg(long, value_delimiter = ',')]
+        key: Option<Vec<String>>,
+    },
+    /// Unlink a table: remove it from the config (a running agent picks it up by itself).
+    Unlink {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The table.
+        #[arg(required_unless_present = "all")]
+        table: Option<String>,
+        /// Unlink every table.
+        #[arg(long, conflicts_with = "table")]
+        all: bool,
     },
     /// Print a table as readers see it (through model.json), as CSV with a header.
     Read {
@@ -105,6 +137,33 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Status { config } => {
             let config = Config::load(&config)?;
             print!("{}", status::report(&config)?);
+        }
+        Command::Link {
+            config,
+            table,
+            partition_by,
+            granularity,
+            mode,
+            key,
+        } => {
+            let options = config_edit::LinkOptions {
+                partition_by,
+                granularity,
+                mode,
+                key,
+            };
+            config_edit::link(&config, &table, &options)?;
+            println!(
+                "linked {table} in {}; a running agent links it now, otherwise the next start or sync does",
+                config.display()
+            );
+        }
+        Command::Unlink { config, table, all } => {
+            let removed = config_edit::unlink(&config, table.as_deref(), all)?;
+            println!(
+                "unlinked {removed} table(s) in {}; a running agent unlinks now, otherwise the next start or sync does",
+                config.display()
+            );
         }
         Command::Read {
             lake,

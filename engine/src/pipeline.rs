@@ -4,8 +4,10 @@
 //! code path.
 
 use crate::config::{Config, LakeConfig, SourceConfig, TableSettings};
+use crate::copy_progress::CopyProgress;
 use crate::error::EngineError;
 use crate::manifest;
+use crate::metrics::{Metrics, TableProgress};
 use crate::recovery;
 use crate::snapshot;
 use crate::state::{LinkRecord, LiveFile, StateStore, SyncState};
@@ -45,6 +47,7 @@ pub struct Pipeline {
     by_link: HashMap<LinkId, String>,
     schema_version: Option<i64>,
     stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
     _lock: Box<dyn WriterLock>,
 }
 
@@ -76,8 +79,21 @@ impl Pipeline {
         lake: Box<dyn Lake>,
         stop: Arc<AtomicBool>,
     ) -> Result<Pipeline, EngineError> {
+        Pipeline::open_instrumented(config, lake, stop, Arc::new(Metrics::default()), None)
+    }
+
+    /// [`Pipeline::open_with_lake`] reporting to `metrics`, and naming the agent's status
+    /// endpoint in the lake's lock so that `lakelink status` can find it.
+    pub fn open_instrumented(
+        config: Config,
+        lake: Box<dyn Lake>,
+        stop: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+        status_address: Option<std::net::SocketAddr>,
+    ) -> Result<Pipeline, EngineError> {
+        let status = status_address.map_or_else(String::new, |a| format!(", status http://{a}"));
         let holder = format!(
-            "lakelink pid {} (config {}, since {})",
+            "lakelink pid {} (config {}, since {}{status})",
             std::process::id(),
             config.path.display(),
             now_text()
@@ -96,6 +112,7 @@ impl Pipeline {
             by_link: HashMap::new(),
             schema_version: None,
             stop,
+            metrics,
             _lock: lock,
         };
         for record in pipeline.state.links()? {
@@ -118,7 +135,43 @@ impl Pipeline {
             pipeline.write_trickle_manifest(&feed)?;
             pipeline.feeds.insert(feed.record.table.clone(), feed);
         }
+        pipeline.report_progress(&HashMap::new())?;
         Ok(pipeline)
+    }
+
+    /// The registry this pipeline reports to.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Reports every table's state to the metrics, with `batch` = per table (changes, rows,
+    /// bytes) of the batch just committed.
+    fn report_progress(
+        &mut self,
+        batch: &HashMap<String, (u64, u64, u64)>,
+    ) -> Result<(), EngineError> {
+        let head = self.source.head_position()?.0;
+        let progress: Vec<TableProgress> = self
+            .feeds
+            .values()
+            .map(|f| {
+                let (changes, rows, bytes) =
+                    batch.get(&f.record.table).copied().unwrap_or_default();
+                TableProgress {
+                    table: f.record.table.clone(),
+                    state: f.record.state.as_str().to_string(),
+                    position: f.record.position.0,
+                    changes,
+                    rows,
+                    bytes,
+                    live_rows: f.files().map(|x| x.rows).sum(),
+                    partitions: f.files().count(),
+                    last_snapshot: f.files().filter_map(|x| x.snapshot_generation).max(),
+                }
+            })
+            .collect();
+        self.metrics.record_progress(head, &progress);
+        Ok(())
     }
 
     /// The config in force.
@@ -281,6 +334,8 @@ impl Pipeline {
 
         let started = std::time::Instant::now();
         let now = now_text();
+        let total = self.source.count_rows(name.as_str())?;
+        let progress = CopyProgress::new(name.as_str(), total);
         let mut feed = TableFeed::new(record.clone(), name.clone(), Vec::new());
         let mut files: Vec<LiveFile> = Vec::new();
         let mut failure: Option<EngineError> = None;
@@ -290,9 +345,7 @@ impl Pipeline {
         let position = self.source.copy_table(&spec, &mut |position, row| {
             feed.copy_row(row, position, &now);
             rows += 1;
-            if rows.is_multiple_of(100_000) {
-                tracing::info!(table = %name, rows, "initial copy in progress");
-            }
+            progress.advance(rows);
             if feed.buffered_bytes() >= FLUSH_BYTES {
                 match feed.flush(lake) {
                     Ok(flushed) => files.extend(flushed),
@@ -315,6 +368,7 @@ impl Pipeline {
             return Ok(());
         }
         feed.flush(lake)?;
+        progress.finish();
         record.state = SyncState::Completed;
         record.position = position;
         record.completed_at = Some(now_text());
@@ -328,6 +382,7 @@ impl Pipeline {
         );
         self.by_link.insert(link, feed.record.table.clone());
         self.feeds.insert(feed.record.table.clone(), feed);
+        self.report_progress(&HashMap::new())?;
         Ok(())
     }
 
@@ -341,6 +396,7 @@ impl Pipeline {
         }
         self.state.remove_link(table)?;
         self.feeds.remove(table);
+        self.metrics.forget_table(table);
         if let Ok(name) = TableName::new(table) {
             self.lake.delete(&LakePath::trickle_manifest(&name))?;
         }
@@ -435,6 +491,12 @@ impl Pipeline {
         }
         let now = now_text();
         let mut files = Vec::new();
+        let before: HashMap<String, (u64, u64)> = self
+            .feeds
+            .values()
+            .map(|f| (f.record.table.clone(), totals(f)))
+            .collect();
+        let mut changes_per_table: HashMap<String, u64> = HashMap::new();
         for change in &batch.changes {
             let Some(feed) = self
                 .by_link
@@ -446,6 +508,9 @@ impl Pipeline {
             if change.position <= feed.record.position {
                 continue;
             }
+            *changes_per_table
+                .entry(feed.record.table.clone())
+                .or_default() += 1;
             feed.apply(change, &now);
             if feed.buffered_bytes() >= FLUSH_BYTES {
                 files.extend(feed.flush(self.lake.as_ref())?);
@@ -470,6 +535,23 @@ impl Pipeline {
         if let Some(upto) = self.common_position() {
             self.source.acknowledge(upto)?;
         }
+        let batch_progress: HashMap<String, (u64, u64, u64)> = self
+            .feeds
+            .values()
+            .map(|f| {
+                let (rows0, bytes0) = before.get(&f.record.table).copied().unwrap_or_default();
+                let (rows1, bytes1) = totals(f);
+                let changes = changes_per_table
+                    .get(&f.record.table)
+                    .copied()
+                    .unwrap_or_default();
+                (
+                    f.record.table.clone(),
+                    (changes, rows1 - rows0, bytes1 - bytes0),
+                )
+            })
+            .collect();
+        self.report_progress(&batch_progress)?;
         tracing::debug!(changes = batch.changes.len(), end = %batch.end, files = files.len(), "batch committed");
         Ok((batch.changes.len(), caught_up))
     }
@@ -509,6 +591,9 @@ impl Pipeline {
             &now_text(),
         )?;
         if let Some(p) = &published {
+            self.metrics
+                .record_snapshot(p.generation, p.elapsed.as_secs_f64());
+            self.report_progress(&HashMap::new())?;
             tracing::info!(
                 generation = p.generation, position = %p.position, files = p.files_written,
                 seconds = p.elapsed.as_secs_f64(), removed_files = p.removed.files,
@@ -526,6 +611,12 @@ impl Pipeline {
         )?;
         Ok(())
     }
+}
+
+/// Rows and bytes in a feed's live files.
+fn totals(feed: &TableFeed) -> (u64, u64) {
+    feed.files()
+        .fold((0, 0), |(r, b), f| (r + f.rows, b + f.len))
 }
 
 fn table_name(name: &str) -> Result<TableName, EngineError> {

@@ -1,15 +1,68 @@
-//! `lakelink status`: per table, its sync state, position, rows and last snapshot, read from
-//! the checkpoint store. Works whether or not an agent is running (the store is read-only
-//! here and SQLite lets readers in beside the agent).
+//! `lakelink status`: per table, its sync state, position, lag, rows, last snapshot and last
+//! error. When an agent runs, it is asked (its address is in the lake's lock file); otherwise
+//! the checkpoint store is read (read-only: SQLite lets readers in beside a writer).
 
-use crate::config::Config;
+use crate::config::{Config, LakeConfig};
 use crate::error::EngineError;
+use crate::http_status::fetch_status;
+use crate::metrics::AgentStatus;
 use crate::state::StateStore;
+use lakelink_model::lake_path::LakePath;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+/// The status endpoint of the agent that holds (or last held) the lake's lock.
+fn agent_address(config: &Config) -> Option<SocketAddr> {
+    let LakeConfig::Local(lake) = &config.lake;
+    let holder = std::fs::read_to_string(lake.path.join(LakePath::writer_lock().as_str())).ok()?;
+    let at = holder.find("status http://")? + "status http://".len();
+    let rest = &holder[at..];
+    let end = rest.find([')', ',', ' ', '\n']).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+fn agent_report(status: &AgentStatus, address: SocketAddr) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "agent running (http://{address}); source position {}, published generation {}",
+        status.source_position, status.generation
+    );
+    if let Some(e) = &status.last_error {
+        let _ = writeln!(out, "last error: {e}");
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:<11} {:>12} {:>10} {:>9} {:>10} {:>10} {:>9}  LAST ERROR",
+        "TABLE", "STATE", "POSITION", "LAG", "LAG (s)", "ROWS", "PARTITIONS", "SNAPSHOT"
+    );
+    for (name, t) in &status.tables {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<11} {:>12} {:>10} {:>9.1} {:>10} {:>10} {:>9}  {}",
+            name,
+            t.state,
+            t.position,
+            t.lag_changes,
+            t.lag_seconds,
+            t.live_rows,
+            t.partitions,
+            t.last_snapshot
+                .map_or_else(|| "-".to_string(), |g| format!("T{g}")),
+            t.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    out
+}
 
 /// The status report as text.
 pub fn report(config: &Config) -> Result<String, EngineError> {
-    let mut out = String::new();
+    if let Some(address) = agent_address(config)
+        && let Some(status) = fetch_status(address)
+    {
+        return Ok(agent_report(&status, address));
+    }
+    let mut out = String::from("no agent is running; from the checkpoint store:\n");
     let Some(state) = StateStore::open_existing(&config.engine.state)? else {
         let _ = writeln!(
             out,

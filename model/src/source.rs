@@ -75,6 +75,12 @@ pub trait Source: Send {
     /// Up to about `max` changes after `after`.
     fn read_changes(&mut self, after: Position, max: usize) -> Result<ChangeBatch, SourceError>;
 
+    /// The newest position the source has given a change (for lag).
+    fn head_position(&mut self) -> Result<Position, SourceError>;
+
+    /// About how many rows the table holds (for the initial copy's progress).
+    fn count_rows(&mut self, table: &str) -> Result<u64, SourceError>;
+
     /// Everything up to `upto` is durable in the lake.
     fn acknowledge(&mut self, upto: Position) -> Result<(), SourceError>;
 }

@@ -56,18 +56,21 @@ impl Workspace {
     /// Writes the config with `[engine]` extras and `[[table]]` sections. Snapshots are hourly
     /// unless the extras set `snapshot_interval`.
     pub fn write_config(&self, engine_extra: &str, tables: &str) {
-        let sets_interval = engine_extra.lines().any(|l| {
-            l.split('=')
-                .next()
-                .is_some_and(|k| k.trim() == "snapshot_interval")
-        });
-        let interval = if sets_interval {
-            ""
-        } else {
-            "snapshot_interval = \"1h\"\n"
+        let sets = |key: &str| {
+            engine_extra
+                .lines()
+                .any(|l| l.split('=').next().is_some_and(|k| k.trim() == key))
         };
+        // Hourly snapshots, and the status endpoint on a free port so that tests never collide.
+        let mut defaults = String::new();
+        if !sets("snapshot_interval") {
+            defaults.push_str("snapshot_interval = \"1h\"\n");
+        }
+        if !sets("listen") {
+            defaults.push_str("listen = \"127.0.0.1:0\"\n");
+        }
         let text = format!(
-            "[source]\nkind = \"sqlite\"\npath = \"source.db\"\n\n[lake]\nkind = \"local\"\npath = \"lake\"\n\n[engine]\n{interval}state = \"state.db\"\n{engine_extra}\n\n{tables}\n"
+            "[source]\nkind = \"sqlite\"\npath = \"source.db\"\n\n[lake]\nkind = \"local\"\npath = \"lake\"\n\n[engine]\n{defaults}state = \"state.db\"\n{engine_extra}\n\n{tables}\n"
         );
         std::fs::write(&self.config, text).expect("write config");
     }
@@ -339,6 +342,7 @@ impl RunningAgent {
 }
 
 impl Drop for RunningAgent {
+    /// SIGKILL, so that a failing test never leaves an agent behind.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -342,6 +342,29 @@ impl Source for SqliteSource {
         Ok(batch)
     }
 
+    fn head_position(&mut self) -> Result<Position, SourceError> {
+        self.check_identity()?;
+        if self.links.is_empty() {
+            // Before any link the change log may not exist yet: nothing was captured.
+            return Ok(Position(0));
+        }
+        capture::last_position(&self.conn)
+            .map(Position)
+            .map_err(|e| self.err("reading the log position", e))
+    }
+
+    fn count_rows(&mut self, table: &str) -> Result<u64, SourceError> {
+        self.check_identity()?;
+        self.conn
+            .query_row(
+                &format!("SELECT count(*) FROM {}", quote_ident(table)),
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| self.err("counting the table's rows", e))
+    }
+
     fn acknowledge(&mut self, upto: Position) -> Result<(), SourceError> {
         self.check_identity()?;
         match capture::discard_through(&self.conn, upto.0) {
