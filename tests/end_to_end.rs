@@ -451,3 +451,37 @@ fn the_agent_trickles_while_an_application_writes_and_stops_cleanly() {
     ws.sync();
     assert_lake_matches_source(&ws, "reading", "id", None);
 }
+
+#[test]
+fn on_unlink_delete_removes_the_folder_once_no_kept_manifest_needs_it() {
+    let ws = Workspace::new(
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, x TEXT); CREATE TABLE b (id INTEGER PRIMARY KEY, y TEXT);
+         INSERT INTO a VALUES (1, 'x'); INSERT INTO b VALUES (1, 'y');",
+    );
+    let engine = "keep_generations = 2\non_unlink = \"delete\"";
+    ws.write_config(
+        engine,
+        "[[table]]\nname = \"a\"\n\n[[table]]\nname = \"b\"\n",
+    );
+    ws.sync();
+    ws.write_config(engine, "[[table]]\nname = \"a\"\n");
+    ws.sync();
+    assert!(!ws.lake.join("b/1.csv").exists(), "live files go at once");
+    assert!(
+        ws.lake.join("b/Snapshot/b-T1.csv").exists(),
+        "generation 1, still kept, names b's snapshot"
+    );
+    assert_eq!(
+        ws.read("b", Some(1)).1.len(),
+        1,
+        "time travel to generation 1 still works"
+    );
+    ws.source()
+        .execute("INSERT INTO a VALUES (2, 'x')", [])
+        .unwrap();
+    ws.sync();
+    assert!(
+        !ws.lake.join("b/Snapshot/b-T1.csv").exists(),
+        "retention removed it with generation 1"
+    );
+}

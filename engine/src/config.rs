@@ -107,6 +107,20 @@ struct RawEngine {
     poll_interval: Option<String>,
     batch_size: Option<usize>,
     listen: Option<String>,
+    #[serde(default)]
+    on_unlink: OnUnlink,
+}
+
+/// What happens to an unlinked table's folder in the lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnlink {
+    /// The folder stays as it is (the default: nothing a reader may still use disappears).
+    #[default]
+    Keep,
+    /// The live files and trickle manifest go at once; snapshot files go with retention,
+    /// once no kept manifest names them.
+    Delete,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +171,8 @@ pub struct EngineSettings {
     pub batch_size: usize,
     /// Address of the metrics and status endpoint; `None` when turned off.
     pub listen: Option<std::net::SocketAddr>,
+    /// What happens to an unlinked table's folder.
+    pub on_unlink: OnUnlink,
 }
 
 /// One `[[table]]`.
@@ -282,6 +298,7 @@ impl Config {
                 &mut problems,
             ),
             batch_size: e.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+            on_unlink: e.on_unlink,
             listen: match e.listen.as_deref().unwrap_or(DEFAULT_LISTEN) {
                 "off" => None,
                 text => match text.parse() {

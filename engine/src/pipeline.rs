@@ -3,7 +3,7 @@
 //! drive it; everything they share goes through here, so startup, a pass and a reload are one
 //! code path.
 
-use crate::config::{Config, LakeConfig, SourceConfig, TableSettings};
+use crate::config::{Config, LakeConfig, OnUnlink, SourceConfig, TableSettings};
 use crate::copy_progress::CopyProgress;
 use crate::error::EngineError;
 use crate::manifest;
@@ -399,6 +399,20 @@ impl Pipeline {
         self.metrics.forget_table(table);
         if let Ok(name) = TableName::new(table) {
             self.lake.delete(&LakePath::trickle_manifest(&name))?;
+            if self.config.engine.on_unlink == OnUnlink::Delete {
+                // Live files go now; snapshot files go with retention, once no kept manifest
+                // (which readers may still be using) names them.
+                for entry in self.lake.list(&LakePath::table_dir(&name))? {
+                    if !entry.is_dir {
+                        self.lake.delete(&entry.path)?;
+                    }
+                }
+                tracing::info!(
+                    table,
+                    "unlinked; its live files are deleted, its snapshots go with retention"
+                );
+                return Ok(());
+            }
         }
         tracing::info!(table, "unlinked; its folder stays in the lake");
         Ok(())
