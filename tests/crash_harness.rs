@@ -83,17 +83,7 @@ fn kill_nine_at_random_points_loses_and_doubles_nothing() {
 
     // Phase 1: kills during the initial sync of tables that already hold rows.
     let conn = ws.source();
-    let mut next_id = 0;
-    let mut expected = Expected::default();
-    for _ in 0..6000 {
-        random_change(&conn, &mut rng, &mut next_id, &mut Expected::default());
-    }
-    for table in ["account", "contact", "tag"] {
-        let n: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap();
-        expected.add(table, n as usize);
-    }
+    let (mut expected, next_id) = prefill(&conn, &mut rng, 6000);
     let initial_kills = (kills / 5).max(1);
     for _ in 0..initial_kills {
         let mut agent = start_agent(&ws);

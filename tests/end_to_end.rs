@@ -18,18 +18,7 @@ fn random_changes_over_several_tables_and_syncs_reach_the_lake_exactly_once() {
     ws.write_config("", CRM_TABLES);
     let mut rng = StdRng::seed_from_u64(20261122);
     let conn = ws.source();
-    let mut expected = Expected::default();
-    let mut next_id = 0;
-    // Rows that exist before linking arrive through the initial copy.
-    for _ in 0..150 {
-        random_change(&conn, &mut rng, &mut next_id, &mut Expected::default());
-    }
-    for table in ["account", "contact", "tag"] {
-        let n: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap();
-        expected.add(table, n as usize);
-    }
+    let (mut expected, mut next_id) = prefill(&conn, &mut rng, 150);
     for round in 0..4 {
         if round > 0 {
             for _ in 0..300 {

@@ -119,16 +119,7 @@ pub fn repair_live_files(
         if entry.is_dir || files.iter().any(|f| f.partition == partition) {
             continue;
         }
-        files.push(LiveFile {
-            table: name.as_str().to_string(),
-            partition: partition.to_string(),
-            len: 0,
-            last_position: Position(i64::MIN),
-            rows_at_last: 0,
-            rows: 0,
-            snapshot_len: 0,
-            snapshot_generation: None,
-        });
+        files.push(LiveFile::empty(name.as_str(), partition));
     }
     let version_field = link
         .schema

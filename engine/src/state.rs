@@ -136,6 +136,22 @@ pub struct LiveFile {
     pub snapshot_generation: Option<u64>,
 }
 
+impl LiveFile {
+    /// A live file that holds nothing yet.
+    pub fn empty(table: &str, partition: &str) -> LiveFile {
+        LiveFile {
+            table: table.to_string(),
+            partition: partition.to_string(),
+            len: 0,
+            last_position: Position(i64::MIN),
+            rows_at_last: 0,
+            rows: 0,
+            snapshot_len: 0,
+            snapshot_generation: None,
+        }
+    }
+}
+
 /// The last published manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {

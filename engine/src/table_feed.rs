@@ -156,18 +156,10 @@ impl TableFeed {
         encode: impl FnOnce(&mut RowLayout, &mut Vec<u8>),
     ) {
         let table = self.name.as_str();
-        let cursor = self.files.entry(partition).or_insert_with_key(|partition| {
-            FileCursor::new(LiveFile {
-                table: table.to_string(),
-                partition: partition.clone(),
-                len: 0,
-                last_position: Position(i64::MIN),
-                rows_at_last: 0,
-                rows: 0,
-                snapshot_len: 0,
-                snapshot_generation: None,
-            })
-        });
+        let cursor = self
+            .files
+            .entry(partition)
+            .or_insert_with_key(|partition| FileCursor::new(LiveFile::empty(table, partition)));
         if cursor.durable.len == 0 && cursor.buffer.is_empty() {
             self.new_partitions = true;
         }

@@ -330,3 +330,20 @@ pub fn assert_live_files_hold_every_change_once(
         "{table}: replaying the live files does not give the source's rows"
     );
 }
+
+/// Makes `changes` random changes before the tables are linked (they reach the lake through
+/// the initial copy), and returns the live rows the copy will make and the next free id.
+pub fn prefill(conn: &Connection, rng: &mut StdRng, changes: usize) -> (Expected, i64) {
+    let mut next_id = 0;
+    for _ in 0..changes {
+        random_change(conn, rng, &mut next_id, &mut Expected::default());
+    }
+    let mut expected = Expected::default();
+    for table in ["account", "contact", "tag"] {
+        let n: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        expected.add(table, n as usize);
+    }
+    (expected, next_id)
+}
