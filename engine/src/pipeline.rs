@@ -20,6 +20,7 @@ use lakelink_model::lake::{Lake, WriterLock};
 use lakelink_model::lake_path::{LakePath, TableName};
 use lakelink_model::schema::{SYSTEM_ATTRIBUTES, TableSchema};
 use lakelink_model::source::{CaptureSpec, Source};
+use lakelink_model::value::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -28,6 +29,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// A feed's buffers are appended once they hold this much, even mid-batch, so a batch of wide
 /// rows never holds more than this per table in memory.
 const FLUSH_BYTES: usize = 8 << 20;
+
+/// Rows per chunk handed from the copy's reader to its writer.
+const COPY_CHUNK_ROWS: usize = 1024;
+/// Chunks the copy's writer may fall behind before the reader waits.
+const COPY_QUEUE_CHUNKS: usize = 16;
 
 /// The column that partitions a table when the config names none (LAKE_FORMAT §2).
 const DEFAULT_PARTITION_COLUMN: &str = "createdon";
@@ -336,38 +342,69 @@ impl Pipeline {
         let now = now_text();
         let total = self.source.count_rows(name.as_str())?;
         let progress = CopyProgress::new(name.as_str(), total);
-        let mut feed = TableFeed::new(record.clone(), name.clone(), Vec::new());
-        let mut files: Vec<LiveFile> = Vec::new();
-        let mut failure: Option<EngineError> = None;
-        let mut rows: u64 = 0;
+        let feed = TableFeed::new(record.clone(), name.clone(), Vec::new());
         let lake = self.lake.as_ref();
         let stop = &self.stop;
-        let position = self.source.copy_table(&spec, &mut |position, row| {
-            feed.copy_row(row, position, &now);
-            rows += 1;
-            progress.advance(rows);
-            if feed.buffered_bytes() >= FLUSH_BYTES {
-                match feed.flush(lake) {
-                    Ok(flushed) => files.extend(flushed),
-                    Err(e) => {
-                        failure = Some(e);
-                        return ControlFlow::Break(());
+        let source = &mut self.source;
+        // Two threads: this one reads the source, the other encodes rows and appends them, so
+        // that reading and writing overlap. Rows travel in chunks through a bounded channel:
+        // a slow lake slows the read instead of filling memory.
+        let (sender, receiver) =
+            std::sync::mpsc::sync_channel::<(Position, Vec<Vec<Value>>)>(COPY_QUEUE_CHUNKS);
+        let (position, encoded, rows) = std::thread::scope(|scope| {
+            let writer = scope.spawn(|| -> Result<TableFeed, EngineError> {
+                let mut feed = feed;
+                for (position, chunk) in receiver {
+                    for row in &chunk {
+                        feed.copy_row(row, position, &now);
+                    }
+                    if feed.buffered_bytes() >= FLUSH_BYTES {
+                        feed.flush(lake)?;
                     }
                 }
+                feed.flush(lake)?;
+                Ok(feed)
+            });
+            let mut chunk = Vec::with_capacity(COPY_CHUNK_ROWS);
+            let mut rows: u64 = 0;
+            // Every row of a copy stands at the copy's position.
+            let mut copy_position = Position(0);
+            let read = source.copy_table(&spec, &mut |position, row| {
+                copy_position = position;
+                chunk.push(row);
+                rows += 1;
+                progress.advance(rows);
+                if chunk.len() == COPY_CHUNK_ROWS
+                    && sender
+                        .send((
+                            position,
+                            std::mem::replace(&mut chunk, Vec::with_capacity(COPY_CHUNK_ROWS)),
+                        ))
+                        .is_err()
+                {
+                    // The writer stopped on an error, which its join reports.
+                    return ControlFlow::Break(());
+                }
+                if stop.load(Ordering::Relaxed) {
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            });
+            if !chunk.is_empty() {
+                let _ = sender.send((copy_position, chunk));
             }
-            if stop.load(Ordering::Relaxed) {
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+            drop(sender);
+            let encoded = writer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (read, encoded, rows)
+        });
+        let feed = encoded?;
+        let position = position?;
         if self.stop.load(Ordering::Relaxed) {
             tracing::info!(table = %name, "initial copy interrupted by shutdown; it starts over next time");
             return Ok(());
         }
-        feed.flush(lake)?;
         progress.finish();
         record.state = SyncState::Completed;
         record.position = position;

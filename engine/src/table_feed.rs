@@ -15,6 +15,7 @@ use lakelink_model::change::{Change, ChangeKind, Position};
 use lakelink_model::lake::Lake;
 use lakelink_model::lake_path::{DEFAULT_PARTITION, LakePath, TableName};
 use lakelink_model::value::Value;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// A live file being appended to.
@@ -50,6 +51,8 @@ pub struct TableFeed {
     layout: RowLayout,
     files: BTreeMap<String, FileCursor>,
     new_partitions: bool,
+    /// Reused for each row's partition name.
+    partition: String,
 }
 
 impl TableFeed {
@@ -64,6 +67,7 @@ impl TableFeed {
             record,
             name,
             new_partitions: false,
+            partition: String::new(),
         }
     }
 
@@ -93,20 +97,40 @@ impl TableFeed {
     }
 
     fn partition_of(&self, value: &Value) -> String {
+        let mut out = String::new();
+        self.write_partition(value, &mut out);
+        out
+    }
+
+    fn write_partition(&self, value: &Value, out: &mut String) {
         match self.record.schema.partition_column {
-            None => DEFAULT_PARTITION.to_string(),
-            Some(_) => self.record.granularity.partition_of(value),
+            None => {
+                out.clear();
+                out.push_str(DEFAULT_PARTITION);
+            }
+            Some(_) => self.record.granularity.write_partition(value, out),
+        }
+    }
+
+    /// The Id of a full row: borrowed from the row for a single plain key (no copy per row),
+    /// built for a composite or BLOB key.
+    fn id_of_row<'r>(&self, row: &'r [Value]) -> Cow<'r, Value> {
+        let schema = &self.record.schema;
+        match schema.key.as_slice() {
+            [k] if !matches!(row.get(*k), Some(Value::Blob(_)) | None) => Cow::Borrowed(&row[*k]),
+            _ => Cow::Owned(schema.id_of_key(&schema.key_of_row(row))),
         }
     }
 
     /// Adds one row of the initial copy, taken at `position`.
     pub fn copy_row(&mut self, row: &[Value], position: Position, written_at: &str) {
-        let schema = &self.record.schema;
-        let id = schema.id_of_key(&schema.key_of_row(row));
-        let partition = self.partition_of(schema.partition_value(row));
-        self.push(partition, position, |layout, out| {
+        let id = self.id_of_row(row);
+        let mut partition = std::mem::take(&mut self.partition);
+        self.write_partition(self.record.schema.partition_value(row), &mut partition);
+        self.push(&partition, position, |layout, out| {
             layout.image_row(out, &id, row, position, written_at)
         });
+        self.partition = partition;
     }
 
     /// Adds the rows of one captured change.
@@ -119,13 +143,13 @@ impl TableFeed {
         };
         match change.kind {
             ChangeKind::Insert | ChangeKind::Update => {
-                let id = schema.id_of_key(&schema.key_of_row(&change.row));
+                let id = self.id_of_row(&change.row);
                 let partition = self.partition_of(schema.partition_value(&change.row));
                 if change.kind == ChangeKind::Update {
                     // A row that changes key or partition leaves a delete record where it was.
                     let (old_id, old_partition) = old();
-                    if old_id != id || old_partition != partition {
-                        self.push(old_partition, position, |layout, out| {
+                    if old_id != *id || old_partition != partition {
+                        self.push(&old_partition, position, |layout, out| {
                             layout.delete_row(
                                 out,
                                 &old_id,
@@ -136,13 +160,13 @@ impl TableFeed {
                         });
                     }
                 }
-                self.push(partition, position, |layout, out| {
+                self.push(&partition, position, |layout, out| {
                     layout.image_row(out, &id, &change.row, position, written_at)
                 });
             }
             ChangeKind::Delete => {
                 let (old_id, old_partition) = old();
-                self.push(old_partition, position, |layout, out| {
+                self.push(&old_partition, position, |layout, out| {
                     layout.delete_row(out, &old_id, &change.old_partition, position, written_at)
                 });
             }
@@ -151,15 +175,18 @@ impl TableFeed {
 
     fn push(
         &mut self,
-        partition: String,
+        partition: &str,
         position: Position,
         encode: impl FnOnce(&mut RowLayout, &mut Vec<u8>),
     ) {
-        let table = self.name.as_str();
-        let cursor = self
-            .files
-            .entry(partition)
-            .or_insert_with_key(|partition| FileCursor::new(LiveFile::empty(table, partition)));
+        if !self.files.contains_key(partition) {
+            let file = LiveFile::empty(self.name.as_str(), partition);
+            self.files
+                .insert(partition.to_string(), FileCursor::new(file));
+        }
+        let Some(cursor) = self.files.get_mut(partition) else {
+            return;
+        };
         if cursor.durable.len == 0 && cursor.buffer.is_empty() {
             self.new_partitions = true;
         }

@@ -18,6 +18,11 @@ impl UtcDateTime {
         UtcDateTime(at.to_offset(UtcOffset::UTC))
     }
 
+    /// Nanoseconds since the Unix epoch.
+    pub fn unix_nanos(&self) -> i128 {
+        self.0.unix_timestamp_nanos()
+    }
+
     /// The calendar year in UTC.
     pub fn year(&self) -> i32 {
         self.0.year()
@@ -30,17 +35,35 @@ impl UtcDateTime {
 
     /// `2024-05-25T16:21:09.0000000Z`.
     pub fn to_lake_text(&self) -> String {
+        let mut out = String::with_capacity(28);
+        self.write_lake_text(&mut out);
+        out
+    }
+
+    /// Appends `2024-05-25T16:21:09.0000000Z` to `out` (for years 0 to 9999; others are
+    /// written with their sign and all their digits).
+    pub fn write_lake_text(&self, out: &mut String) {
         let t = self.0;
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}Z",
-            t.year(),
-            t.month() as u8,
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.nanosecond() / 100
-        )
+        let year = t.year();
+        if !(0..=9999).contains(&year) {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{year:+}");
+        } else {
+            push_digits(out, year as u32, 4);
+        }
+        out.push('-');
+        push_digits(out, u32::from(t.month() as u8), 2);
+        out.push('-');
+        push_digits(out, u32::from(t.day()), 2);
+        out.push('T');
+        push_digits(out, u32::from(t.hour()), 2);
+        out.push(':');
+        push_digits(out, u32::from(t.minute()), 2);
+        out.push(':');
+        push_digits(out, u32::from(t.second()), 2);
+        out.push('.');
+        push_digits(out, t.nanosecond() / 100, 7);
+        out.push('Z');
     }
 
     /// `M/d/yyyy h:mm:ss tt`, the form of `Athena:InitialSyncDataCompletedTime`.
@@ -62,6 +85,17 @@ impl UtcDateTime {
             t.second(),
             half
         )
+    }
+}
+
+/// Appends `value` as exactly `width` decimal digits (zero-padded). Written by hand because
+/// this runs for every date-time of every row, and the formatting machinery costs several
+/// times more.
+fn push_digits(out: &mut String, value: u32, width: u32) {
+    let mut divisor = 10u32.pow(width - 1);
+    while divisor > 0 {
+        out.push(char::from(b'0' + (value / divisor % 10) as u8));
+        divisor /= 10;
     }
 }
 

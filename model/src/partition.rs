@@ -28,16 +28,24 @@ impl Granularity {
     /// The partition of a row whose partition column holds `value`: the year or month of a
     /// parseable timestamp, else partition `1`.
     pub fn partition_of(self, value: &Value) -> String {
-        let Value::Text(text) = value else {
-            return DEFAULT_PARTITION.to_string();
+        let mut out = String::new();
+        self.write_partition(value, &mut out);
+        out
+    }
+
+    /// [`Granularity::partition_of`] into a reused buffer (it runs for every row).
+    pub fn write_partition(self, value: &Value, out: &mut String) {
+        use std::fmt::Write as _;
+        out.clear();
+        let parsed = match value {
+            Value::Text(text) => parse_datetime(text),
+            _ => None,
         };
-        match parse_datetime(text) {
-            Some(at) => match self {
-                Granularity::Year => format!("{:04}", at.year()),
-                Granularity::Month => format!("{:04}-{:02}", at.year(), at.month()),
-            },
-            None => DEFAULT_PARTITION.to_string(),
-        }
+        let _ = match (parsed, self) {
+            (Some(at), Granularity::Year) => write!(out, "{:04}", at.year()),
+            (Some(at), Granularity::Month) => write!(out, "{:04}-{:02}", at.year(), at.month()),
+            (None, _) => out.write_str(DEFAULT_PARTITION),
+        };
     }
 }
 

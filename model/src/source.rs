@@ -64,12 +64,13 @@ pub trait Source: Send {
     fn remove_capture(&mut self, link: LinkId, table: &str) -> Result<(), SourceError>;
 
     /// Streams every row of the table at one position, calling `on_row` with the position and
-    /// the row (values in schema column order). `on_row` may stop the copy early by
+    /// the row (values in schema column order, handed over so the caller can pass them on
+    /// without copying). `on_row` may stop the copy early by
     /// returning `Break`. Returns the position the copy stands at.
     fn copy_table(
         &mut self,
         spec: &CaptureSpec,
-        on_row: &mut dyn FnMut(Position, &[Value]) -> ControlFlow<()>,
+        on_row: &mut dyn FnMut(Position, Vec<Value>) -> ControlFlow<()>,
     ) -> Result<Position, SourceError>;
 
     /// Up to about `max` changes after `after`.

@@ -35,7 +35,11 @@ pub fn write_value(row: &mut RowWriter<'_>, value: &Value, kind: FieldKind, scra
         }
         Value::Text(s) => match kind {
             FieldKind::DateTime => match parse_datetime(s) {
-                Some(at) => row.quoted(&at.to_lake_text()),
+                Some(at) => {
+                    scratch.clear();
+                    at.write_lake_text(scratch);
+                    row.quoted(scratch);
+                }
                 None => row.quoted(s),
             },
             _ => row.quoted(s),

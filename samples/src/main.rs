@@ -1,7 +1,6 @@
 //! `lakelink-sample`: creates the sample CRM database the README's first command syncs, and
 //! keeps changing it the way an application would.
 
-mod capture_cost;
 mod crm;
 
 use anyhow::{Context as _, Result};
@@ -49,12 +48,6 @@ enum Command {
         /// Stop after this many seconds.
         #[arg(long = "for")]
         duration: Option<u64>,
-    },
-    /// Measure what capture costs the writing application (docs/BENCHMARKS.md).
-    CaptureCost {
-        /// Changes per workload.
-        #[arg(long, default_value_t = 200_000)]
-        changes: u64,
     },
 }
 
@@ -114,19 +107,6 @@ fn main() -> Result<()> {
                 }
             }
             println!("stopped after {made} changes");
-        }
-        Command::CaptureCost { changes } => {
-            println!("| workload | unlinked changes/s | linked changes/s | linked / unlinked |");
-            println!("|---|---:|---:|---:|");
-            for m in capture_cost::measure(changes)? {
-                println!(
-                    "| {} | {:.0} | {:.0} | {:.2} |",
-                    m.workload,
-                    m.plain,
-                    m.captured,
-                    m.captured / m.plain
-                );
-            }
         }
     }
     Ok(())

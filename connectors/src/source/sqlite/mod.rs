@@ -227,7 +227,7 @@ impl Source for SqliteSource {
     fn copy_table(
         &mut self,
         spec: &CaptureSpec,
-        on_row: &mut dyn FnMut(Position, &[Value]) -> ControlFlow<()>,
+        on_row: &mut dyn FnMut(Position, Vec<Value>) -> ControlFlow<()>,
     ) -> Result<Position, SourceError> {
         self.check_identity()?;
         let name = self.name.clone();
@@ -253,14 +253,13 @@ impl Source for SqliteSource {
         );
         let mut stmt = tx.prepare(&sql).map_err(|e| err("reading the table", e))?;
         let mut rows = stmt.query([]).map_err(|e| err("reading the table", e))?;
-        let mut values = Vec::with_capacity(columns.len());
         while let Some(row) = rows.next().map_err(|e| err("reading the table", e))? {
-            values.clear();
+            let mut values = Vec::with_capacity(columns.len());
             for (i, column) in spec.schema.columns.iter().enumerate() {
                 let v = row.get_ref(i).map_err(|e| err("reading the table", e))?;
                 values.push(values::from_sql(v, &spec.table, &column.name, position));
             }
-            if on_row(position, &values).is_break() {
+            if on_row(position, values).is_break() {
                 break;
             }
         }

@@ -1,4 +1,4 @@
-//! `lakelink-sample capture-cost`: how much capture slows the application down. The same
+//! Capture cost: how much capture slows the application down. The same
 //! inserts and updates run against two copies of the sample schema, one plain and one with
 //! lakelink's real capture triggers installed, and the rates are compared.
 

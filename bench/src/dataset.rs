@@ -1,0 +1,91 @@
+//! The benchmark table: a CRM account table as the issue describes it: a UUID key, names,
+//! timestamps spread over eight years, a real, an integer, a text that sometimes has quotes,
+//! commas, newlines and Unicode, and some NULLs.
+
+use anyhow::Result;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use rusqlite::{Connection, params};
+use std::path::Path;
+
+/// The schema.
+pub const SCHEMA: &str = "CREATE TABLE account (
+    accountid TEXT PRIMARY KEY, name TEXT NOT NULL, city TEXT, revenue REAL,
+    employees INTEGER, notes TEXT, createdon DATETIME, modifiedon DATETIME);";
+
+const CITIES: [&str; 6] = [
+    "Lisboa",
+    "München",
+    "São Paulo",
+    "Tōkyō",
+    "Kraków",
+    "New York",
+];
+
+fn uuid(rng: &mut StdRng) -> String {
+    let mut b: [u8; 16] = rng.random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// A timestamp in `year`.
+pub fn timestamp(rng: &mut StdRng, year: i32) -> String {
+    format!(
+        "{year}-{:02}-{:02} {:02}:{:02}:{:02}",
+        rng.random_range(1..=12),
+        rng.random_range(1..=28),
+        rng.random_range(0..24),
+        rng.random_range(0..60),
+        rng.random_range(0..60)
+    )
+}
+
+fn notes(rng: &mut StdRng) -> Option<String> {
+    match rng.random_range(0..10) {
+        0 | 1 => None,
+        2 => Some("Met at \"Expo\", asked for a quote,\nfollow up next week".into()),
+        3 => Some("Prefers Zoë — 電話 first 📞".into()),
+        _ => Some(format!("Renewal #{}", rng.random_range(1..500))),
+    }
+}
+
+/// Creates `rows` accounts in a new database at `path`, in WAL mode.
+pub fn create(path: &Path, rows: u64, seed: u64) -> Result<()> {
+    let mut conn = Connection::open(path)?;
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+    conn.execute_batch(SCHEMA)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let tx = conn.transaction()?;
+    {
+        let mut insert =
+            tx.prepare("INSERT INTO account VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)")?;
+        for i in 0..rows {
+            let year = 2019 + (i % 8) as i32;
+            let created = timestamp(&mut rng, year);
+            insert.execute(params![
+                uuid(&mut rng),
+                format!("Account {i}"),
+                if i % 7 == 0 {
+                    None
+                } else {
+                    Some(CITIES[(i % 6) as usize])
+                },
+                (rng.random_range(0.0..5e7f64) * 100.0).round() / 100.0,
+                rng.random_range(1..50_000),
+                notes(&mut rng),
+                created
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
