@@ -3,6 +3,7 @@
 //! commas, newlines and Unicode, and some NULLs.
 
 use anyhow::Result;
+use lakelink_samples::crm::{timestamp_in, uuid};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rusqlite::{Connection, params};
@@ -21,33 +22,6 @@ const CITIES: [&str; 6] = [
     "Kraków",
     "New York",
 ];
-
-fn uuid(rng: &mut StdRng) -> String {
-    let mut b: [u8; 16] = rng.random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-/// A timestamp in `year`.
-pub fn timestamp(rng: &mut StdRng, year: i32) -> String {
-    format!(
-        "{year}-{:02}-{:02} {:02}:{:02}:{:02}",
-        rng.random_range(1..=12),
-        rng.random_range(1..=28),
-        rng.random_range(0..24),
-        rng.random_range(0..60),
-        rng.random_range(0..60)
-    )
-}
 
 fn notes(rng: &mut StdRng) -> Option<String> {
     match rng.random_range(0..10) {
@@ -70,7 +44,7 @@ pub fn create(path: &Path, rows: u64, seed: u64) -> Result<()> {
             tx.prepare("INSERT INTO account VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)")?;
         for i in 0..rows {
             let year = 2019 + (i % 8) as i32;
-            let created = timestamp(&mut rng, year);
+            let created = timestamp_in(&mut rng, year);
             insert.execute(params![
                 uuid(&mut rng),
                 format!("Account {i}"),

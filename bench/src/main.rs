@@ -77,6 +77,18 @@ fn dir_size(path: &Path) -> u64 {
         .sum()
 }
 
+/// Runs `lakelink sync` with its log at info level, measured.
+fn run_sync(bin: &Path, config: &Path) -> Result<child::Measured> {
+    child::measure(
+        Command::new(bin)
+            .args(["sync", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1"),
+        None,
+    )
+}
+
 /// Initial sync against `sqlite3 -csv`, then the incremental snapshot, on one table.
 fn initial_sync_and_snapshot(bin: &Path, rows: u64, report: &mut String) -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -99,14 +111,7 @@ fn initial_sync_and_snapshot(bin: &Path, rows: u64, report: &mut String) -> Resu
 
     eprintln!("lakelink sync (initial copy and first snapshot)...");
     let config = write_config(dir.path(), "account", "")?;
-    let sync = child::measure(
-        Command::new(bin)
-            .args(["sync", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1"),
-        None,
-    )?;
+    let sync = run_sync(bin, &config)?;
     let copy_seconds = child::logged_number(&sync.stderr, "initial copy completed", "seconds")
         .context("the copy's duration in the log")?;
     let full_snapshot = child::logged_number(&sync.stderr, "snapshot published", "seconds")
@@ -162,14 +167,7 @@ fn initial_sync_and_snapshot(bin: &Path, rows: u64, report: &mut String) -> Resu
         [changed as i64],
     )?;
     let lake_before = dir_size(&dir.path().join("lake"));
-    let next = child::measure(
-        Command::new(bin)
-            .args(["sync", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1"),
-        None,
-    )?;
+    let next = run_sync(bin, &config)?;
     let incremental = child::logged_number(&next.stderr, "snapshot published", "seconds")
         .context("the snapshot's duration in the log")?;
     let files =
@@ -207,14 +205,7 @@ fn big_sync_memory(bin: &Path, rows: u64, report: &mut String) -> Result<()> {
     eprintln!("generating {rows} rows for the memory run...");
     dataset::create(&dir.path().join("source.db"), rows, 43)?;
     let config = write_config(dir.path(), "account", "")?;
-    let sync = child::measure(
-        Command::new(bin)
-            .args(["sync", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1"),
-        None,
-    )?;
+    let sync = run_sync(bin, &config)?;
     let _ = writeln!(report, "## Memory of a {rows}-row initial sync\n");
     let _ = writeln!(report, "| measure | value | target |\n|---|---:|---|");
     let _ = writeln!(

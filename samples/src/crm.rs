@@ -48,7 +48,7 @@ const NAMES: [&str; 8] = [
 ];
 
 /// A UUID v4 in its usual text form.
-fn uuid(rng: &mut StdRng) -> String {
+pub fn uuid(rng: &mut StdRng) -> String {
     let mut b: [u8; 16] = rng.random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
@@ -64,9 +64,14 @@ fn uuid(rng: &mut StdRng) -> String {
 }
 
 fn timestamp(rng: &mut StdRng) -> String {
+    let year = rng.random_range(2019..=2026);
+    timestamp_in(rng, year)
+}
+
+/// A `YYYY-MM-DD HH:MM:SS` timestamp in `year`.
+pub fn timestamp_in(rng: &mut StdRng, year: i32) -> String {
     format!(
-        "{}-{:02}-{:02} {:02}:{:02}:{:02}",
-        rng.random_range(2019..=2026),
+        "{year}-{:02}-{:02} {:02}:{:02}:{:02}",
         rng.random_range(1..=12),
         rng.random_range(1..=28),
         rng.random_range(0..24),

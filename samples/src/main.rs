@@ -1,7 +1,7 @@
 //! `lakelink-sample`: creates the sample CRM database the README's first command syncs, and
 //! keeps changing it the way an application would.
 
-mod crm;
+use lakelink_samples::crm;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
