@@ -401,11 +401,11 @@ impl Pipeline {
         });
         let feed = encoded?;
         let position = position?;
+        progress.finish();
         if self.stop.load(Ordering::Relaxed) {
             tracing::info!(table = %name, "initial copy interrupted by shutdown; it starts over next time");
             return Ok(());
         }
-        progress.finish();
         record.state = SyncState::Completed;
         record.position = position;
         record.completed_at = Some(now_text());
