@@ -18,3 +18,4 @@ pub mod snapshot;
 pub mod state;
 pub mod status;
 pub mod table_feed;
+pub mod table_schema;

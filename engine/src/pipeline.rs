@@ -12,13 +12,13 @@ use crate::recovery;
 use crate::snapshot;
 use crate::state::{LinkRecord, LiveFile, StateStore, SyncState};
 use crate::table_feed::TableFeed;
+use crate::table_schema;
 use lakelink_connectors::lake::local::LocalLake;
 use lakelink_connectors::source::sqlite::SqliteSource;
 use lakelink_model::change::{LinkId, Position};
 use lakelink_model::datetime::UtcDateTime;
 use lakelink_model::lake::{Lake, WriterLock};
 use lakelink_model::lake_path::{LakePath, TableName};
-use lakelink_model::schema::{SYSTEM_ATTRIBUTES, TableSchema};
 use lakelink_model::source::{CaptureSpec, Source};
 use lakelink_model::value::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -34,9 +34,6 @@ const FLUSH_BYTES: usize = 8 << 20;
 const COPY_CHUNK_ROWS: usize = 1024;
 /// Chunks the copy's writer may fall behind before the reader waits.
 const COPY_QUEUE_CHUNKS: usize = 16;
-
-/// The column that partitions a table when the config names none (LAKE_FORMAT §2).
-const DEFAULT_PARTITION_COLUMN: &str = "createdon";
 
 /// The current time in the lake's date-time form.
 pub fn now_text() -> String {
@@ -203,7 +200,7 @@ impl Pipeline {
         // leaves the agent exactly on the last good one.
         for table in &new.tables {
             if !self.feeds.contains_key(table.name.as_str()) {
-                self.schema_for(table)?;
+                table_schema::resolve(self.source.as_mut(), table)?;
             }
         }
         self.config = new;
@@ -234,71 +231,18 @@ impl Pipeline {
                 break;
             }
             match self.feeds.get(table.name.as_str()) {
-                Some(feed) => warn_on_changed_options(feed, table),
+                Some(feed) => table_schema::warn_on_changed_options(feed, table),
                 None => self.link(table)?,
             }
         }
         Ok(())
     }
 
-    fn schema_for(&mut self, table: &TableSettings) -> Result<TableSchema, EngineError> {
-        let name = table.name.as_str();
-        let described = self.source.describe_table(name)?;
-        let link_err = |reason: String| EngineError::Link {
-            table: name.to_string(),
-            reason,
-        };
-        let find = |column: &str, setting: &'static str| {
-            described
-                .columns
-                .iter()
-                .position(|c| c.name.eq_ignore_ascii_case(column))
-                .ok_or_else(|| lakelink_model::source::SourceError::UnknownColumn {
-                    table: name.to_string(),
-                    column: column.to_string(),
-                    setting,
-                })
-        };
-        let key = match &table.key {
-            Some(columns) => columns
-                .iter()
-                .map(|c| find(c, "key"))
-                .collect::<Result<Vec<_>, _>>()?,
-            None => described.primary_key.clone(),
-        };
-        if key.is_empty() {
-            return Err(link_err(
-                "has no primary key; name the columns that identify a row with key = [\"...\"] in its [[table]]"
-                    .into(),
-            ));
-        }
-        let partition_column = match &table.partition_by {
-            Some(column) => Some(find(column, "partition_by")?),
-            None => find(DEFAULT_PARTITION_COLUMN, "partition_by").ok(),
-        };
-        if let Some(c) = described
-            .columns
-            .iter()
-            .find(|c| SYSTEM_ATTRIBUTES.contains(&c.name.as_str()))
-        {
-            return Err(link_err(format!(
-                "has a column named {:?}, which is a system attribute of the lake format; rename the column in the source",
-                c.name
-            )));
-        }
-        Ok(TableSchema {
-            linked_width: described.columns.len(),
-            columns: described.columns,
-            key,
-            partition_column,
-        })
-    }
-
     /// Links a table: capture first, then the initial copy at a known position, then it
     /// trickles from that position.
     fn link(&mut self, table: &TableSettings) -> Result<(), EngineError> {
         let name = table.name.clone();
-        let schema = self.schema_for(table)?;
+        let schema = table_schema::resolve(self.source.as_mut(), table)?;
         let previous = self
             .state
             .links()?
@@ -675,34 +619,4 @@ fn table_name(name: &str) -> Result<TableName, EngineError> {
         table: name.to_string(),
         reason: e.to_string(),
     })
-}
-
-fn warn_on_changed_options(feed: &TableFeed, wanted: &TableSettings) {
-    let r = &feed.record;
-    let column_name = |i: usize| r.schema.columns[i].name.to_lowercase();
-    let mut changed = Vec::new();
-    if r.mode != wanted.mode {
-        changed.push("mode");
-    }
-    if r.granularity != wanted.granularity {
-        changed.push("granularity");
-    }
-    if let Some(p) = &wanted.partition_by
-        && r.schema.partition_column.map(column_name) != Some(p.to_lowercase())
-    {
-        changed.push("partition_by");
-    }
-    if let Some(key) = &wanted.key {
-        let linked: Vec<String> = r.schema.key.iter().map(|&i| column_name(i)).collect();
-        let wanted: Vec<String> = key.iter().map(|k| k.to_lowercase()).collect();
-        if linked != wanted {
-            changed.push("key");
-        }
-    }
-    if !changed.is_empty() {
-        tracing::warn!(
-            table = %wanted.name, options = ?changed,
-            "these options differ from when the table was linked and are not applied; remove the table from the config, sync, and add it back to relink with them"
-        );
-    }
 }
