@@ -5,19 +5,6 @@ mod support;
 
 use support::*;
 
-fn failure(ws: &Workspace, args: &[&str]) -> String {
-    let out = ws.lakelink(args);
-    assert!(
-        !out.status.success(),
-        "expected a failure: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    let last = err.trim().lines().last().unwrap_or_default().to_string();
-    assert!(last.starts_with("lakelink: "), "{err}");
-    last
-}
-
 const ONE_TABLE: &str = "[[table]]\nname = \"t\"\n";
 
 fn workspace() -> Workspace {
@@ -32,7 +19,7 @@ fn workspace() -> Workspace {
 fn a_value_of_the_wrong_type_is_named_with_its_line() {
     let ws = workspace();
     ws.write_config("keep_generations = \"five\"", ONE_TABLE);
-    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    let err = ws.failure(&["sync", "--config", "{config}"]);
     assert!(
         err.contains("line 13") && err.contains("invalid type: string \"five\", expected u32"),
         "{err}"
@@ -43,7 +30,7 @@ fn a_value_of_the_wrong_type_is_named_with_its_line() {
 fn a_table_listed_twice_is_refused() {
     let ws = workspace();
     ws.write_config("", "[[table]]\nname = \"t\"\n\n[[table]]\nname = \"T\"\n");
-    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    let err = ws.failure(&["sync", "--config", "{config}"]);
     assert!(
         err.contains("table[1].name: table \"T\" is listed twice"),
         "{err}"
@@ -54,7 +41,7 @@ fn a_table_listed_twice_is_refused() {
 fn a_missing_source_database_is_named() {
     let ws = workspace();
     std::fs::remove_file(&ws.db).unwrap();
-    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    let err = ws.failure(&["sync", "--config", "{config}"]);
     assert!(
         err.contains("source.db: opening the database file (check [source] path)"),
         "{err}"
@@ -106,7 +93,7 @@ fn a_damaged_model_json_stops_the_agent_until_it_is_restored() {
     ws.source()
         .execute("INSERT INTO t VALUES (2, 'two')", [])
         .unwrap();
-    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    let err = ws.failure(&["sync", "--config", "{config}"]);
     assert!(
         err.contains("model.json in the lake: not a valid manifest")
             && err.contains("restore it from _lakelink/models"),
@@ -131,7 +118,7 @@ fn a_damaged_checkpoint_store_is_named_and_the_lake_is_left_alone() {
         b"this is not a checkpoint store, it was overwritten",
     )
     .unwrap();
-    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    let err = ws.failure(&["sync", "--config", "{config}"]);
     assert!(
         err.contains("checkpoint store") && err.contains("state.db"),
         "{err}"
@@ -147,7 +134,7 @@ fn a_checkpoint_store_of_another_lake_is_refused() {
         .unwrap()
         .replace("path = \"lake\"", "path = \"other-lake\"");
     std::fs::write(&ws.config, text).unwrap();
-    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    let err = ws.failure(&["sync", "--config", "{config}"]);
     assert!(
         err.contains("belongs to local lake")
             && err.contains("give each lake its own [engine] state"),
@@ -236,7 +223,7 @@ fn a_live_file_shorter_than_its_checkpoint_is_reported_as_lost_data() {
         .unwrap()
         .set_len(len - 3)
         .unwrap();
-    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    let err = ws.failure(&["sync", "--config", "{config}"]);
     assert!(
         err.contains("t/1.csv in the lake: holds") && err.contains("the lake lost data"),
         "{err}"

@@ -4,23 +4,10 @@ mod support;
 
 use support::*;
 
-fn failure(ws: &Workspace, args: &[&str]) -> String {
-    let out = ws.lakelink(args);
-    assert!(
-        !out.status.success(),
-        "expected a failure, got: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    let last = err.lines().last().unwrap_or_default().to_string();
-    assert!(last.starts_with("lakelink: "), "{err}");
-    last
-}
-
 #[test]
 fn a_missing_config_is_named() {
     let ws = Workspace::new("");
-    let err = failure(&ws, &["sync", "--config", "/nonexistent/lakelink.toml"]);
+    let err = ws.failure(&["sync", "--config", "/nonexistent/lakelink.toml"]);
     assert!(
         err.contains("config /nonexistent/lakelink.toml: cannot read it"),
         "{err}"
@@ -31,7 +18,7 @@ fn a_missing_config_is_named() {
 fn an_unknown_key_is_named_with_its_line() {
     let ws = Workspace::new("CREATE TABLE t (id INTEGER PRIMARY KEY);");
     ws.write_config("snapshot_intervall = \"1h\"", "");
-    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    let err = ws.failure(&["sync", "--config", "{config}"]);
     assert!(err.contains("unknown field `snapshot_intervall`"), "{err}");
     assert!(err.contains("line 13"), "{err}");
 }
@@ -40,7 +27,7 @@ fn an_unknown_key_is_named_with_its_line() {
 fn a_missing_table_is_named() {
     let ws = Workspace::new("CREATE TABLE t (id INTEGER PRIMARY KEY);");
     ws.write_config("", "[[table]]\nname = \"nope\"\n");
-    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    let err = ws.failure(&["sync", "--config", "{config}"]);
     assert!(
         err.contains("table \"nope\" does not exist in SQLite database"),
         "{err}"
@@ -52,7 +39,7 @@ fn a_table_without_a_key_is_refused_until_one_is_configured() {
     let ws =
         Workspace::new("CREATE TABLE log (at TEXT, msg TEXT); INSERT INTO log VALUES ('t', 'm');");
     ws.write_config("", "[[table]]\nname = \"log\"\n");
-    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    let err = ws.failure(&["sync", "--config", "{config}"]);
     assert!(
         err.contains("table \"log\": has no primary key; name the columns"),
         "{err}"
@@ -66,7 +53,7 @@ fn a_table_without_a_key_is_refused_until_one_is_configured() {
 fn a_key_column_that_does_not_exist_is_named() {
     let ws = Workspace::new("CREATE TABLE log (at TEXT, msg TEXT);");
     ws.write_config("", "[[table]]\nname = \"log\"\nkey = [\"when\"]\n");
-    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    let err = ws.failure(&["sync", "--config", "{config}"]);
     assert!(
         err.contains("table \"log\" has no column \"when\"; check the config's key"),
         "{err}"
@@ -78,7 +65,7 @@ fn unsafe_table_names_are_refused() {
     let ws = Workspace::new("CREATE TABLE t (id INTEGER PRIMARY KEY);");
     for bad in ["../x", "a/b", "a.b", ""] {
         ws.write_config("", &format!("[[table]]\nname = \"{bad}\"\n"));
-        let err = failure(&ws, &["sync", "--config", "{config}"]);
+        let err = ws.failure(&["sync", "--config", "{config}"]);
         assert!(err.contains("table[0].name: table name"), "{bad:?}: {err}");
     }
 }
@@ -101,7 +88,7 @@ fn a_second_writer_on_the_same_lake_is_refused_and_named() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let err = failure(&ws, &["sync", "--config", "{config}"]);
+    let err = ws.failure(&["sync", "--config", "{config}"]);
     // SIGKILL: the holder dies without releasing anything itself.
     drop(agent);
     assert!(err.contains("the lake is in use by lakelink pid"), "{err}");

@@ -101,6 +101,21 @@ impl Workspace {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// Runs `lakelink` with `args`, which must fail with one line starting `lakelink: `;
+    /// returns that line.
+    pub fn failure(&self, args: &[&str]) -> String {
+        let out = self.lakelink(args);
+        assert!(
+            !out.status.success(),
+            "expected a failure, got: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let last = err.lines().last().unwrap_or_default().to_string();
+        assert!(last.starts_with("lakelink: "), "{err}");
+        last
+    }
+
     /// `lakelink read` of `table`, parsed: the header and the rows.
     pub fn read(&self, table: &str, generation: Option<u64>) -> (Vec<String>, Vec<Record>) {
         let lake = self.lake.to_string_lossy().to_string();
