@@ -486,12 +486,6 @@ impl Pipeline {
         }
         let now = now_text();
         let mut files = Vec::new();
-        let before: HashMap<String, (u64, u64)> = self
-            .feeds
-            .values()
-            .map(|f| (f.record.table.clone(), totals(f)))
-            .collect();
-        let mut changes_per_table: HashMap<String, u64> = HashMap::new();
         for change in &batch.changes {
             let Some(feed) = self
                 .by_link
@@ -503,9 +497,6 @@ impl Pipeline {
             if change.position <= feed.record.position {
                 continue;
             }
-            *changes_per_table
-                .entry(feed.record.table.clone())
-                .or_default() += 1;
             feed.apply(change, &now);
             if feed.buffered_bytes() >= FLUSH_BYTES {
                 files.extend(feed.flush(self.lake.as_ref())?);
@@ -532,19 +523,8 @@ impl Pipeline {
         }
         let batch_progress: HashMap<String, (u64, u64, u64)> = self
             .feeds
-            .values()
-            .map(|f| {
-                let (rows0, bytes0) = before.get(&f.record.table).copied().unwrap_or_default();
-                let (rows1, bytes1) = totals(f);
-                let changes = changes_per_table
-                    .get(&f.record.table)
-                    .copied()
-                    .unwrap_or_default();
-                (
-                    f.record.table.clone(),
-                    (changes, rows1 - rows0, bytes1 - bytes0),
-                )
-            })
+            .values_mut()
+            .map(|f| (f.record.table.clone(), f.take_progress()))
             .collect();
         self.report_progress(&batch_progress)?;
         tracing::debug!(changes = batch.changes.len(), end = %batch.end, files = files.len(), "batch committed");
@@ -606,12 +586,6 @@ impl Pipeline {
         )?;
         Ok(())
     }
-}
-
-/// Rows and bytes in a feed's live files.
-fn totals(feed: &TableFeed) -> (u64, u64) {
-    feed.files()
-        .fold((0, 0), |(r, b), f| (r + f.rows, b + f.len))
 }
 
 fn table_name(name: &str) -> Result<TableName, EngineError> {

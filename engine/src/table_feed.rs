@@ -53,6 +53,8 @@ pub struct TableFeed {
     new_partitions: bool,
     /// Reused for each row's partition name.
     partition: String,
+    /// Changes applied, and rows and bytes appended, since the last [`TableFeed::take_progress`].
+    progress: (u64, u64, u64),
 }
 
 impl TableFeed {
@@ -68,6 +70,7 @@ impl TableFeed {
             name,
             new_partitions: false,
             partition: String::new(),
+            progress: (0, 0, 0),
         }
     }
 
@@ -133,8 +136,14 @@ impl TableFeed {
         self.partition = partition;
     }
 
+    /// Changes applied, and rows and bytes appended to the lake, since the last call.
+    pub fn take_progress(&mut self) -> (u64, u64, u64) {
+        std::mem::take(&mut self.progress)
+    }
+
     /// Adds the rows of one captured change.
     pub fn apply(&mut self, change: &Change, written_at: &str) {
+        self.progress.0 += 1;
         let schema = &self.record.schema;
         let position = change.position;
         let old = || {
@@ -233,6 +242,8 @@ impl TableFeed {
             c.rows_at_last = c.durable.rows_at_last;
             c.skip_at_last = c.durable.rows_at_last;
         }
+        // The changes are applied again; what reached the lake stays counted.
+        self.progress.0 = 0;
     }
 
     /// Appends every file's buffered rows (each file's rows as one durable append) and returns
@@ -246,6 +257,8 @@ impl TableFeed {
             let path = LakePath::live_file(&self.name, &cursor.durable.partition, 0);
             let len = lake.append(&path, cursor.durable.len, &cursor.buffer)?;
             cursor.buffer.clear();
+            self.progress.1 += cursor.buffered_rows;
+            self.progress.2 += len - cursor.durable.len;
             let d = &mut cursor.durable;
             d.len = len;
             d.rows += cursor.buffered_rows;
