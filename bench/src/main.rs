@@ -31,6 +31,22 @@ struct Args {
     /// Where to write the report (Markdown); it is printed too.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Run only these benchmarks (default: all of them).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Benchmark>,
+}
+
+/// One benchmark of the report.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Benchmark {
+    /// Initial sync against `sqlite3 -csv`, then the incremental snapshot.
+    Sync,
+    /// Peak memory of the `--big-rows` initial sync.
+    Memory,
+    /// Trickle rates and latencies.
+    Trickle,
+    /// The writer's throughput with capture installed.
+    Capture,
 }
 
 /// The `lakelink` binary built beside this one.
@@ -221,15 +237,9 @@ fn big_sync_memory(bin: &Path, rows: u64, report: &mut String) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    let bin = lakelink_bin()?;
-    let mut report = String::from("# lakelink benchmark report\n\n");
-    initial_sync_and_snapshot(&bin, args.rows, &mut report)?;
-    if let Some(big) = args.big_rows {
-        big_sync_memory(&bin, big, &mut report)?;
-    }
-    trickle::run_all(&bin, args.trickle_seconds, &mut report)?;
+/// The writer's throughput with capture against without, and against the two references
+/// that bound trigger-based capture.
+fn capture_cost(report: &mut String) -> Result<()> {
     eprintln!("capture cost...");
     let _ = writeln!(
         report,
@@ -237,17 +247,40 @@ fn main() -> Result<()> {
     );
     let _ = writeln!(
         report,
-        "| workload | unlinked changes/s | linked changes/s | linked / unlinked | target |\n|---|---:|---:|---:|---|"
+        "| workload | unlinked changes/s | linked changes/s | linked / unlinked | target | empty trigger / unlinked | one-integer log row / unlinked |\n|---|---:|---:|---:|---|---:|---:|"
     );
     for m in capture_cost::measure(200_000)? {
         let _ = writeln!(
             report,
-            "| {} | {:.0} | {:.0} | {:.2} | >= 0.5 |",
+            "| {} | {:.0} | {:.0} | {:.2} | >= 0.5 | {:.2} | {:.2} |",
             m.workload,
             m.plain,
             m.captured,
-            m.captured / m.plain
+            m.captured / m.plain,
+            m.empty_trigger / m.plain,
+            m.minimal_log / m.plain
         );
+    }
+    let _ = writeln!(report);
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let runs = |b: Benchmark| args.only.is_empty() || args.only.contains(&b);
+    let bin = lakelink_bin()?;
+    let mut report = String::from("# lakelink benchmark report\n\n");
+    if runs(Benchmark::Sync) {
+        initial_sync_and_snapshot(&bin, args.rows, &mut report)?;
+    }
+    if let (true, Some(big)) = (runs(Benchmark::Memory), args.big_rows) {
+        big_sync_memory(&bin, big, &mut report)?;
+    }
+    if runs(Benchmark::Trickle) {
+        trickle::run_all(&bin, args.trickle_seconds, &mut report)?;
+    }
+    if runs(Benchmark::Capture) {
+        capture_cost(&mut report)?;
     }
     println!("{report}");
     if let Some(path) = args.report {
