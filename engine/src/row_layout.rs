@@ -85,12 +85,7 @@ impl RowLayout {
                     Some(v) => write_value(&mut w, v, a.kind, &mut self.scratch),
                     None => w.null(),
                 },
-                AttributeRole::VersionNumber => {
-                    self.scratch.clear();
-                    use std::fmt::Write as _;
-                    let _ = write!(self.scratch, "{}", position.0);
-                    w.raw(&self.scratch);
-                }
+                AttributeRole::VersionNumber => w.raw(itoa::Buffer::new().format(position.0)),
                 AttributeRole::IsDelete => {
                     if is_delete {
                         w.raw("True");

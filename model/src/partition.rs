@@ -41,12 +41,31 @@ impl Granularity {
             Value::Text(text) => parse_datetime(text),
             _ => None,
         };
-        let _ = match (parsed, self) {
-            (Some(at), Granularity::Year) => write!(out, "{:04}", at.year()),
-            (Some(at), Granularity::Month) => write!(out, "{:04}-{:02}", at.year(), at.month()),
-            (None, _) => out.write_str(DEFAULT_PARTITION),
+        let Some(at) = parsed else {
+            out.push_str(DEFAULT_PARTITION);
+            return;
         };
+        // By hand for the years lakelink writes as four digits: this runs for every row.
+        match u16::try_from(at.year()) {
+            Ok(year) if year <= 9999 => {
+                push_two_digits(out, (year / 100) as u8);
+                push_two_digits(out, (year % 100) as u8);
+            }
+            _ => {
+                let _ = write!(out, "{:04}", at.year());
+            }
+        }
+        if self == Granularity::Month {
+            out.push('-');
+            push_two_digits(out, at.month());
+        }
     }
+}
+
+/// Appends `n` (below 100) as two digits.
+fn push_two_digits(out: &mut String, n: u8) {
+    out.push(char::from(b'0' + n / 10));
+    out.push(char::from(b'0' + n % 10));
 }
 
 #[cfg(test)]
@@ -64,5 +83,10 @@ mod tests {
             "1"
         );
         assert_eq!(Granularity::Month.partition_of(&Value::Integer(5)), "1");
+        let early = Value::Text("0042-03-01T00:30:00+01:00".into());
+        assert_eq!(Granularity::Year.partition_of(&early), "0042");
+        assert_eq!(Granularity::Month.partition_of(&early), "0042-02");
+        let first = Value::Text("0000-01-01T00:30:00+01:00".into());
+        assert_eq!(Granularity::Month.partition_of(&first), "-001-12");
     }
 }

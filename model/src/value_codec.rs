@@ -22,11 +22,7 @@ pub fn write_value(row: &mut RowWriter<'_>, value: &Value, kind: FieldKind, scra
         Value::Integer(i) => match (kind, i) {
             (FieldKind::Boolean, 0) => row.raw("False"),
             (FieldKind::Boolean, 1) => row.raw("True"),
-            _ => {
-                scratch.clear();
-                let _ = write!(scratch, "{i}");
-                row.raw(scratch);
-            }
+            _ => row.raw(itoa::Buffer::new().format(*i)),
         },
         Value::Real(f) => {
             scratch.clear();
