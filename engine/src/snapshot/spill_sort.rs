@@ -31,6 +31,12 @@ impl Keyed {
     }
 }
 
+/// Sorts by (Id, seq). No two items share a seq, so an unstable sort gives the one order a
+/// stable sort would, with fewer moves of these large items.
+fn sort_by_key_and_seq(items: &mut [Keyed]) {
+    items.sort_unstable_by(|a, b| (&a.key, a.seq).cmp(&(&b.key, b.seq)));
+}
+
 /// Collects rows and yields them sorted by (Id, seq).
 pub struct SpillSorter {
     budget: usize,
@@ -69,8 +75,7 @@ impl SpillSorter {
     }
 
     fn spill(&mut self) -> io::Result<()> {
-        self.buffer
-            .sort_by(|a, b| (&a.key, a.seq).cmp(&(&b.key, b.seq)));
+        sort_by_key_and_seq(&mut self.buffer);
         let mut file = tempfile::tempfile()?;
         {
             let mut out = BufWriter::new(&mut file);
@@ -96,8 +101,7 @@ impl SpillSorter {
     /// Every row, sorted by (Id, seq).
     pub fn finish(mut self) -> Result<Sorted, CsvError> {
         if self.runs.is_empty() {
-            self.buffer
-                .sort_by(|a, b| (&a.key, a.seq).cmp(&(&b.key, b.seq)));
+            sort_by_key_and_seq(&mut self.buffer);
             return Ok(Sorted(SortedInner::Memory(self.buffer.into_iter())));
         }
         if !self.buffer.is_empty() {
