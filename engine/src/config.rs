@@ -1,6 +1,8 @@
 //! The agent's TOML config: parsing with unknown keys refused, defaults, and a validation that
 //! reports every problem with the key it concerns. Relative paths are relative to the file.
 
+#[cfg(feature = "postgres")]
+use lakelink_connectors::source::postgres::PostgresSourceConfig;
 use lakelink_connectors::source::sqlite::SqliteSourceConfig;
 use lakelink_model::lake_path::TableName;
 use lakelink_model::partition::Granularity;
@@ -77,6 +79,9 @@ struct RawConfig {
 pub enum SourceConfig {
     /// `kind = "sqlite"`.
     Sqlite(SqliteSourceConfig),
+    /// `kind = "postgres"`.
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresSourceConfig),
 }
 
 /// `[lake]`.
@@ -243,6 +248,14 @@ impl Config {
             SourceConfig::Sqlite(c) => SourceConfig::Sqlite(SqliteSourceConfig {
                 path: resolve(&c.path),
             }),
+            #[cfg(feature = "postgres")]
+            SourceConfig::Postgres(c) => {
+                problems.extend(c.problems());
+                SourceConfig::Postgres(PostgresSourceConfig {
+                    password_file: c.password_file.as_deref().map(resolve),
+                    ..c
+                })
+            }
         };
         let lake = match raw.lake {
             LakeConfig::Local(c) => {

@@ -14,6 +14,8 @@ use crate::state::{LinkRecord, LiveFile, StateStore, SyncState};
 use crate::table_feed::TableFeed;
 use crate::table_schema;
 use lakelink_connectors::lake::local::LocalLake;
+#[cfg(feature = "postgres")]
+use lakelink_connectors::source::postgres::PostgresSource;
 use lakelink_connectors::source::sqlite::SqliteSource;
 use lakelink_model::change::{LinkId, Position};
 use lakelink_model::datetime::UtcDateTime;
@@ -64,6 +66,8 @@ pub fn open_lake(config: &LakeConfig) -> Result<Box<dyn Lake>, EngineError> {
 fn open_source(config: &SourceConfig) -> Result<Box<dyn Source>, EngineError> {
     Ok(match config {
         SourceConfig::Sqlite(c) => Box::new(SqliteSource::open(c)?),
+        #[cfg(feature = "postgres")]
+        SourceConfig::Postgres(c) => Box::new(PostgresSource::open(c)?),
     })
 }
 

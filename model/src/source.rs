@@ -122,6 +122,26 @@ pub enum SourceError {
         /// The source.
         source_name: String,
     },
+    /// The server cannot be reached or dropped the connection; trying again later can
+    /// succeed.
+    #[error("{source_name} is unreachable ({what}): {source}")]
+    Unreachable {
+        /// The source.
+        source_name: String,
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The source is set up in a way lakelink cannot use; the reason says what to change.
+    #[error("{source_name}: {reason}")]
+    Unusable {
+        /// The source.
+        source_name: String,
+        /// What is wrong and what to change.
+        reason: String,
+    },
     /// The database failed.
     #[error("{source_name}: {what}: {source}")]
     Database {
@@ -138,6 +158,9 @@ pub enum SourceError {
 impl SourceError {
     /// Whether trying again later can succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, SourceError::Busy { .. })
+        matches!(
+            self,
+            SourceError::Busy { .. } | SourceError::Unreachable { .. }
+        )
     }
 }

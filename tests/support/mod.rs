@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod pg;
 pub mod workload;
 
 use lakelink_model::FieldKind;

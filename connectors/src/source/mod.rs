@@ -1,3 +1,5 @@
 //! Sources: databases lakelink captures changes from.
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;

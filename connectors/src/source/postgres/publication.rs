@@ -1,0 +1,180 @@
+//! The publication and the logical replication slot lakelink manages, both named by
+//! `[source] slot`: created when the first table is linked, the table added to (and removed
+//! from) the publication, both dropped when the last table is unlinked, so that an abandoned
+//! slot never holds WAL. Also the checks that refuse a table whose changes could not be
+//! captured exactly.
+
+use postgres::Client;
+
+/// A table's identity in the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QualifiedTable {
+    /// Its schema.
+    pub schema: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl QualifiedTable {
+    /// `"schema"."name"`, quoted for SQL.
+    pub fn sql(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+}
+
+/// `name` quoted as an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Creates the publication (empty) and then the slot, each if missing. The publication comes
+/// first: `pgoutput` looks it up as of each decoded change, so it must predate the slot.
+/// Returns why the slot cannot be used, when another database holds one of that name.
+pub fn ensure_slot(client: &mut Client, slot: &str) -> Result<Option<String>, postgres::Error> {
+    let publication_exists = client
+        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&slot])?
+        .is_some();
+    if !publication_exists {
+        client.batch_execute(&format!("CREATE PUBLICATION {}", quote_ident(slot)))?;
+    }
+    // Slot names are unique in the whole server, across databases.
+    let holder: Option<(Option<String>, bool)> = client
+        .query_opt(
+            "SELECT database::text, database = current_database() FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )?
+        .map(|r| (r.get(0), r.get::<_, Option<bool>>(1).unwrap_or(false)));
+    if let Some((database, false)) = &holder {
+        return Ok(Some(format!(
+            "replication slot {slot:?} already belongs to database {}; name another in source.slot",
+            database.as_deref().unwrap_or("(physical)")
+        )));
+    }
+    if holder.is_none() {
+        client.execute(
+            "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&slot],
+        )?;
+        tracing::info!(slot, "replication slot created");
+    }
+    Ok(None)
+}
+
+/// Adds the table to the publication unless it is in it.
+pub fn add_table(
+    client: &mut Client,
+    slot: &str,
+    table: &QualifiedTable,
+) -> Result<(), postgres::Error> {
+    let member = client
+        .query_opt(
+            "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
+            &[&slot, &table.schema, &table.name],
+        )?
+        .is_some();
+    if !member {
+        // Under a SHARE lock, so that no transaction has written the table before the ALTER
+        // commits and commits after it. Such a transaction would be decoded with the table
+        // not yet published, and pgoutput would keep that answer for the rest of the
+        // decoding run, dropping the table's later changes too.
+        let mut tx = client.transaction()?;
+        tx.batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{ADD_LOCK_TIMEOUT}'; LOCK TABLE {} IN SHARE MODE; ALTER PUBLICATION {} ADD TABLE {}",
+            table.sql(),
+            quote_ident(slot),
+            table.sql()
+        ))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// How long adding a table to the publication waits for the table's writers; past it the
+/// link is reported busy and retried with backoff.
+const ADD_LOCK_TIMEOUT: &str = "5s";
+
+/// Removes the table from the publication (if it is there, by name in any schema when the
+/// schema is unknown); when no table is left, drops the slot and the publication.
+pub fn remove_table(
+    client: &mut Client,
+    slot: &str,
+    schema: Option<&str>,
+    table: &str,
+) -> Result<(), postgres::Error> {
+    let members = client.query(
+        "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1 AND tablename = $2 AND ($3::text IS NULL OR schemaname = $3)",
+        &[&slot, &table, &schema],
+    )?;
+    for row in members {
+        let qualified = QualifiedTable {
+            schema: row.get(0),
+            name: row.get(1),
+        };
+        client.batch_execute(&format!(
+            "ALTER PUBLICATION {} DROP TABLE {}",
+            quote_ident(slot),
+            qualified.sql()
+        ))?;
+    }
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_publication_tables WHERE pubname = $1",
+            &[&slot],
+        )?
+        .get(0);
+    if left == 0 {
+        drop_slot(client, slot)?;
+    }
+    Ok(())
+}
+
+/// Drops the slot and the publication, each if present.
+pub fn drop_slot(client: &mut Client, slot: &str) -> Result<(), postgres::Error> {
+    let dropped = client.execute(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()",
+        &[&slot],
+    )?;
+    client.batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(slot)))?;
+    if dropped > 0 {
+        tracing::info!(
+            slot,
+            "no table left linked; replication slot and publication dropped"
+        );
+    }
+    Ok(())
+}
+
+/// Why a table's changes cannot be captured exactly, with what to change; `None` when they
+/// can. Sets `REPLICA IDENTITY FULL` on a table that has the default identity and a primary
+/// key: with it every update and delete carries the whole old row, which gives the old key
+/// and partition of a moved row, and the TOASTed values an update leaves unchanged.
+pub fn prepare_replica_identity(
+    client: &mut Client,
+    table: &QualifiedTable,
+    oid: u32,
+) -> Result<Option<String>, postgres::Error> {
+    let row = client.query_one(
+        "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) FROM pg_class c WHERE c.oid = $1",
+        &[&oid],
+    )?;
+    let identity: String = row.get(0);
+    let has_primary_key: bool = row.get(1);
+    let full = format!("ALTER TABLE {} REPLICA IDENTITY FULL", table.sql());
+    match identity.as_str() {
+        "f" => Ok(None),
+        "d" if has_primary_key => {
+            client.batch_execute(&full)?;
+            tracing::info!(table = %table.sql(), "REPLICA IDENTITY set to FULL so that updates carry the old row");
+            Ok(None)
+        }
+        "d" => Ok(Some(format!(
+            "has no primary key, so its updates and deletes carry no old row; run {full}"
+        ))),
+        "n" => Ok(Some(format!(
+            "has REPLICA IDENTITY NOTHING, so its updates and deletes carry no old row; run {full}"
+        ))),
+        _ => Ok(Some(format!(
+            "has REPLICA IDENTITY USING INDEX, whose updates leave unchanged TOASTed values out; run {full}"
+        ))),
+    }
+}

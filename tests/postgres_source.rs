@@ -1,0 +1,512 @@
+//! End-to-end tests of the PostgreSQL source: the real `lakelink` binary against a real
+//! PostgreSQL server (a throwaway cluster started by `scripts/postgres-test-cluster.sh`; each
+//! test has a database of its own) and a real lake folder.
+
+mod support;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use support::pg::*;
+use support::workload::{CRM_TABLES, Expected, plain, tag_label};
+use support::{RunningAgent, attribute_index, lakelink_bin, wait_for};
+
+#[test]
+fn random_changes_over_several_tables_and_syncs_reach_the_lake_exactly_once() {
+    let ws = PgWorkspace::new(CRM_SCHEMA);
+    ws.write_config("", CRM_TABLES);
+    let mut rng = StdRng::seed_from_u64(20261124);
+    let mut client = ws.client();
+    let (mut expected, mut next_id) = prefill(&mut client, &mut rng, 150);
+    for round in 0..4 {
+        if round > 0 {
+            for _ in 0..300 {
+                random_change(&mut client, &mut rng, &mut next_id, &mut expected);
+            }
+        }
+        let out = ws.sync();
+        assert!(
+            out.contains(&format!("published generation {}", round + 1)),
+            "round {round}: {out}"
+        );
+        assert_lake_matches_source(&ws, "account", "accountid", plain);
+        assert_lake_matches_source(&ws, "tag", "label", tag_label);
+        assert_live_files_hold_every_change_once(&ws, "account", "accountid", plain, &expected);
+        assert_live_files_hold_every_change_once(&ws, "contact", "contactid", plain, &expected);
+        assert_live_files_hold_every_change_once(&ws, "tag", "label", tag_label, &expected);
+        let (_, contact_rows) = ws.read("contact", None);
+        assert_eq!(
+            contact_rows.len(),
+            expected.live_rows["contact"],
+            "round {round}: contact log"
+        );
+    }
+    // One transaction's changes share a versionnumber: its commit LSN.
+    client
+        .batch_execute(
+            "BEGIN; INSERT INTO tag VALUES ('tx', 'one', 1); INSERT INTO tag VALUES ('tx', 'two', 2); COMMIT;",
+        )
+        .unwrap();
+    ws.sync();
+    let (header, rows) = ws.read("tag", None);
+    let version = header.iter().position(|h| h == "versionnumber").unwrap();
+    let versions: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.get(0).unwrap().0.starts_with("[\"tx\""))
+        .map(|r| r.get(version).unwrap().0)
+        .collect();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0], versions[1], "one transaction, one position");
+}
+
+#[test]
+fn every_type_maps_to_its_cdm_type_and_round_trips() {
+    let ws = PgWorkspace::new(
+        "CREATE TYPE mood AS ENUM ('happy', 'sad');
+         CREATE TABLE value_matrix (
+            id bigint PRIMARY KEY, small smallint, i integer, n numeric(12,3), nn numeric,
+            f double precision, r real, b boolean, t text, v varchar(40), c char(3), u uuid,
+            d date, ts timestamp, tz timestamptz, j json, jb jsonb, by bytea, arr integer[],
+            m mood);
+         INSERT INTO value_matrix VALUES
+            (1, -32768, 2147483647, 123456789.125, 1e-20, 1.5e300, 0.25, true, 'quote \" comma , newline\nend',
+             'Zoë · 東京 · 🦀', 'ab', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-02-29',
+             '2024-12-31 23:59:59.123456', '2024-06-01 12:00:00+02', '{\"a\": [1, 2]}', '{\"b\": null}',
+             '\\x00ff10', '{1,2,3}', 'sad'),
+            (2, NULL, NULL, NULL, NULL, 'NaN', '-Infinity', false, '', NULL, NULL, NULL, NULL, NULL,
+             NULL, NULL, NULL, '\\x', '{}', NULL);",
+    );
+    ws.write_config("", "[[table]]\nname = \"value_matrix\"\n");
+    ws.sync();
+    let mut client = ws.client();
+    client
+        .batch_execute("INSERT INTO value_matrix (id, t, by) SELECT 3, 'streamed', '\\xdeadbeef'")
+        .unwrap();
+    ws.sync();
+    assert_lake_matches_source(&ws, "value_matrix", "id", plain);
+    let model = ws.model();
+    let entity = model.entity("value_matrix").unwrap();
+    let type_of = |name: &str| {
+        let a = entity.attributes.iter().find(|a| a.name == name).unwrap();
+        serde_json::to_value(a).unwrap()
+    };
+    for (column, data_type) in [
+        ("small", "int64"),
+        ("n", "decimal"),
+        ("f", "double"),
+        ("b", "boolean"),
+        ("v", "string"),
+        ("u", "guid"),
+        ("d", "date"),
+        ("ts", "dateTime"),
+        ("tz", "dateTime"),
+        ("j", "json"),
+        ("jb", "json"),
+        ("by", "string"),
+        ("arr", "string"),
+        ("m", "string"),
+    ] {
+        assert_eq!(
+            type_of(column)["dataType"],
+            data_type,
+            "{column}: {}",
+            type_of(column)
+        );
+    }
+    let n = type_of("n").to_string();
+    assert!(
+        n.contains("12") && n.contains('3'),
+        "numeric(12,3) keeps its shape: {n}"
+    );
+    let v = type_of("v").to_string();
+    assert!(v.contains("40"), "varchar(40) keeps its length: {v}");
+}
+
+#[test]
+fn a_large_transaction_reaches_the_lake_whole_at_one_position() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE reading (id bigint PRIMARY KEY, sensor text, value double precision);",
+    );
+    ws.write_config("batch_size = 1000", "[[table]]\nname = \"reading\"\n");
+    ws.sync();
+    let mut client = ws.client();
+    client
+        .batch_execute(
+            "INSERT INTO reading SELECT g, 's' || (g % 9), g / 7.0 FROM generate_series(1, 60000) g;",
+        )
+        .unwrap();
+    client
+        .batch_execute("UPDATE reading SET value = -value WHERE id % 3 = 0")
+        .unwrap();
+    ws.sync();
+    assert_lake_matches_source(&ws, "reading", "id", plain);
+    let rows: usize = ws.live_files("reading").values().map(Vec::len).sum();
+    assert_eq!(rows, 80000, "every change once");
+}
+
+#[test]
+fn an_update_that_leaves_a_toasted_value_unchanged_keeps_it() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE document (id integer PRIMARY KEY, title text, body text, attachment bytea);
+         ALTER TABLE document ALTER COLUMN body SET STORAGE EXTERNAL;
+         ALTER TABLE document ALTER COLUMN attachment SET STORAGE EXTERNAL;",
+    );
+    ws.write_config("", "[[table]]\nname = \"document\"\n");
+    ws.sync();
+    let mut client = ws.client();
+    // Stored out of line (EXTERNAL: TOASTed, not compressed) and larger than a page.
+    client
+        .batch_execute(
+            "INSERT INTO document SELECT 1, 'first', repeat('long body ', 20000), decode(repeat('ab01', 30000), 'hex');
+             INSERT INTO document SELECT 2, 'second', repeat('other ', 30000), NULL;",
+        )
+        .unwrap();
+    ws.sync();
+    client
+        .batch_execute(
+            "UPDATE document SET title = 'retitled' WHERE id = 1;
+             UPDATE document SET title = 'again' WHERE id = 2;
+             UPDATE document SET title = 'and again' WHERE id = 2;",
+        )
+        .unwrap();
+    ws.sync();
+    assert_lake_matches_source(&ws, "document", "id", plain);
+    for records in ws.live_files("document").values() {
+        for r in records {
+            let body = r.get(5).unwrap().0;
+            assert!(
+                body.len() > 100_000,
+                "a live row lost its body: {:?}",
+                r.get(0)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_key_update_writes_a_delete_for_the_old_id() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE account (accountid text PRIMARY KEY, name text, createdon timestamp);
+         INSERT INTO account VALUES ('a-1', 'one', '2020-01-01'), ('a-2', 'two', '2021-01-01');",
+    );
+    ws.write_config("", "[[table]]\nname = \"account\"\n");
+    ws.sync();
+    ws.client()
+        .batch_execute(
+            "UPDATE account SET accountid = 'a-9' WHERE accountid = 'a-1';
+             UPDATE account SET accountid = 'a-8', createdon = '2024-05-05' WHERE accountid = 'a-2';",
+        )
+        .unwrap();
+    ws.sync();
+    assert_lake_matches_source(&ws, "account", "accountid", plain);
+    let files = ws.live_files("account");
+    let model = ws.model();
+    let is_delete = attribute_index(&model, "account", "IsDelete");
+    let deletes: Vec<String> = files
+        .values()
+        .flatten()
+        .filter(|r| r.get(is_delete).is_some_and(|(t, _)| t == "True"))
+        .map(|r| r.get(0).unwrap().0.to_string())
+        .collect();
+    assert_eq!(deletes.len(), 2, "{files:?}");
+    assert!(deletes.contains(&"a-1".to_string()) && deletes.contains(&"a-2".to_string()));
+    assert!(
+        files.contains_key("2024"),
+        "the moved row is in its new partition"
+    );
+}
+
+#[test]
+fn a_column_added_while_streaming_becomes_a_new_attribute_and_a_dropped_one_is_written_empty() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE reading (id bigint PRIMARY KEY, sensor text, gone text);
+         INSERT INTO reading VALUES (1, 'a', 'x');",
+    );
+    ws.write_config(
+        "poll_interval = \"20ms\"",
+        "[[table]]\nname = \"reading\"\n",
+    );
+    let agent = RunningAgent::start(&ws);
+    let rows = |ws: &PgWorkspace| {
+        ws.live_files("reading")
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+    };
+    wait_for(30, "the initial copy", || rows(&ws) == 1);
+    let mut client = ws.client();
+    client
+        .batch_execute(
+            "INSERT INTO reading VALUES (2, 'b', 'y');
+             ALTER TABLE reading ADD COLUMN unit text;
+             INSERT INTO reading VALUES (3, 'c', 'z', 'kPa');
+             UPDATE reading SET unit = 'bar' WHERE id = 1;",
+        )
+        .unwrap();
+    wait_for(30, "the changes after the new column", || rows(&ws) == 4);
+    client
+        .batch_execute(
+            "ALTER TABLE reading DROP COLUMN gone;
+             INSERT INTO reading VALUES (4, 'd', 'Pa');",
+        )
+        .unwrap();
+    wait_for(30, "the change after the dropped column", || rows(&ws) == 5);
+    let log_path = agent.log.clone();
+    assert!(
+        agent.stop().success(),
+        "{}",
+        std::fs::read_to_string(log_path).unwrap()
+    );
+    ws.sync();
+    let model = ws.model();
+    let unit = attribute_index(&model, "reading", "unit");
+    let gone = attribute_index(&model, "reading", "gone");
+    let (_, rows) = ws.read("reading", None);
+    let by_id = |id: &str| rows.iter().find(|r| r.get(0).unwrap().0 == id).unwrap();
+    assert_eq!(
+        by_id("3").get(unit).unwrap().0,
+        "kPa",
+        "the new column's value is kept"
+    );
+    assert_eq!(by_id("1").get(unit).unwrap().0, "bar");
+    assert_eq!(by_id("2").get(unit).unwrap().0, "");
+    assert_eq!(by_id("2").get(gone).unwrap().0, "y");
+    assert_eq!(
+        by_id("4").get(gone),
+        Some(("", false)),
+        "a dropped column is written empty"
+    );
+    assert_eq!(by_id("4").get(unit).unwrap().0, "Pa");
+}
+
+/// An application thread making random changes until told to stop; returns what it did.
+fn start_writer(
+    ws: &PgWorkspace,
+    seed: u64,
+    next_id: i64,
+    stop: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(Expected, i64)> {
+    let stop = Arc::clone(stop);
+    let mut client = ws.client();
+    std::thread::spawn(move || {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut expected = Expected::default();
+        let mut next_id = next_id;
+        while !stop.load(Ordering::Relaxed) {
+            random_change(&mut client, &mut rng, &mut next_id, &mut expected);
+            std::thread::sleep(Duration::from_micros(rng.random_range(0..2000)));
+        }
+        (expected, next_id)
+    })
+}
+
+/// The live rows of each CRM table now.
+fn live_rows(ws: &PgWorkspace) -> Expected {
+    let mut counted = Expected::default();
+    for table in ["account", "contact", "tag"] {
+        counted.add(table, ws.live_files(table).values().map(Vec::len).sum());
+    }
+    counted
+}
+
+#[test]
+fn the_initial_copy_hands_off_exactly_while_the_application_writes() {
+    let ws = PgWorkspace::new(CRM_SCHEMA);
+    ws.write_config("poll_interval = \"20ms\"\nbatch_size = 200", CRM_TABLES);
+    let mut rng = StdRng::seed_from_u64(98);
+    let (_, next_id) = prefill(&mut ws.client(), &mut rng, 300);
+    // The application writes while the tables are linked and copied: every change is either
+    // in a copy or streamed after it, never both, never neither.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = start_writer(&ws, 97, next_id, &stop);
+    let agent = RunningAgent::start(&ws);
+    wait_for(60, "the initial sync", || {
+        ws.lake.join("model.json").exists()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let log_path = agent.log.clone();
+    assert!(
+        agent.stop().success(),
+        "{}",
+        std::fs::read_to_string(&log_path).unwrap()
+    );
+    ws.sync();
+    assert_lake_matches_source(&ws, "account", "accountid", plain);
+    assert_lake_matches_source(&ws, "tag", "label", tag_label);
+}
+
+#[test]
+fn the_agent_stopped_during_writes_catches_up_with_nothing_lost() {
+    let ws = PgWorkspace::new(CRM_SCHEMA);
+    ws.write_config("poll_interval = \"20ms\"\nbatch_size = 200", CRM_TABLES);
+    let mut rng = StdRng::seed_from_u64(99);
+    let (_, next_id) = prefill(&mut ws.client(), &mut rng, 300);
+    ws.sync();
+    let mut expected = live_rows(&ws);
+    // The application writes all along, through a stop and a restart of the agent.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = start_writer(&ws, 100, next_id, &stop);
+    let agent = RunningAgent::start(&ws);
+    std::thread::sleep(Duration::from_millis(700));
+    let log_path = agent.log.clone();
+    assert!(
+        agent.stop().success(),
+        "{}",
+        std::fs::read_to_string(&log_path).unwrap()
+    );
+    // Stopped for a while: the slot keeps every change.
+    std::thread::sleep(Duration::from_millis(1500));
+    let agent = RunningAgent::start(&ws);
+    std::thread::sleep(Duration::from_millis(700));
+    stop.store(true, Ordering::Relaxed);
+    let (written, _) = writer.join().unwrap();
+    for (table, n) in written.live_rows {
+        expected.add(table, n);
+    }
+    assert!(agent.stop().success());
+    ws.sync();
+    assert_live_files_hold_every_change_once(&ws, "account", "accountid", plain, &expected);
+    assert_live_files_hold_every_change_once(&ws, "contact", "contactid", plain, &expected);
+    assert_live_files_hold_every_change_once(&ws, "tag", "label", tag_label, &expected);
+    assert_lake_matches_source(&ws, "account", "accountid", plain);
+    assert_lake_matches_source(&ws, "tag", "label", tag_label);
+}
+
+#[test]
+fn unlinking_the_last_table_drops_the_slot_and_the_publication() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY);",
+    );
+    ws.write_config_with(
+        "slot = \"lake_one\"",
+        "",
+        "[[table]]\nname = \"a\"\n\n[[table]]\nname = \"b\"\n",
+    );
+    ws.sync();
+    assert_eq!(ws.slots(), vec!["lake_one".to_string()]);
+    let publication_tables = |ws: &PgWorkspace| -> i64 {
+        ws.client()
+            .query_one(
+                "SELECT count(*) FROM pg_publication_tables WHERE pubname = 'lake_one'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(publication_tables(&ws), 2);
+    let out = ws.lakelink(&["unlink", "--config", "{config}", "a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ws.sync();
+    assert_eq!(publication_tables(&ws), 1);
+    assert_eq!(
+        ws.slots(),
+        vec!["lake_one".to_string()],
+        "b still needs the slot"
+    );
+    let out = ws.lakelink(&["unlink", "--config", "{config}", "--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ws.sync();
+    assert!(ws.slots().is_empty(), "no slot is left holding WAL");
+    let publications: i64 = ws
+        .client()
+        .query_one("SELECT count(*) FROM pg_publication", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(publications, 0);
+}
+
+#[test]
+fn a_table_without_a_usable_replica_identity_is_refused_with_what_to_run() {
+    let ws = PgWorkspace::new("CREATE TABLE note (owner text, body text);");
+    ws.write_config("", "[[table]]\nname = \"note\"\nkey = [\"owner\"]\n");
+    let line = ws.failure(&["sync", "--config", "{config}"]);
+    assert!(
+        line.contains("ALTER TABLE \"public\".\"note\" REPLICA IDENTITY FULL"),
+        "{line}"
+    );
+    ws.client()
+        .batch_execute(
+            "ALTER TABLE note REPLICA IDENTITY FULL; INSERT INTO note VALUES ('o', 'b');",
+        )
+        .unwrap();
+    ws.sync();
+    assert_lake_matches_source(&ws, "note", "owner", plain);
+}
+
+#[test]
+fn wrong_settings_get_one_line_errors_naming_what_to_change() {
+    let ws = PgWorkspace::new("CREATE TABLE a (id int PRIMARY KEY);");
+    let tables = "[[table]]\nname = \"a\"\n";
+    // A wrong password for a user that must give one.
+    ws.write_config_with(
+        "password_env = \"LAKELINK_TEST_WRONG_PASSWORD\"",
+        "",
+        tables,
+    );
+    let text = std::fs::read_to_string(&ws.config).unwrap().replace(
+        &format!("user = \"{}\"", server_setting("user")),
+        "user = \"lakelink_password_user\"",
+    );
+    std::fs::write(&ws.config, &text).unwrap();
+    let out = std::process::Command::new(lakelink_bin())
+        .args(["sync", "--config", ws.config.to_str().unwrap()])
+        .env("LAKELINK_TEST_WRONG_PASSWORD", "not-the-password")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.trim().lines().last().unwrap();
+    assert!(
+        line.contains("refused the login") && line.contains("password_env"),
+        "{line}"
+    );
+    assert!(
+        !err.contains("not-the-password"),
+        "the password is never logged"
+    );
+    // The right one works.
+    let out = std::process::Command::new(lakelink_bin())
+        .args(["sync", "--config", ws.config.to_str().unwrap()])
+        .env("LAKELINK_TEST_WRONG_PASSWORD", "lakelink-test-secret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The password variable not set.
+    let line = ws.failure(&["sync", "--config", "{config}"]);
+    assert!(
+        line.contains("LAKELINK_TEST_WRONG_PASSWORD") && line.contains("not set"),
+        "{line}"
+    );
+    // A database that does not exist.
+    ws.write_config("", tables);
+    let text = std::fs::read_to_string(&ws.config).unwrap().replace(
+        &format!("database = \"{}\"", ws.database),
+        "database = \"no_such_db\"",
+    );
+    std::fs::write(&ws.config, text).unwrap();
+    let line = ws.failure(&["sync", "--config", "{config}"]);
+    assert!(line.contains("source.database"), "{line}");
+    // TLS modes not supported yet, and a slot name PostgreSQL would refuse.
+    ws.write_config_with("sslmode = \"require\"\nslot = \"Bad-Name\"", "", tables);
+    let line = ws.failure(&["sync", "--config", "{config}"]);
+    assert!(
+        line.contains("source.sslmode") && line.contains("source.slot"),
+        "{line}"
+    );
+}

@@ -1,0 +1,493 @@
+//! PostgreSQL for the end-to-end tests: a fresh database per test in the cluster that
+//! `scripts/postgres-test-cluster.sh` runs (named by `LAKELINK_TEST_POSTGRES`), a config
+//! pointing the real `lakelink` binary at it, an oracle comparing `lakelink read` with the
+//! source table, and the CRM workload of [`super::workload`] in PostgreSQL's SQL.
+
+use super::workload::{Expected, created, fold_live_files, tricky_text};
+use super::{Workspace, same_value};
+use lakelink_model::FieldKind;
+use lakelink_model::value::Value;
+use lakelink_model::value_codec::read_value;
+use postgres::{Client, NoTls, SimpleQueryMessage};
+use rand::RngExt;
+use rand::rngs::StdRng;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// How to run the PostgreSQL tests, for the failure when no server is configured.
+const HOW_TO_RUN: &str = "LAKELINK_TEST_POSTGRES is not set: run the tests with scripts/test.sh (or scripts/postgres-test-cluster.sh cargo test ...), which starts a throwaway PostgreSQL server";
+
+/// The test server's connection settings (`host=... port=... user=...`).
+pub fn server() -> String {
+    std::env::var("LAKELINK_TEST_POSTGRES").expect(HOW_TO_RUN)
+}
+
+/// One setting of [`server`].
+pub fn server_setting(key: &str) -> String {
+    server()
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_string))
+        .unwrap_or_else(|| panic!("LAKELINK_TEST_POSTGRES has no {key}="))
+}
+
+/// A connection to `database` as the test superuser.
+pub fn connect(database: &str) -> Client {
+    Client::connect(&format!("{} dbname={database}", server()), NoTls)
+        .unwrap_or_else(|e| panic!("connecting to the test server: {e}; {HOW_TO_RUN}"))
+}
+
+/// A lake, a config and a fresh database of its own in the test server.
+pub struct PgWorkspace {
+    pub ws: Workspace,
+    pub database: String,
+}
+
+impl std::ops::Deref for PgWorkspace {
+    type Target = Workspace;
+    fn deref(&self) -> &Workspace {
+        &self.ws
+    }
+}
+
+impl PgWorkspace {
+    /// A fresh database set up by `schema_sql`.
+    pub fn new(schema_sql: &str) -> PgWorkspace {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let database = format!(
+            "lakelink_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        connect("postgres")
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .expect("create the test database");
+        let ws = PgWorkspace {
+            ws: Workspace::new(""),
+            database,
+        };
+        ws.client()
+            .batch_execute(schema_sql)
+            .expect("source schema");
+        ws
+    }
+
+    /// A connection to the source, as an application would hold.
+    pub fn client(&self) -> Client {
+        connect(&self.database)
+    }
+
+    /// The `[source]` section for this database, with `extra` settings.
+    pub fn source_section(&self, extra: &str) -> String {
+        format!(
+            "[source]\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\ndatabase = \"{}\"\nuser = \"{}\"\n{}{extra}\n",
+            server_setting("host"),
+            server_setting("port"),
+            self.database,
+            server_setting("user"),
+            // Slot names are unique in the whole server: one per test database.
+            if extra.contains("slot =") {
+                String::new()
+            } else {
+                format!("slot = \"{}\"\n", self.database)
+            },
+        )
+    }
+
+    /// Writes the config with `[source]` extras, `[engine]` extras and `[[table]]` sections.
+    pub fn write_config_with(&self, source_extra: &str, engine_extra: &str, tables: &str) {
+        let sets = |key: &str| {
+            engine_extra
+                .lines()
+                .any(|l| l.split('=').next().is_some_and(|k| k.trim() == key))
+        };
+        let mut defaults = String::new();
+        if !sets("snapshot_interval") {
+            defaults.push_str("snapshot_interval = \"1h\"\n");
+        }
+        if !sets("listen") {
+            defaults.push_str("listen = \"127.0.0.1:0\"\n");
+        }
+        let text = format!(
+            "{}\n[lake]\nkind = \"local\"\npath = \"lake\"\n\n[engine]\n{defaults}state = \"state.db\"\n{engine_extra}\n\n{tables}\n",
+            self.source_section(source_extra)
+        );
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
+    /// Writes the config with `[engine]` extras and `[[table]]` sections.
+    pub fn write_config(&self, engine_extra: &str, tables: &str) {
+        self.write_config_with("", engine_extra, tables);
+    }
+
+    /// The replication slots of this database.
+    pub fn slots(&self) -> Vec<String> {
+        self.client()
+            .query(
+                "SELECT slot_name::text FROM pg_replication_slots WHERE database = current_database()",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+}
+
+impl Drop for PgWorkspace {
+    /// Drops the database and any slot left in it, so the shared server does not keep WAL.
+    fn drop(&mut self) {
+        let mut admin = connect("postgres");
+        let _ = admin.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
+            &[&self.database],
+        );
+        let _ = admin.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.database
+        ));
+    }
+}
+
+/// How the oracle reads a column of PostgreSQL type `type_name` back from the lake.
+fn kind_of(type_name: &str) -> FieldKind {
+    match type_name {
+        "smallint" | "integer" | "bigint" => FieldKind::Integer,
+        "double precision" | "real" => FieldKind::Real,
+        "boolean" => FieldKind::Boolean,
+        "bytea" => FieldKind::Blob,
+        "uuid" => FieldKind::Guid,
+        "json" | "jsonb" => FieldKind::Json,
+        "date" => FieldKind::Date,
+        t if t.starts_with("timestamp") => FieldKind::DateTime,
+        t if t.starts_with("numeric") => FieldKind::Decimal,
+        _ => FieldKind::Text,
+    }
+}
+
+/// The value the lake must hold for a source value in its text form (UTC, ISO, hex).
+fn expected_value(text: Option<&str>, kind: FieldKind) -> Value {
+    let Some(text) = text else {
+        return Value::Null;
+    };
+    match kind {
+        FieldKind::Integer => Value::Integer(text.parse().unwrap()),
+        FieldKind::Real => Value::Real(match text {
+            "NaN" => f64::NAN,
+            "Infinity" => f64::INFINITY,
+            "-Infinity" => f64::NEG_INFINITY,
+            t => t.parse().unwrap(),
+        }),
+        FieldKind::Boolean => Value::Integer(i64::from(text == "t")),
+        FieldKind::Blob => {
+            let hex = text.strip_prefix("\\x").unwrap();
+            Value::Blob(
+                (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                    .collect(),
+            )
+        }
+        _ => Value::Text(text.to_string()),
+    }
+}
+
+/// A source table's columns (names and kinds) and its rows keyed by one column's text.
+pub type SourceTableRows = (Vec<(String, FieldKind)>, BTreeMap<String, Vec<Value>>);
+
+/// The columns of a source table (names and kinds) and its rows keyed by column `key`.
+pub fn source_rows(client: &mut Client, table: &str, key: &str) -> SourceTableRows {
+    let columns: Vec<(String, FieldKind)> = client
+        .query(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&table],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), kind_of(r.get::<_, String>(1).as_str())))
+        .collect();
+    let key_at = columns
+        .iter()
+        .position(|(n, _)| n == key)
+        .expect("key column");
+    let list: Vec<String> = columns.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+    let messages = client
+        .simple_query(&format!(
+            "SET TimeZone = 'UTC'; SET bytea_output = 'hex'; SET extra_float_digits = 3; SELECT {} FROM \"{table}\"",
+            list.join(", ")
+        ))
+        .unwrap();
+    let mut rows = BTreeMap::new();
+    for message in messages {
+        if let SimpleQueryMessage::Row(row) = message {
+            let values: Vec<Value> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, (_, kind))| expected_value(row.get(i), *kind))
+                .collect();
+            rows.insert(row.get(key_at).unwrap().to_string(), values);
+        }
+    }
+    (columns, rows)
+}
+
+/// Asserts that what `lakelink read` returns for `table` equals the source table.
+pub fn assert_lake_matches_source(
+    ws: &PgWorkspace,
+    table: &str,
+    key: &str,
+    id_to_key: fn(&str) -> String,
+) {
+    let (columns, expected) = source_rows(&mut ws.client(), table, key);
+    let (header, rows) = ws.read(table, None);
+    let id_at = header.iter().position(|h| h == "Id").expect("Id attribute");
+    let mut seen = BTreeMap::new();
+    for row in &rows {
+        let id = id_to_key(row.get(id_at).expect("Id field").0);
+        assert!(
+            seen.insert(id.clone(), ()).is_none(),
+            "{table}: Id {id} appears twice in the snapshot"
+        );
+        let source = expected
+            .get(&id)
+            .unwrap_or_else(|| panic!("{table}: Id {id} is in the lake but not in the source"));
+        for (c, (name, kind)) in columns.iter().enumerate() {
+            let at = header
+                .iter()
+                .position(|h| h == name)
+                .unwrap_or_else(|| panic!("{table}: no attribute {name}"));
+            let (text, quoted) = row.get(at).unwrap_or(("", false));
+            let lake = read_value(text, quoted, *kind);
+            assert!(
+                same_value(&source[c], &lake, *kind),
+                "{table} Id {id} column {name}: source {:?}, lake {:?}",
+                source[c],
+                lake
+            );
+        }
+    }
+    let missing: Vec<_> = expected.keys().filter(|k| !seen.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty(),
+        "{table}: source rows missing from the lake: {missing:?}"
+    );
+}
+
+/// Every live file of `table` holds each change once: as many rows as `expected` counts, and
+/// replaying them gives the source's rows.
+pub fn assert_live_files_hold_every_change_once(
+    ws: &PgWorkspace,
+    table: &'static str,
+    key: &str,
+    id_to_key: fn(&str) -> String,
+    expected: &Expected,
+) {
+    let (live, rows) = fold_live_files(ws, table);
+    assert_eq!(
+        rows, expected.live_rows[table],
+        "{table}: the live files hold {rows} rows for {} expected",
+        expected.live_rows[table]
+    );
+    let (_, source) = source_rows(&mut ws.client(), table, key);
+    let replayed: std::collections::BTreeSet<String> =
+        live.keys().map(|id| id_to_key(id)).collect();
+    assert_eq!(
+        replayed.into_iter().collect::<Vec<_>>(),
+        source.keys().cloned().collect::<Vec<_>>(),
+        "{table}: replaying the live files does not give the source's rows"
+    );
+}
+
+/// The CRM schema of [`super::workload::CRM_SCHEMA`] in PostgreSQL. `tag` has no primary
+/// key: its identity is REPLICA IDENTITY FULL and its key is configured.
+pub const CRM_SCHEMA: &str = "
+    CREATE TABLE account (
+        accountid text PRIMARY KEY, name text NOT NULL, revenue double precision,
+        employees integer, notes text, createdon timestamp);
+    CREATE TABLE contact (
+        contactid bigint PRIMARY KEY, fullname text, email text, createdon timestamptz);
+    CREATE TABLE tag (owner text NOT NULL, label text NOT NULL, weight integer);
+    ALTER TABLE tag REPLICA IDENTITY FULL;
+";
+
+fn pick(client: &mut Client, sql: &str, rng: &mut StdRng) -> Option<String> {
+    let n: i64 = client
+        .query_one(&format!("SELECT count(*) FROM ({sql}) AS s"), &[])
+        .unwrap()
+        .get(0);
+    if n == 0 {
+        return None;
+    }
+    let off = rng.random_range(0..n);
+    client
+        .query_one(&format!("SELECT (({sql} LIMIT 1 OFFSET {off})::text)"), &[])
+        .ok()
+        .map(|r| r.get(0))
+}
+
+/// One random change to one table, in its own transaction; counts the live rows it adds.
+pub fn random_change(
+    client: &mut Client,
+    rng: &mut StdRng,
+    next_id: &mut i64,
+    expected: &mut Expected,
+) {
+    let year = |s: &str| s[..4].to_string();
+    let month = |s: &str| s[..7].to_string();
+    match rng.random_range(0..10) {
+        0 | 1 => {
+            *next_id += 1;
+            client
+                .execute(
+                    "INSERT INTO account VALUES ($1, $2, $3, $4, $5, $6::text::timestamp)",
+                    &[
+                        &format!("acc-{next_id:06}"),
+                        &format!("Account {next_id}"),
+                        &rng.random_range(-1e6..1e9),
+                        &rng.random_range(0..100_000i32),
+                        &tricky_text(rng),
+                        &created(rng),
+                    ],
+                )
+                .unwrap();
+            expected.add("account", 1);
+        }
+        2 | 3 => {
+            if let Some(id) = pick(
+                client,
+                "SELECT accountid FROM account ORDER BY accountid",
+                rng,
+            ) {
+                let old: String = client
+                    .query_one(
+                        "SELECT createdon::text FROM account WHERE accountid = $1",
+                        &[&id],
+                    )
+                    .unwrap()
+                    .get(0);
+                // Every third update moves the row to another year's partition.
+                let new = if rng.random_range(0..3) == 0 {
+                    created(rng)
+                } else {
+                    old.clone()
+                };
+                client
+                    .execute(
+                        "UPDATE account SET revenue = $2, notes = $3, createdon = $4::text::timestamp WHERE accountid = $1",
+                        &[&id, &rng.random_range(0.0..1e6), &tricky_text(rng), &new],
+                    )
+                    .unwrap();
+                expected.add("account", if year(&old) != year(&new) { 2 } else { 1 });
+            }
+        }
+        4 => {
+            if let Some(id) = pick(
+                client,
+                "SELECT accountid FROM account ORDER BY accountid",
+                rng,
+            ) {
+                client
+                    .execute("DELETE FROM account WHERE accountid = $1", &[&id])
+                    .unwrap();
+                expected.add("account", 1);
+            }
+        }
+        5 => {
+            *next_id += 1;
+            client
+                .execute(
+                    "INSERT INTO contact VALUES ($1, $2, $3, $4::text::timestamptz)",
+                    &[
+                        &*next_id,
+                        &format!("Person {next_id}"),
+                        &tricky_text(rng),
+                        &format!("{}+00", created(rng)),
+                    ],
+                )
+                .unwrap();
+            expected.add("contact", 1);
+        }
+        6 => {
+            if let Some(id) = pick(
+                client,
+                "SELECT contactid FROM contact ORDER BY contactid",
+                rng,
+            ) {
+                let id: i64 = id.parse().unwrap();
+                let old: String = client
+                    .query_one(
+                        "SELECT to_char(createdon AT TIME ZONE 'UTC', 'YYYY-MM') FROM contact WHERE contactid = $1",
+                        &[&id],
+                    )
+                    .unwrap()
+                    .get(0);
+                let new = created(rng);
+                client
+                    .execute(
+                        "UPDATE contact SET email = $2, createdon = $3::text::timestamptz WHERE contactid = $1",
+                        &[&id, &tricky_text(rng), &format!("{new}+00")],
+                    )
+                    .unwrap();
+                expected.add("contact", if old != month(&new) { 2 } else { 1 });
+            }
+        }
+        7 => {
+            if let Some(id) = pick(
+                client,
+                "SELECT contactid FROM contact ORDER BY contactid",
+                rng,
+            ) {
+                let id: i64 = id.parse().unwrap();
+                client
+                    .execute("DELETE FROM contact WHERE contactid = $1", &[&id])
+                    .unwrap();
+                expected.add("contact", 1);
+            }
+        }
+        8 => {
+            *next_id += 1;
+            client
+                .execute(
+                    "INSERT INTO tag VALUES ($1, $2, $3)",
+                    &[
+                        &format!("o{}", *next_id % 7),
+                        &format!("label {next_id}"),
+                        &rng.random_range(0..10i32),
+                    ],
+                )
+                .unwrap();
+            expected.add("tag", 1);
+        }
+        _ => {
+            // A key change: the tag gets another label, which is another Id.
+            if let Some(label) = pick(client, "SELECT label FROM tag ORDER BY label", rng) {
+                *next_id += 1;
+                client
+                    .execute(
+                        "UPDATE tag SET label = $2 WHERE label = $1",
+                        &[&label, &format!("relabelled {next_id}")],
+                    )
+                    .unwrap();
+                expected.add("tag", 2);
+            }
+        }
+    }
+}
+
+/// Makes `changes` random changes before the tables are linked; returns the live rows the
+/// copy will make and the next free id.
+pub fn prefill(client: &mut Client, rng: &mut StdRng, changes: usize) -> (Expected, i64) {
+    let mut next_id = 0;
+    for _ in 0..changes {
+        random_change(client, rng, &mut next_id, &mut Expected::default());
+    }
+    let mut expected = Expected::default();
+    for table in ["account", "contact", "tag"] {
+        let n: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .unwrap()
+            .get(0);
+        expected.add(table, n as usize);
+    }
+    (expected, next_id)
+}
