@@ -386,3 +386,31 @@ pub fn trigger_count(conn: &Connection) -> i64 {
     )
     .unwrap()
 }
+
+/// Every manifest lakelink keeps (and model.json) parses, and every file it names exists
+/// and is whole CSV.
+pub fn assert_manifests_whole(ws: &Workspace) {
+    let mut manifests = vec![ws.lake.join("model.json")];
+    for entry in std::fs::read_dir(ws.lake.join("_lakelink/models")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            !name.starts_with('.'),
+            "{name}: a temporary file outlived the restart after a crash"
+        );
+        manifests.push(path);
+    }
+    for path in manifests {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let model: lakelink_model::cdm::Model = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: not whole: {e}", path.display()));
+        for entity in &model.entities {
+            for p in &entity.partitions {
+                let bytes = std::fs::read(&p.location)
+                    .unwrap_or_else(|e| panic!("{} names {}: {e}", path.display(), p.location));
+                // parse_csv panics on a torn or malformed row.
+                parse_csv(&bytes);
+            }
+        }
+    }
+}
