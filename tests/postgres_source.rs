@@ -510,3 +510,48 @@ fn wrong_settings_get_one_line_errors_naming_what_to_change() {
         "{line}"
     );
 }
+
+#[test]
+fn a_table_is_looked_up_in_the_schema_its_config_names() {
+    let ws = PgWorkspace::new(
+        "CREATE SCHEMA sales;
+         CREATE TABLE account (id int PRIMARY KEY, name text);
+         CREATE TABLE sales.account (id int PRIMARY KEY, name text, region text);
+         INSERT INTO account VALUES (1, 'public one');
+         INSERT INTO sales.account VALUES (7, 'sales seven', 'north');",
+    );
+    ws.write_config("", "[[table]]\nname = \"account\"\nschema = \"sales\"\n");
+    ws.sync();
+    ws.client()
+        .batch_execute(
+            "INSERT INTO sales.account VALUES (8, 'sales eight', 'south');
+             INSERT INTO account VALUES (2, 'public two');
+             UPDATE sales.account SET region = 'east' WHERE id = 7;",
+        )
+        .unwrap();
+    ws.sync();
+    let (header, rows) = ws.read("account", None);
+    assert!(header.contains(&"region".to_string()), "{header:?}");
+    let mut seen: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0).unwrap().0.to_string(),
+                r.get(4).unwrap().0.to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("7".to_string(), "sales seven".to_string()),
+            ("8".to_string(), "sales eight".to_string())
+        ]
+    );
+    // Unlinking finds the table in its schema.
+    let out = ws.lakelink(&["unlink", "--config", "{config}", "--all"]);
+    assert!(out.status.success());
+    ws.sync();
+    assert!(ws.slots().is_empty());
+}

@@ -138,6 +138,7 @@ struct RawTable {
     #[serde(default)]
     mode: Mode,
     key: Option<Vec<String>>,
+    schema: Option<String>,
 }
 
 /// How a table's snapshots are made.
@@ -194,6 +195,19 @@ pub struct TableSettings {
     pub mode: Mode,
     /// Key columns for a table without a primary key.
     pub key: Option<Vec<String>>,
+    /// The schema the table is in (PostgreSQL; `None`: `public`).
+    pub schema: Option<String>,
+}
+
+impl TableSettings {
+    /// The name the source knows the table by: `schema.name` when a schema is configured (a
+    /// schema never holds a `.`, a table name neither), else the name.
+    pub fn source_name(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("{schema}.{}", self.name.as_str()),
+            None => self.name.as_str().to_string(),
+        }
+    }
 }
 
 /// A loaded, validated config.
@@ -357,12 +371,26 @@ impl Config {
                     "{at}.partition_by: name a timestamp column, or leave it out"
                 ));
             }
+            if let Some(schema) = &t.schema {
+                if !matches!(source, SourceConfig::Sqlite(_)) {
+                    if schema.is_empty() || schema.contains('.') {
+                        problems.push(format!(
+                            "{at}.schema: name one schema (no \".\"), or leave it out for public"
+                        ));
+                    }
+                } else {
+                    problems.push(format!(
+                        "{at}.schema: SQLite tables have no schema; leave it out"
+                    ));
+                }
+            }
             tables.push(TableSettings {
                 name,
                 partition_by: t.partition_by,
                 granularity: t.granularity,
                 mode: t.mode,
                 key: t.key,
+                schema: t.schema,
             });
         }
         if !problems.is_empty() {
@@ -430,6 +458,18 @@ mod tests {
         assert!(err.contains("unknown field `granularty`"), "{err}");
         assert!(err.contains("line 13"), "{err}");
         assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn a_schema_is_refused_for_sqlite_tables() {
+        let text = GOOD.replace("name = \"notes\"", "name = \"notes\"\nschema = \"sales\"");
+        let err = Config::parse(Path::new("a.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("table[1].schema: SQLite tables have no schema"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -127,13 +127,24 @@ impl Pipeline {
                 // An initial sync a crash interrupted starts over when the table is linked.
                 continue;
             }
+            if !pipeline
+                .config
+                .tables
+                .iter()
+                .any(|t| t.name.as_str() == record.table)
+            {
+                // No longer configured: the reconcile that follows unlinks it; reinstalling
+                // its capture first would only have to be undone.
+                continue;
+            }
             let name = table_name(&record.table)?;
             let files = pipeline.state.live_files(&record.table)?;
             let files = recovery::repair_live_files(pipeline.lake.as_ref(), &record, &name, files)?;
             pipeline.state.commit_batch(&files, &[])?;
+            let source_table = pipeline.source_table(&record.table);
             pipeline.source.install_capture(&CaptureSpec {
                 link: record.link,
-                table: record.table.clone(),
+                table: source_table,
                 schema: record.schema.clone(),
                 added_from: None,
             })?;
@@ -269,7 +280,7 @@ impl Pipeline {
         self.state.put_link(&record)?;
         let spec = CaptureSpec {
             link,
-            table: record.table.clone(),
+            table: table.source_name(),
             schema: record.schema.clone(),
             added_from: None,
         };
@@ -288,7 +299,7 @@ impl Pipeline {
 
         let started = std::time::Instant::now();
         let now = now_text();
-        let total = self.source.count_rows(name.as_str())?;
+        let total = self.source.count_rows(&table.source_name())?;
         let progress = CopyProgress::new(name.as_str(), total);
         let feed = TableFeed::new(record.clone(), name.clone(), Vec::new());
         let lake = self.lake.as_ref();
@@ -412,7 +423,8 @@ impl Pipeline {
         self.schema_version = Some(version);
         let tables: Vec<String> = self.feeds.keys().cloned().collect();
         for table in tables {
-            let described = self.source.describe_table(&table)?;
+            let source_table = self.source_table(&table);
+            let described = self.source.describe_table(&source_table)?;
             let feed = &self.feeds[&table];
             let known = &feed.record.schema.columns;
             let same_prefix = described.columns.len() >= known.len()
@@ -438,7 +450,7 @@ impl Pipeline {
             schema.columns = described.columns;
             self.source.install_capture(&CaptureSpec {
                 link: feed.record.link,
-                table: table.clone(),
+                table: source_table,
                 schema: schema.clone(),
                 added_from: Some(known.len()),
             })?;
@@ -454,6 +466,16 @@ impl Pipeline {
             );
         }
         Ok(())
+    }
+
+    /// The name the source knows a linked table by (its configured schema, if any, in
+    /// front); the lake name when the config no longer lists it.
+    fn source_table(&self, table: &str) -> String {
+        self.config
+            .tables
+            .iter()
+            .find(|t| t.name.as_str() == table)
+            .map_or_else(|| table.to_string(), TableSettings::source_name)
     }
 
     /// The position every completed table is durable through.

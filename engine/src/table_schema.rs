@@ -15,7 +15,7 @@ const DEFAULT_PARTITION_COLUMN: &str = "createdon";
 /// The lake schema of `table` as the source describes it now.
 pub fn resolve(source: &mut dyn Source, table: &TableSettings) -> Result<TableSchema, EngineError> {
     let name = table.name.as_str();
-    let described = source.describe_table(name)?;
+    let described = source.describe_table(&table.source_name())?;
     let link_err = |reason: String| EngineError::Link {
         table: name.to_string(),
         reason,

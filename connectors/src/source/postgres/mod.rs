@@ -32,7 +32,7 @@ use std::time::Duration;
 /// How long connecting may take before it counts as a transient failure.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The schema a `[[table]]` is looked up in.
+/// The schema a `[[table]]` is looked up in unless it names one.
 const DEFAULT_SCHEMA: &str = "public";
 
 /// What is known about each link whose changes this source reads.
@@ -121,9 +121,11 @@ impl PostgresSource {
         Ok(&mut self.client)
     }
 
-    /// The table's schema-qualified name and OID.
+    /// The table's schema-qualified name and OID; `table` is `name` (in schema `public`) or
+    /// `schema.name`.
     fn resolve(&mut self, table: &str) -> Result<(QualifiedTable, u32), SourceError> {
         let name = self.name.clone();
+        let (schema, table) = table.split_once('.').unwrap_or((DEFAULT_SCHEMA, table));
         let client = self.connection()?;
         // The exact name first, then the name folded to lower case as unquoted SQL would.
         let row = client
@@ -131,7 +133,7 @@ impl PostgresSource {
                 "SELECT n.nspname::text, c.relname::text, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname = $1::text AND c.relname::text IN ($2::text, lower($2::text)) AND c.relkind IN ('r', 'p') \
                  ORDER BY c.relname::text = $2::text DESC LIMIT 1",
-                &[&DEFAULT_SCHEMA, &table],
+                &[&schema, &table],
             )
             .map_err(|e| source_error(&name, "looking the table up", e))?;
         match row {
