@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs a command with a throwaway PostgreSQL cluster for the tests: initdb in a temporary
+# Runs a command with throwaway PostgreSQL clusters for the tests: initdb in a temporary
 # folder, listening on 127.0.0.1 only on a free port, wal_level = logical, trust for the
-# superuser and a password for one test user. The cluster is stopped and deleted when the
+# superuser and a password for one test user. The clusters are stopped and deleted when the
 # command ends, whatever happens. The command sees LAKELINK_TEST_POSTGRES (connection
-# settings, space-separated key=value) and LAKELINK_TEST_POSTGRES_BIN (the server binaries).
+# settings, space-separated key=value) and LAKELINK_TEST_POSTGRES_WAL_REPLICA (a second
+# server, with wal_level = replica).
 #
 #   scripts/postgres-test-cluster.sh cargo test --workspace
 set -euo pipefail
@@ -28,51 +29,67 @@ fi
 dir=$(mktemp -d /tmp/lakelink-pg.XXXXXX)
 chmod 755 "$dir"
 [[ ${#as_owner[@]} -gt 0 ]] && chown postgres "$dir"
-data=$dir/data
-# A port nothing listens on (a connection to it is refused).
-port=
-for _ in $(seq 50); do
-    candidate=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-        port=$candidate
-        break
-    fi
-done
-[[ -n "$port" ]] || { echo "postgres-test-cluster: no free port found" >&2; exit 1; }
+started=()
 
 stop() {
-    "${as_owner[@]}" "$bin/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
+    for data in "${started[@]}"; do
+        "${as_owner[@]}" "$bin/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
+    done
     rm -rf "$dir"
 }
 trap stop EXIT
 
-"${as_owner[@]}" "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
-    || { cat "$dir/initdb.log" >&2; exit 1; }
-cat >>"$data/postgresql.conf" <<CONF
+# A port nothing listens on (a connection to it is refused).
+free_port() {
+    for _ in $(seq 50); do
+        local candidate=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
+            echo "$candidate"
+            return
+        fi
+    done
+    echo "postgres-test-cluster: no free port found" >&2
+    exit 1
+}
+
+# start_cluster NAME PORT WAL_LEVEL: a cluster in $dir/NAME, trust for the superuser on
+# loopback, a password for the test user.
+start_cluster() {
+    local data=$dir/$1 port=$2 wal_level=$3
+    "${as_owner[@]}" "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/$1-initdb.log" 2>&1 \
+        || { cat "$dir/$1-initdb.log" >&2; exit 1; }
+    cat >>"$data/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir'
-wal_level = logical
+wal_level = $wal_level
 max_replication_slots = 200
 max_wal_senders = 20
 max_connections = 300
 fsync = off
 full_page_writes = off
 CONF
-# Trust for the superuser on loopback; the test user must give its password.
-cat >"$data/pg_hba.conf" <<HBA
+    cat >"$data/pg_hba.conf" <<HBA
 local all all trust
 host all lakelink_password_user 127.0.0.1/32 scram-sha-256
 host all all 127.0.0.1/32 trust
 HBA
-"${as_owner[@]}" "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w start >/dev/null \
-    || { cat "$dir/server.log" >&2; exit 1; }
-"$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qAt \
-    -c "CREATE ROLE lakelink_password_user LOGIN SUPERUSER PASSWORD 'lakelink-test-secret'" >/dev/null
+    "${as_owner[@]}" "$bin/pg_ctl" -D "$data" -l "$dir/$1-server.log" -w start >/dev/null \
+        || { cat "$dir/$1-server.log" >&2; exit 1; }
+    started+=("$data")
+    "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qAt \
+        -c "CREATE ROLE lakelink_password_user LOGIN SUPERUSER PASSWORD 'lakelink-test-secret'" >/dev/null
+}
+
+port=$(free_port)
+start_cluster logical "$port" logical
+# A second, small server without logical decoding, for the test of the error naming it.
+replica_port=$(free_port)
+start_cluster replica "$replica_port" replica
 
 export LAKELINK_TEST_POSTGRES="host=127.0.0.1 port=$port user=postgres"
-export LAKELINK_TEST_POSTGRES_BIN=$bin
-echo "postgres-test-cluster: PostgreSQL on 127.0.0.1:$port ($dir)" >&2
+export LAKELINK_TEST_POSTGRES_WAL_REPLICA="host=127.0.0.1 port=$replica_port user=postgres"
+echo "postgres-test-cluster: PostgreSQL on 127.0.0.1:$port, and with wal_level = replica on 127.0.0.1:$replica_port ($dir)" >&2
 set +e
 "$@"
 status=$?

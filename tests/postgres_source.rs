@@ -555,3 +555,35 @@ fn a_table_is_looked_up_in_the_schema_its_config_names() {
     ws.sync();
     assert!(ws.slots().is_empty());
 }
+
+#[test]
+fn a_server_without_logical_decoding_gets_a_one_line_error_saying_what_to_set() {
+    let ws = PgWorkspace::new("CREATE TABLE a (id int PRIMARY KEY);");
+    let replica = std::env::var("LAKELINK_TEST_POSTGRES_WAL_REPLICA").expect(
+        "LAKELINK_TEST_POSTGRES_WAL_REPLICA is not set: run the tests with scripts/test.sh",
+    );
+    let setting = |key: &str| {
+        replica
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .unwrap()
+            .to_string()
+    };
+    ws.write_config("", "[[table]]\nname = \"a\"\n");
+    let text = std::fs::read_to_string(&ws.config)
+        .unwrap()
+        .replace(
+            &format!("port = {}", server_setting("port")),
+            &format!("port = {}", setting("port")),
+        )
+        .replace(
+            &format!("database = \"{}\"", ws.database),
+            "database = \"postgres\"",
+        );
+    std::fs::write(&ws.config, text).unwrap();
+    let line = ws.failure(&["sync", "--config", "{config}"]);
+    assert!(
+        line.contains("wal_level is replica; set wal_level = logical"),
+        "{line}"
+    );
+}

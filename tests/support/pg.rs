@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How to run the PostgreSQL tests, for the failure when no server is configured.
-const HOW_TO_RUN: &str = "LAKELINK_TEST_POSTGRES is not set: run the tests with scripts/test.sh (or scripts/postgres-test-cluster.sh cargo test ...), which starts a throwaway PostgreSQL server";
+const HOW_TO_RUN: &str = "LAKELINK_TEST_POSTGRES is not set: run the tests with scripts/test.sh (or scripts/postgres-test-cluster.sh cargo test ...), which starts throwaway PostgreSQL servers";
 
 /// The test server's connection settings (`host=... port=... user=...`).
 pub fn server() -> String {
