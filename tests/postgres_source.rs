@@ -587,3 +587,78 @@ fn a_server_without_logical_decoding_gets_a_one_line_error_saying_what_to_set() 
         "{line}"
     );
 }
+
+#[test]
+fn a_dropped_connection_is_retried_and_nothing_is_lost() {
+    let ws = PgWorkspace::new("CREATE TABLE reading (id bigint PRIMARY KEY, value int);");
+    ws.write_config(
+        "poll_interval = \"20ms\"",
+        "[[table]]\nname = \"reading\"\n",
+    );
+    let agent = RunningAgent::start(&ws);
+    let linked = ws
+        .lake
+        .join("Microsoft.Athena.TrickleFeedService/reading-model.json");
+    wait_for(30, "the table to be linked", || linked.exists());
+    let mut client = ws.client();
+    for i in 0..300i64 {
+        client
+            .execute("INSERT INTO reading VALUES ($1, 1)", &[&i])
+            .unwrap();
+        if i % 100 == 50 {
+            // What a server restart or a network failure does to the agent's connection.
+            client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND application_name = 'lakelink'",
+                    &[],
+                )
+                .unwrap();
+        }
+    }
+    let rows = |ws: &PgWorkspace| {
+        ws.live_files("reading")
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+    };
+    wait_for(60, "every insert in the lake", || rows(&ws) == 300);
+    let log = agent.log();
+    assert!(log.contains("failed; retrying"), "{log}");
+    assert!(log.contains("reconnected"), "{log}");
+    assert!(agent.stop().success());
+    ws.sync();
+    assert_eq!(rows(&ws), 300, "every change once");
+    assert_lake_matches_source(&ws, "reading", "id", plain);
+}
+
+#[test]
+fn a_retyped_column_is_reported_and_its_values_keep_flowing() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE reading (id bigint PRIMARY KEY, value integer);
+         INSERT INTO reading VALUES (1, 10);",
+    );
+    ws.write_config(
+        "poll_interval = \"20ms\"",
+        "[[table]]\nname = \"reading\"\n",
+    );
+    let agent = RunningAgent::start(&ws);
+    let rows = |ws: &PgWorkspace| {
+        ws.live_files("reading")
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+    };
+    wait_for(30, "the initial copy", || rows(&ws) == 1);
+    ws.client()
+        .batch_execute(
+            "ALTER TABLE reading ALTER COLUMN value TYPE text;
+             INSERT INTO reading VALUES (2, 'twenty');",
+        )
+        .unwrap();
+    wait_for(30, "the change after the new type", || rows(&ws) == 2);
+    wait_for(30, "the warning", || {
+        agent.log().contains("relink the table")
+    });
+    assert!(agent.stop().success());
+}
