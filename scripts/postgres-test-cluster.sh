@@ -3,8 +3,9 @@
 # folder, listening on 127.0.0.1 only on a free port, wal_level = logical, trust for the
 # superuser and a password for one test user. The clusters are stopped and deleted when the
 # command ends, whatever happens. The command sees LAKELINK_TEST_POSTGRES (connection
-# settings, space-separated key=value) and LAKELINK_TEST_POSTGRES_WAL_REPLICA (a second
-# server, with wal_level = replica).
+# settings, space-separated key=value), LAKELINK_TEST_POSTGRES_WAL_REPLICA (a second
+# server, with wal_level = replica) and LAKELINK_TEST_POSTGRES_CA (the first server's
+# self-signed certificate; its user lakelink_tls_user may only connect over TLS).
 #
 #   scripts/postgres-test-cluster.sh cargo test --workspace
 set -euo pipefail
@@ -74,11 +75,38 @@ local all all trust
 host all lakelink_password_user 127.0.0.1/32 scram-sha-256
 host all all 127.0.0.1/32 trust
 HBA
+    if [[ $1 == logical ]]; then
+        # TLS with a certificate for 127.0.0.1 from a throwaway authority; lakelink_tls_user
+        # may only connect over it.
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=lakelink test authority" \
+            -keyout "$dir/ca.key" -out "$dir/ca.crt" >/dev/null 2>&1
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout "$dir/server.key" -out "$dir/server.csr" >/dev/null 2>&1
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$dir/server.ext"
+        openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+            -days 2 -extfile "$dir/server.ext" -out "$dir/server.crt" >/dev/null 2>&1
+        install -m 600 "$dir/server.key" "$data/server.key"
+        install -m 644 "$dir/server.crt" "$data/server.crt"
+        if [[ ${#as_owner[@]} -gt 0 ]]; then
+            chown postgres "$data/server.key" "$data/server.crt"
+        fi
+        cat >>"$data/postgresql.conf" <<CONF
+ssl = on
+CONF
+        cat >"$data/pg_hba.conf" <<HBA
+local all all trust
+hostnossl all lakelink_tls_user 127.0.0.1/32 reject
+hostssl all lakelink_tls_user 127.0.0.1/32 trust
+host all lakelink_password_user 127.0.0.1/32 scram-sha-256
+host all all 127.0.0.1/32 trust
+HBA
+    fi
     "${as_owner[@]}" "$bin/pg_ctl" -D "$data" -l "$dir/$1-server.log" -w start >/dev/null \
         || { cat "$dir/$1-server.log" >&2; exit 1; }
     started+=("$data")
     "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qAt \
-        -c "CREATE ROLE lakelink_password_user LOGIN SUPERUSER PASSWORD 'lakelink-test-secret'" >/dev/null
+        -c "CREATE ROLE lakelink_password_user LOGIN SUPERUSER PASSWORD 'lakelink-test-secret'" \
+        -c "CREATE ROLE lakelink_tls_user LOGIN SUPERUSER" >/dev/null
 }
 
 port=$(free_port)
@@ -89,6 +117,7 @@ start_cluster replica "$replica_port" replica
 
 export LAKELINK_TEST_POSTGRES="host=127.0.0.1 port=$port user=postgres"
 export LAKELINK_TEST_POSTGRES_WAL_REPLICA="host=127.0.0.1 port=$replica_port user=postgres"
+export LAKELINK_TEST_POSTGRES_CA=$dir/ca.crt
 echo "postgres-test-cluster: PostgreSQL on 127.0.0.1:$port, and with wal_level = replica on 127.0.0.1:$replica_port ($dir)" >&2
 set +e
 "$@"

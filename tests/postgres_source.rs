@@ -502,11 +502,15 @@ fn wrong_settings_get_one_line_errors_naming_what_to_change() {
     std::fs::write(&ws.config, text).unwrap();
     let line = ws.failure(&["sync", "--config", "{config}"]);
     assert!(line.contains("source.database"), "{line}");
-    // TLS modes not supported yet, and a slot name PostgreSQL would refuse.
-    ws.write_config_with("sslmode = \"require\"\nslot = \"Bad-Name\"", "", tables);
+    // A root certificate that would not be used, and a slot name PostgreSQL would refuse.
+    ws.write_config_with(
+        "sslmode = \"require\"\nsslrootcert = \"ca.pem\"\nslot = \"Bad-Name\"",
+        "",
+        tables,
+    );
     let line = ws.failure(&["sync", "--config", "{config}"]);
     assert!(
-        line.contains("source.sslmode") && line.contains("source.slot"),
+        line.contains("source.sslrootcert") && line.contains("source.slot"),
         "{line}"
     );
 }
@@ -661,4 +665,44 @@ fn a_retyped_column_is_reported_and_its_values_keep_flowing() {
         agent.log().contains("relink the table")
     });
     assert!(agent.stop().success());
+}
+
+#[test]
+fn tls_encrypts_the_connection_and_verify_full_checks_the_certificate() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a VALUES (1, 'x');",
+    );
+    let ca = std::env::var("LAKELINK_TEST_POSTGRES_CA")
+        .expect("LAKELINK_TEST_POSTGRES_CA is not set: run the tests with scripts/test.sh");
+    let tables = "[[table]]\nname = \"a\"\n";
+    // The server lets this user in over TLS only.
+    let as_tls_user = |source_extra: &str| {
+        ws.write_config_with(source_extra, "", tables);
+        let text = std::fs::read_to_string(&ws.config).unwrap().replace(
+            &format!("user = \"{}\"", server_setting("user")),
+            "user = \"lakelink_tls_user\"",
+        );
+        std::fs::write(&ws.config, text).unwrap();
+    };
+    as_tls_user("sslmode = \"require\"");
+    ws.sync();
+    ws.client()
+        .batch_execute("INSERT INTO a VALUES (2, 'y')")
+        .unwrap();
+    as_tls_user(&format!(
+        "sslmode = \"verify-full\"\nsslrootcert = \"{ca}\""
+    ));
+    ws.sync();
+    assert_lake_matches_source(&ws, "a", "id", plain);
+    // Without TLS the server refuses this user; with the public roots the self-signed
+    // certificate does not check out.
+    as_tls_user("sslmode = \"disable\"");
+    let line = ws.failure(&["sync", "--config", "{config}"]);
+    assert!(line.contains("no encryption"), "{line}");
+    as_tls_user("sslmode = \"verify-full\"");
+    let line = ws.failure(&["sync", "--config", "{config}"]);
+    assert!(
+        line.contains("certificate") && line.contains("source.sslrootcert"),
+        "{line}"
+    );
 }

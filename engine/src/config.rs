@@ -267,6 +267,7 @@ impl Config {
                 problems.extend(c.problems());
                 SourceConfig::Postgres(PostgresSourceConfig {
                     password_file: c.password_file.as_deref().map(resolve),
+                    sslrootcert: c.sslrootcert.as_deref().map(resolve),
                     ..c
                 })
             }

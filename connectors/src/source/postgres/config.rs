@@ -10,17 +10,21 @@ pub const DEFAULT_PORT: u16 = 5432;
 /// database must each name their own.
 pub const DEFAULT_SLOT: &str = "lakelink";
 
-/// Whether the connection uses TLS.
+/// Whether the connection uses TLS, as libpq's `sslmode` means it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
-    /// Plain TCP (the default: loopback and private networks).
-    #[default]
+    /// Plain TCP.
     Disable,
-    /// TLS when the server offers it. Not supported yet: refused with a clear error.
+    /// TLS when the server offers it, plain otherwise; the certificate is not checked (the
+    /// default, as in libpq).
+    #[default]
     Prefer,
-    /// TLS or no connection. Not supported yet: refused with a clear error.
+    /// TLS or no connection; the certificate is not checked.
     Require,
+    /// TLS, with the server's certificate checked against `sslrootcert` (or the public web
+    /// PKI roots) and its host name.
+    VerifyFull,
 }
 
 /// `[source] kind = "postgres"`.
@@ -44,6 +48,8 @@ pub struct PostgresSourceConfig {
     /// TLS or not.
     #[serde(default)]
     pub sslmode: SslMode,
+    /// PEM certificates of the authorities `verify-full` trusts; relative to the config file.
+    pub sslrootcert: Option<PathBuf>,
     /// The logical replication slot, also the publication's name.
     #[serde(default = "default_slot")]
     pub slot: String,
@@ -88,9 +94,9 @@ impl PostgresSourceConfig {
                 self.slot
             ));
         }
-        if self.sslmode != SslMode::Disable {
+        if self.sslrootcert.is_some() && self.sslmode != SslMode::VerifyFull {
             problems.push(
-                "source.sslmode: TLS is not supported yet; use sslmode = \"disable\" on a trusted network (or a local TLS tunnel)"
+                "source.sslrootcert is only used with sslmode = \"verify-full\"; set both, or neither"
                     .to_string(),
             );
         }

@@ -46,6 +46,23 @@ pub fn source_error(name: &str, what: &str, err: postgres::Error) -> SourceError
             };
         }
     }
+    // TLS refused by the server or a certificate that does not check out: retrying cannot
+    // help. The client reports these without an SQLSTATE, in its message.
+    let mut message = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        message = format!("{message}: {c}");
+        cause = c.source();
+    }
+    if code.is_none() && (message.contains("TLS") || message.contains("certificate")) {
+        return SourceError::Unusable {
+            source_name: name.to_string(),
+            reason: format!(
+                "{}; check source.sslmode and source.sslrootcert",
+                message.lines().next().unwrap_or_default()
+            ),
+        };
+    }
     let transient = err.is_closed()
         || code.is_none()
         || code.as_ref().is_some_and(|c| {

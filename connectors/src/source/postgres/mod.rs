@@ -13,6 +13,7 @@ mod handoff;
 mod pgoutput;
 mod publication;
 mod stream;
+mod tls;
 mod types;
 
 pub use config::{DEFAULT_PORT, DEFAULT_SLOT, PostgresSourceConfig, SslMode};
@@ -164,13 +165,27 @@ fn connect(config: &PostgresSourceConfig, name: &str) -> Result<Client, SourceEr
         .user(&config.user)
         .application_name("lakelink")
         .connect_timeout(CONNECT_TIMEOUT)
-        .ssl_mode(postgres::config::SslMode::Disable);
+        .ssl_mode(match config.sslmode {
+            SslMode::Disable => postgres::config::SslMode::Disable,
+            SslMode::Prefer => postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyFull => postgres::config::SslMode::Require,
+        });
     if let Some(password) = password {
         pg.password(password);
     }
-    let mut client = pg
-        .connect(NoTls)
-        .map_err(|e| source_error(name, "connecting", e))?;
+    let connected = match config.sslmode {
+        SslMode::Disable => pg.connect(NoTls),
+        mode => {
+            let tls = tls::connector(mode, config.sslrootcert.as_deref()).map_err(|reason| {
+                SourceError::Unusable {
+                    source_name: name.to_string(),
+                    reason,
+                }
+            })?;
+            pg.connect(tls)
+        }
+    };
+    let mut client = connected.map_err(|e| source_error(name, "connecting", e))?;
     client
         .batch_execute(
             "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET bytea_output = 'hex'; SET extra_float_digits = 3",
