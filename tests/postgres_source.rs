@@ -706,3 +706,34 @@ fn tls_encrypts_the_connection_and_verify_full_checks_the_certificate() {
         "{line}"
     );
 }
+
+#[test]
+fn a_partitioned_table_is_captured_under_its_own_name() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE event (id bigint, at date, what text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE event_2024 PARTITION OF event FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE event_2025 PARTITION OF event FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         ALTER TABLE event REPLICA IDENTITY FULL;
+         ALTER TABLE event_2024 REPLICA IDENTITY FULL;
+         ALTER TABLE event_2025 REPLICA IDENTITY FULL;
+         INSERT INTO event VALUES (1, '2024-03-01', 'copied');",
+    );
+    ws.write_config("", "[[table]]\nname = \"event\"\n");
+    ws.sync();
+    ws.client()
+        .batch_execute(
+            "INSERT INTO event VALUES (2, '2025-03-01', 'streamed');
+             UPDATE event SET at = '2025-06-01' WHERE id = 1;",
+        )
+        .unwrap();
+    ws.sync();
+    // The Id of a composite key is the JSON array of its values; ids are unique here.
+    let first_of_key = |id: &str| -> String {
+        let key: Vec<serde_json::Value> = serde_json::from_str(id).expect("a JSON array");
+        key[0].to_string()
+    };
+    assert_lake_matches_source(&ws, "event", "id", first_of_key);
+    let rows = |table: &str| ws.live_files(table).values().map(Vec::len).sum::<usize>();
+    // The copy's row, the insert, and the key change's delete and insert.
+    assert_eq!(rows("event"), 4);
+}

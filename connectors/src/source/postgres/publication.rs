@@ -35,7 +35,11 @@ pub fn ensure_slot(client: &mut Client, slot: &str) -> Result<Option<String>, po
         .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&slot])?
         .is_some();
     if !publication_exists {
-        client.batch_execute(&format!("CREATE PUBLICATION {}", quote_ident(slot)))?;
+        // A partitioned table's changes then come under its own name, not its partitions'.
+        client.batch_execute(&format!(
+            "CREATE PUBLICATION {} WITH (publish_via_partition_root = true)",
+            quote_ident(slot)
+        ))?;
     }
     // Slot names are unique in the whole server, across databases.
     let holder: Option<(Option<String>, bool)> = client
@@ -68,7 +72,9 @@ pub fn add_table(
 ) -> Result<(), postgres::Error> {
     let member = client
         .query_opt(
-            "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
+            "SELECT 1 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid \
+             JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE p.pubname = $1 AND n.nspname = $2 AND c.relname = $3",
             &[&slot, &table.schema, &table.name],
         )?
         .is_some();
@@ -102,7 +108,9 @@ pub fn remove_table(
     table: &str,
 ) -> Result<(), postgres::Error> {
     let members = client.query(
-        "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1 AND tablename = $2 AND ($3::text IS NULL OR schemaname = $3)",
+        "SELECT n.nspname::text, c.relname::text FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid \
+         JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE p.pubname = $1 AND c.relname = $2 AND ($3::text IS NULL OR n.nspname = $3)",
         &[&slot, &table, &schema],
     )?;
     for row in members {
@@ -118,7 +126,7 @@ pub fn remove_table(
     }
     let left: i64 = client
         .query_one(
-            "SELECT count(*) FROM pg_publication_tables WHERE pubname = $1",
+            "SELECT count(*) FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE p.pubname = $1",
             &[&slot],
         )?
         .get(0);
