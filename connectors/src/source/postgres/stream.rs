@@ -72,6 +72,11 @@ pub fn read_changes(
             ),
         });
     }
+    if flushed - 1 <= after.0 {
+        // No WAL since everything through `after` was read: nothing to decode, and the
+        // server is spared a decoding run from the slot's restart position.
+        return Ok(batch);
+    }
     let statement = client
         .prepare(
             "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
