@@ -713,9 +713,6 @@ fn a_partitioned_table_is_captured_under_its_own_name() {
         "CREATE TABLE event (id bigint, at date, what text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
          CREATE TABLE event_2024 PARTITION OF event FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
          CREATE TABLE event_2025 PARTITION OF event FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
-         ALTER TABLE event REPLICA IDENTITY FULL;
-         ALTER TABLE event_2024 REPLICA IDENTITY FULL;
-         ALTER TABLE event_2025 REPLICA IDENTITY FULL;
          INSERT INTO event VALUES (1, '2024-03-01', 'copied');",
     );
     ws.write_config("", "[[table]]\nname = \"event\"\n");
@@ -736,4 +733,13 @@ fn a_partitioned_table_is_captured_under_its_own_name() {
     let rows = |table: &str| ws.live_files(table).values().map(Vec::len).sum::<usize>();
     // The copy's row, the insert, and the key change's delete and insert.
     assert_eq!(rows("event"), 4);
+    let full: i64 = ws
+        .client()
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'event%' AND relreplident = 'f'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(full, 3, "the table and each partition carry whole old rows");
 }

@@ -155,34 +155,58 @@ pub fn drop_slot(client: &mut Client, slot: &str) -> Result<(), postgres::Error>
 /// Why a table's changes cannot be captured exactly, with what to change; `None` when they
 /// can. Sets `REPLICA IDENTITY FULL` on a table that has the default identity and a primary
 /// key: with it every update and delete carries the whole old row, which gives the old key
-/// and partition of a moved row, and the TOASTed values an update leaves unchanged.
+/// and partition of a moved row, and the TOASTed values an update leaves unchanged. A
+/// partitioned table's changes come from its partitions, so each of them is checked too.
 pub fn prepare_replica_identity(
     client: &mut Client,
     table: &QualifiedTable,
     oid: u32,
 ) -> Result<Option<String>, postgres::Error> {
-    let row = client.query_one(
-        "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) FROM pg_class c WHERE c.oid = $1",
+    let relations = client.query(
+        "SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relreplident::text, \
+                EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.oid = $1 OR c.oid IN (SELECT relid FROM pg_partition_tree($1)) \
+         ORDER BY c.oid = $1 DESC, c.oid",
         &[&oid],
     )?;
-    let identity: String = row.get(0);
-    let has_primary_key: bool = row.get(1);
-    let full = format!("ALTER TABLE {} REPLICA IDENTITY FULL", table.sql());
-    match identity.as_str() {
-        "f" => Ok(None),
-        "d" if has_primary_key => {
-            client.batch_execute(&full)?;
-            tracing::info!(table = %table.sql(), "REPLICA IDENTITY set to FULL so that updates carry the old row");
-            Ok(None)
+    for row in relations {
+        let relation = QualifiedTable {
+            schema: row.get(0),
+            name: row.get(1),
         }
-        "d" => Ok(Some(format!(
-            "has no primary key, so its updates and deletes carry no old row; run {full}"
-        ))),
-        "n" => Ok(Some(format!(
-            "has REPLICA IDENTITY NOTHING, so its updates and deletes carry no old row; run {full}"
-        ))),
-        _ => Ok(Some(format!(
-            "has REPLICA IDENTITY USING INDEX, whose updates leave unchanged TOASTed values out; run {full}"
-        ))),
+        .sql();
+        let kind: String = row.get(2);
+        let identity: String = row.get(3);
+        let has_primary_key: bool = row.get(4);
+        let full = format!("ALTER TABLE {relation} REPLICA IDENTITY FULL");
+        let which = if kind == "p" || relation == table.sql() {
+            String::new()
+        } else {
+            format!("its partition {relation} ")
+        };
+        match identity.as_str() {
+            "f" => {}
+            "d" if has_primary_key => {
+                client.batch_execute(&full)?;
+                tracing::info!(table = %relation, "REPLICA IDENTITY set to FULL so that updates carry the old row");
+            }
+            "d" => {
+                return Ok(Some(format!(
+                    "{which}has no primary key, so its updates and deletes carry no old row; run {full}"
+                )));
+            }
+            "n" => {
+                return Ok(Some(format!(
+                    "{which}has REPLICA IDENTITY NOTHING, so its updates and deletes carry no old row; run {full}"
+                )));
+            }
+            _ => {
+                return Ok(Some(format!(
+                    "{which}has REPLICA IDENTITY USING INDEX, whose updates leave unchanged TOASTed values out; run {full}"
+                )));
+            }
+        }
     }
+    Ok(None)
 }
