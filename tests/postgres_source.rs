@@ -743,3 +743,30 @@ fn a_partitioned_table_is_captured_under_its_own_name() {
         .get(0);
     assert_eq!(full, 3, "the table and each partition carry whole old rows");
 }
+
+#[test]
+fn a_slot_dropped_behind_the_agents_back_is_reported_not_silently_recreated() {
+    let ws = PgWorkspace::new("CREATE TABLE a (id int PRIMARY KEY); INSERT INTO a VALUES (1);");
+    let tables = "[[table]]\nname = \"a\"\n";
+    ws.write_config("", tables);
+    ws.sync();
+    let mut client = ws.client();
+    client
+        .batch_execute(&format!(
+            "SELECT pg_drop_replication_slot('{}'); INSERT INTO a VALUES (2);",
+            ws.database
+        ))
+        .unwrap();
+    let line = ws.failure(&["sync", "--config", "{config}"]);
+    assert!(
+        line.contains("was dropped while tables were linked"),
+        "{line}"
+    );
+    // The way out the message gives: unlink, sync, link again.
+    let out = ws.lakelink(&["unlink", "--config", "{config}", "--all"]);
+    assert!(out.status.success());
+    ws.sync();
+    ws.write_config("", tables);
+    ws.sync();
+    assert_lake_matches_source(&ws, "a", "id", plain);
+}

@@ -55,6 +55,20 @@ pub fn ensure_slot(client: &mut Client, slot: &str) -> Result<Option<String>, po
         )));
     }
     if holder.is_none() {
+        // lakelink empties the publication before it drops the slot: a slot missing while
+        // tables are still published was dropped by someone else, and the changes since are
+        // gone. A new slot would silently start after them.
+        let members: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE p.pubname = $1",
+                &[&slot],
+            )?
+            .get(0);
+        if members > 0 {
+            return Ok(Some(format!(
+                "replication slot {slot:?} was dropped while tables were linked, so changes since are lost; relink them: unlink them all, sync, and link them again"
+            )));
+        }
         client.execute(
             "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
             &[&slot],
