@@ -770,3 +770,63 @@ fn a_slot_dropped_behind_the_agents_back_is_reported_not_silently_recreated() {
     ws.sync();
     assert_lake_matches_source(&ws, "a", "id", plain);
 }
+
+#[test]
+fn a_table_linked_while_the_agent_streams_another_hands_off_exactly() {
+    let ws = PgWorkspace::new(CRM_SCHEMA);
+    ws.write_config(
+        "poll_interval = \"20ms\"\nbatch_size = 200",
+        "[[table]]\nname = \"contact\"\nmode = \"append_only\"\n",
+    );
+    let mut rng = StdRng::seed_from_u64(96);
+    let (_, next_id) = prefill(&mut ws.client(), &mut rng, 200);
+    let agent = RunningAgent::start(&ws);
+    wait_for(60, "the first table", || {
+        ws.lake.join("model.json").exists()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = start_writer(&ws, 95, next_id, &stop);
+    std::thread::sleep(Duration::from_millis(300));
+    // `lakelink link` edits the config; the running agent links the table while the
+    // application writes to it and to the table already streaming.
+    let out = ws.lakelink(&["link", "--config", "{config}", "account"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let linked = ws
+        .lake
+        .join("Microsoft.Athena.TrickleFeedService/account-model.json");
+    wait_for(60, "the table linked while running", || linked.exists());
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let log_path = agent.log.clone();
+    assert!(
+        agent.stop().success(),
+        "{}",
+        std::fs::read_to_string(&log_path).unwrap()
+    );
+    ws.sync();
+    assert_lake_matches_source(&ws, "account", "accountid", plain);
+}
+
+#[test]
+fn a_truncate_is_reported_with_what_to_do() {
+    let ws = PgWorkspace::new("CREATE TABLE a (id int PRIMARY KEY); INSERT INTO a VALUES (1);");
+    ws.write_config("poll_interval = \"20ms\"", "[[table]]\nname = \"a\"\n");
+    let agent = RunningAgent::start(&ws);
+    wait_for(30, "the initial copy", || {
+        ws.lake.join("model.json").exists()
+    });
+    ws.client()
+        .batch_execute("TRUNCATE a; INSERT INTO a VALUES (2);")
+        .unwrap();
+    let rows = |ws: &PgWorkspace| ws.live_files("a").values().map(Vec::len).sum::<usize>();
+    wait_for(30, "the insert after the truncate", || rows(&ws) == 2);
+    wait_for(30, "the warning", || {
+        agent.log().contains("TRUNCATE is not captured")
+    });
+    assert!(agent.stop().success());
+}
