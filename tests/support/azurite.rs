@@ -1,0 +1,116 @@
+//! Azurite, Microsoft's storage emulator, run for the tests: its blob service on a free
+//! loopback port with its data in a temporary folder, started per test, killed on drop, and
+//! stoppable and restartable on the same port and folder (to play an outage).
+//!
+//! Installed by `npm ci --prefix tests/azurite` (pinned by `tests/azurite/package-lock.json`);
+//! `.ci/run` does it. A test that cannot find it fails and says so.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Azurite's well-known development account.
+pub const ACCOUNT: &str = "devstoreaccount1";
+/// Azurite's well-known development account key (public, documented by Microsoft).
+pub const ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// The `azurite-blob` program the lock file pins.
+fn azurite_bin() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin = root.join("tests/azurite/node_modules/.bin/azurite-blob");
+    assert!(
+        bin.exists(),
+        "Azurite is not installed ({} is missing): run `npm ci --prefix tests/azurite` in the repository (Node 20 or later)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running Azurite blob service.
+pub struct Azurite {
+    child: Option<Child>,
+    port: u16,
+    data: tempfile::TempDir,
+}
+
+impl Azurite {
+    /// Starts Azurite on a free port and waits until it answers.
+    pub fn start() -> Azurite {
+        let port = {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+            listener.local_addr().unwrap().port()
+        };
+        let mut azurite = Azurite {
+            child: None,
+            port,
+            data: tempfile::tempdir().expect("Azurite's folder"),
+        };
+        azurite.resume();
+        azurite
+    }
+
+    /// The account's blob endpoint, as `[lake] endpoint` takes it.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
+    }
+
+    /// Starts Azurite again on the same port and folder after [`Azurite::stop`].
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "Azurite is already running");
+        let log = std::fs::File::create(self.data.path().join("azurite.log")).unwrap();
+        let child = Command::new(azurite_bin())
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &self.port.to_string(),
+                "--location",
+                self.data.path().to_str().unwrap(),
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start Azurite (is Node.js installed?)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                let log = std::fs::read_to_string(self.data.path().join("azurite.log"))
+                    .unwrap_or_default();
+                panic!("Azurite exited with {status} on start: {log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after 30 s waiting for Azurite to listen on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops Azurite (SIGKILL: an outage, not a shutdown); its data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A file holding the account key, for `account_key_file`.
+    pub fn key_file(&self) -> PathBuf {
+        let path = self.data.path().join("account-key");
+        std::fs::write(&path, ACCOUNT_KEY).unwrap();
+        path
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
