@@ -251,3 +251,35 @@ fn the_adls_lake_keeps_the_contract_on_azurite() {
     let config = azurite_config(&azurite, "lake", Some("lakes/crm"));
     contract(|| Box::new(AdlsLake::open(&config).unwrap()));
 }
+
+/// The same suite on a real Azure account, in a new folder of an existing filesystem. Needs
+/// `LAKELINK_TEST_ADLS_ACCOUNT`, `LAKELINK_TEST_ADLS_FILESYSTEM` and `LAKELINK_TEST_ADLS_KEY`
+/// (the account key); run with `-- --ignored` (README, Development).
+#[test]
+#[ignore = "needs a real Azure storage account (see the README)"]
+fn the_adls_lake_keeps_the_contract_on_real_azure() {
+    let var = |name: &str| {
+        std::env::var(name)
+            .unwrap_or_else(|_| panic!("set {name} to run this test (see the README)"))
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let config = AdlsLakeConfig {
+        account: var("LAKELINK_TEST_ADLS_ACCOUNT"),
+        filesystem: var("LAKELINK_TEST_ADLS_FILESYSTEM"),
+        path: Some(format!("lakelink-contract-{stamp}")),
+        endpoint: None,
+        auth: AdlsAuthMode::AccountKey,
+        account_key_env: Some("LAKELINK_TEST_ADLS_KEY".to_string()),
+        account_key_file: None,
+        sas_token_env: None,
+        sas_token_file: None,
+        tenant_id: None,
+        client_id: None,
+        client_secret_env: None,
+        client_secret_file: None,
+    };
+    contract(|| Box::new(AdlsLake::open(&config).unwrap()));
+}

@@ -83,9 +83,12 @@ enum Command {
     },
     /// Print a table as readers see it (through model.json), as CSV with a header.
     Read {
-        /// The lake folder.
-        #[arg(long)]
-        lake: PathBuf,
+        /// The lake folder (a local lake).
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        lake: Option<PathBuf>,
+        /// The config whose `[lake]` to read (any kind of lake).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// The table.
         table: String,
         /// Read an older published generation instead of model.json.
@@ -173,16 +176,23 @@ fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Read {
             lake,
+            config,
             table,
             generation,
         } => {
-            if !lake.is_dir() {
-                anyhow::bail!("lake folder {} does not exist", lake.display());
-            }
-            let lake = open_lake(&LakeConfig::Local(LocalLakeConfig {
-                path: lake,
-                base_url: None,
-            }))?;
+            let lake = match (lake, config) {
+                (Some(lake), _) => {
+                    if !lake.is_dir() {
+                        anyhow::bail!("lake folder {} does not exist", lake.display());
+                    }
+                    open_lake(&LakeConfig::Local(LocalLakeConfig {
+                        path: lake,
+                        base_url: None,
+                    }))?
+                }
+                (None, Some(config)) => open_lake(&Config::load(&config)?.lake)?,
+                (None, None) => anyhow::bail!("give --lake or --config"),
+            };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             match read::read_table(lake.as_ref(), &table, generation, &mut out) {

@@ -13,6 +13,7 @@ use crate::snapshot;
 use crate::state::{LinkRecord, LiveFile, StateStore, SyncState};
 use crate::table_feed::TableFeed;
 use crate::table_schema;
+use lakelink_connectors::lake::adls::AdlsLake;
 use lakelink_connectors::lake::local::LocalLake;
 use lakelink_connectors::source::sqlite::SqliteSource;
 use lakelink_model::change::{LinkId, Position};
@@ -58,6 +59,7 @@ pub struct Pipeline {
 pub fn open_lake(config: &LakeConfig) -> Result<Box<dyn Lake>, EngineError> {
     Ok(match config {
         LakeConfig::Local(c) => Box::new(LocalLake::open(&c.path, c.base_url.clone())?),
+        LakeConfig::Adls(c) => Box::new(AdlsLake::open(c)?),
     })
 }
 

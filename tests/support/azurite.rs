@@ -8,6 +8,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Azurite's well-known development account.
@@ -101,6 +102,58 @@ impl Azurite {
         }
     }
 
+    /// The `[lake]` section of an ADLS lake in a new filesystem of this Azurite, with `auth`
+    /// lines (e.g. from [`Azurite::account_key_auth`]).
+    pub fn lake_section(&self, auth: &str) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        let filesystem = format!("lake{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        format!(
+            "[lake]\nkind = \"adls\"\naccount = \"{ACCOUNT}\"\nfilesystem = \"{filesystem}\"\nendpoint = \"{}\"\n{auth}\n",
+            self.endpoint()
+        )
+    }
+
+    /// `auth` lines for the account key, read from a file.
+    pub fn account_key_auth(&self) -> String {
+        format!(
+            "auth = \"account_key\"\naccount_key_file = \"{}\"",
+            self.key_file().display()
+        )
+    }
+
+    /// An account SAS for the blob service (every permission, valid for years) signed with
+    /// `key`, as the portal's "Shared access signature" page makes one.
+    pub fn account_sas(&self, key: &str) -> String {
+        use base64::Engine as _;
+        use hmac::{Hmac, Mac};
+        let (permissions, services, types, expiry, version) =
+            ("rwdlacup", "b", "sco", "2035-01-01T00:00:00Z", "2021-08-06");
+        // The account SAS string-to-sign of versions 2020-12-06 and later.
+        let string_to_sign = format!(
+            "{ACCOUNT}\n{permissions}\n{services}\n{types}\n\n{expiry}\n\nhttp\n{version}\n\n"
+        );
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .unwrap();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+        mac.update(string_to_sign.as_bytes());
+        let signature =
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let mut encoded = String::new();
+        for b in signature.bytes() {
+            match b {
+                b'+' => encoded.push_str("%2B"),
+                b'/' => encoded.push_str("%2F"),
+                b'=' => encoded.push_str("%3D"),
+                _ => encoded.push(b as char),
+            }
+        }
+        format!(
+            "sv={version}&ss={services}&srt={types}&sp={permissions}&se={}&spr=http&sig={encoded}",
+            expiry.replace(':', "%3A")
+        )
+    }
+
     /// A file holding the account key, for `account_key_file`.
     pub fn key_file(&self) -> PathBuf {
         let path = self.data.path().join("account-key");
@@ -113,4 +166,9 @@ impl Drop for Azurite {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Points `ws` at a new filesystem of `azurite`, authorized by the account key.
+pub fn use_azurite(ws: &mut super::Workspace, azurite: &Azurite) {
+    ws.lake_section = Some(azurite.lake_section(&azurite.account_key_auth()));
 }

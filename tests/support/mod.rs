@@ -29,6 +29,9 @@ pub struct Workspace {
     pub db: PathBuf,
     pub lake: PathBuf,
     pub config: PathBuf,
+    /// The `[lake]` section when the lake is not the local folder `lake` (an ADLS lake on
+    /// Azurite, see [`azurite::AzuriteLake`]).
+    pub lake_section: Option<String>,
 }
 
 impl Workspace {
@@ -43,7 +46,33 @@ impl Workspace {
             config: dir.path().join("lakelink.toml"),
             db,
             dir,
+            lake_section: None,
         }
+    }
+
+    /// The lake the config names, opened as the agent opens it (for reading what is in a
+    /// lake that is not a local folder).
+    pub fn open_lake(&self) -> Box<dyn lakelink_model::lake::Lake> {
+        let config = lakelink_engine::config::Config::load(&self.config).expect("the config");
+        lakelink_engine::pipeline::open_lake(&config.lake).expect("open the lake")
+    }
+
+    /// The whole content of `path` in the lake, or `None` when it does not exist.
+    pub fn lake_file(&self, path: &str) -> Option<Vec<u8>> {
+        use std::io::Read as _;
+        if self.lake_section.is_none() {
+            return std::fs::read(self.lake.join(path)).ok();
+        }
+        let lake = self.open_lake();
+        let path = lakelink_model::lake_path::LakePath::from_raw(path);
+        let mut reader = match lake.read(&path, 0, None) {
+            Ok(reader) => reader,
+            Err(lakelink_model::lake::LakeError::NotFound { .. }) => return None,
+            Err(e) => panic!("read {path}: {e}"),
+        };
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).expect("read the lake file");
+        Some(bytes)
     }
 
     /// A connection to the source, as an application would hold.
@@ -70,8 +99,12 @@ impl Workspace {
         if !sets("listen") {
             defaults.push_str("listen = \"127.0.0.1:0\"\n");
         }
+        let lake = self
+            .lake_section
+            .clone()
+            .unwrap_or_else(|| "[lake]\nkind = \"local\"\npath = \"lake\"\n".to_string());
         let text = format!(
-            "[source]\nkind = \"sqlite\"\npath = \"source.db\"\n\n[lake]\nkind = \"local\"\npath = \"lake\"\n\n[engine]\n{defaults}state = \"state.db\"\n{engine_extra}\n\n{tables}\n"
+            "[source]\nkind = \"sqlite\"\npath = \"source.db\"\n\n{lake}\n[engine]\n{defaults}state = \"state.db\"\n{engine_extra}\n\n{tables}\n"
         );
         std::fs::write(&self.config, text).expect("write config");
     }
@@ -119,8 +152,11 @@ impl Workspace {
 
     /// `lakelink read` of `table`, parsed: the header and the rows.
     pub fn read(&self, table: &str, generation: Option<u64>) -> (Vec<String>, Vec<Record>) {
-        let lake = self.lake.to_string_lossy().to_string();
-        let mut args = vec!["read", "--lake", lake.as_str(), table];
+        let (flag, lake) = match self.lake_section {
+            None => ("--lake", self.lake.to_string_lossy().to_string()),
+            Some(_) => ("--config", self.config.to_string_lossy().to_string()),
+        };
+        let mut args = vec!["read", flag, lake.as_str(), table];
         let g;
         if let Some(generation) = generation {
             g = generation.to_string();
@@ -143,13 +179,27 @@ impl Workspace {
 
     /// model.json.
     pub fn model(&self) -> Model {
-        let text = std::fs::read_to_string(self.lake.join("model.json")).expect("model.json");
-        serde_json::from_str(&text).expect("model.json parses")
+        let bytes = self.lake_file("model.json").expect("model.json");
+        serde_json::from_slice(&bytes).expect("model.json parses")
     }
 
     /// Every live file of `table`, by partition.
     pub fn live_files(&self, table: &str) -> BTreeMap<String, Vec<Record>> {
         let mut out = BTreeMap::new();
+        if self.lake_section.is_some() {
+            let lake = self.open_lake();
+            let dir = lakelink_model::lake_path::LakePath::from_raw(table);
+            for entry in lake.list(&dir).expect("list the table's folder") {
+                let name = entry.path.file_name().to_string();
+                if let Some(partition) = name.strip_suffix(".csv")
+                    && !entry.is_dir
+                {
+                    let bytes = self.lake_file(entry.path.as_str()).expect("live file");
+                    out.insert(partition.to_string(), parse_csv(&bytes));
+                }
+            }
+            return out;
+        }
         let Ok(entries) = std::fs::read_dir(self.lake.join(table)) else {
             return out;
         };
