@@ -10,8 +10,11 @@
 
 mod support;
 
+use lakelink_model::lake::Lake;
+use lakelink_model::lake_path::LakePath;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use std::io::Read as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,38 +47,68 @@ fn kill(agent: &mut Child) {
 /// Every manifest lakelink keeps (and model.json) parses, and every file it names exists
 /// and is whole CSV.
 fn assert_manifests_whole(ws: &Workspace) {
-    let mut manifests = vec![ws.lake.join("model.json")];
-    for entry in std::fs::read_dir(ws.lake.join("_lakelink/models")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        assert!(
-            !name.starts_with('.'),
-            "{name}: a temporary file outlived the restart after a crash"
-        );
-        manifests.push(path);
+    let lake = ws.open_lake();
+    if ws.lake_section.is_none() {
+        for entry in std::fs::read_dir(ws.lake.join("_lakelink/models")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            assert!(
+                !name.starts_with('.'),
+                "{name}: a temporary file outlived the restart after a crash"
+            );
+        }
+    }
+    let mut manifests = vec![LakePath::model()];
+    for entry in lake.list(&LakePath::published_models_dir()).unwrap() {
+        manifests.push(entry.path);
     }
     for path in manifests {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let model: lakelink_model::cdm::Model = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: not whole: {e}", path.display()));
+        let bytes = read_lake_file(lake.as_ref(), &path);
+        let model: lakelink_model::cdm::Model =
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{path}: not whole: {e}"));
         for entity in &model.entities {
             for p in &entity.partitions {
-                let bytes = std::fs::read(&p.location)
-                    .unwrap_or_else(|e| panic!("{} names {}: {e}", path.display(), p.location));
+                let file = lake
+                    .path_of_location(&p.location)
+                    .unwrap_or_else(|| panic!("{path} names {}, outside the lake", p.location));
                 // parse_csv panics on a torn or malformed row.
-                parse_csv(&bytes);
+                parse_csv(&read_lake_file(lake.as_ref(), &file));
             }
         }
     }
 }
 
+fn read_lake_file(lake: &dyn Lake, path: &LakePath) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    lake.read(path, 0, None)
+        .and_then(|mut r| {
+            r.read_to_end(&mut bytes)
+                .map_err(|e| lakelink_model::lake::LakeError::io("read", path, e))
+        })
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    bytes
+}
+
 #[test]
 fn kill_nine_at_random_points_loses_and_doubles_nothing() {
+    let ws = Workspace::new(CRM_SCHEMA);
+    kill_nine_at_random_points(&ws, env_number("LAKELINK_CRASH_KILLS", 50));
+}
+
+/// The same on an ADLS lake on Azurite, with fewer kills by default (each restart pays for
+/// HTTP round trips): `LAKELINK_CRASH_KILLS_ADLS` sets them.
+#[test]
+fn kill_nine_at_random_points_of_an_adls_lake_loses_and_doubles_nothing() {
+    let azurite = support::azurite::Azurite::start();
+    let mut ws = Workspace::new(CRM_SCHEMA);
+    support::azurite::use_azurite(&mut ws, &azurite);
+    kill_nine_at_random_points(&ws, env_number("LAKELINK_CRASH_KILLS_ADLS", 25));
+}
+
+fn kill_nine_at_random_points(ws: &Workspace, kills: u64) {
     let seed = env_number("LAKELINK_CRASH_SEED", 20261122);
-    let kills = env_number("LAKELINK_CRASH_KILLS", 50);
     println!("crash harness: seed {seed}, {kills} kills");
     let mut rng = StdRng::seed_from_u64(seed);
-    let ws = Workspace::new(CRM_SCHEMA);
     ws.write_config(
         "snapshot_interval = \"250ms\"\nkeep_generations = 2\npoll_interval = \"10ms\"\nbatch_size = 300",
         CRM_TABLES,
@@ -86,15 +119,16 @@ fn kill_nine_at_random_points_loses_and_doubles_nothing() {
     let (mut expected, next_id) = prefill(&conn, &mut rng, 6000);
     let initial_kills = (kills / 5).max(1);
     for _ in 0..initial_kills {
-        let mut agent = start_agent(&ws);
+        let mut agent = start_agent(ws);
         std::thread::sleep(Duration::from_millis(rng.random_range(5..120)));
         kill(&mut agent);
     }
     // Let one run finish the initial sync before the application starts writing, so that
     // every later change is captured and must appear as exactly one row.
-    let mut agent = start_agent(&ws);
+    let mut agent = start_agent(ws);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !ws.lake.join("model.json").exists() {
+    let lake = ws.open_lake();
+    while lake.size(&LakePath::model()).unwrap().is_none() {
         assert!(
             Instant::now() < deadline,
             "the initial sync did not complete in 120 s"
@@ -126,7 +160,7 @@ fn kill_nine_at_random_points_loses_and_doubles_nothing() {
     };
     let started = Instant::now();
     for _ in initial_kills..kills {
-        let mut agent = start_agent(&ws);
+        let mut agent = start_agent(ws);
         std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
         if let Some(status) = agent.try_wait().unwrap() {
             panic!("the agent exited with {status} on its own after a crash");
@@ -145,12 +179,12 @@ fn kill_nine_at_random_points_loses_and_doubles_nothing() {
 
     // A last pass catches up and publishes; then the lake must be exact.
     ws.sync();
-    assert_manifests_whole(&ws);
-    assert_live_files_hold_every_change_once(&ws, "account", "accountid", plain, &expected);
-    assert_live_files_hold_every_change_once(&ws, "contact", "contactid", plain, &expected);
-    assert_live_files_hold_every_change_once(&ws, "tag", "label", tag_label, &expected);
-    assert_lake_matches_source_by(&ws, "account", "accountid", plain, None);
-    assert_lake_matches_source_by(&ws, "tag", "label", tag_label, None);
+    assert_manifests_whole(ws);
+    assert_live_files_hold_every_change_once(ws, "account", "accountid", plain, &expected);
+    assert_live_files_hold_every_change_once(ws, "contact", "contactid", plain, &expected);
+    assert_live_files_hold_every_change_once(ws, "tag", "label", tag_label, &expected);
+    assert_lake_matches_source_by(ws, "account", "accountid", plain, None);
+    assert_lake_matches_source_by(ws, "tag", "label", tag_label, None);
     let (_, contact_log) = ws.read("contact", None);
     assert_eq!(
         contact_log.len(),

@@ -283,3 +283,21 @@ fn the_adls_lake_keeps_the_contract_on_real_azure() {
     };
     contract(|| Box::new(AdlsLake::open(&config).unwrap()));
 }
+
+/// A crash after staging a file's first blocks and before committing them leaves a blob of
+/// uncommitted blocks only: it does not exist for any reader, and an append at length 0
+/// starts it.
+#[test]
+fn staged_blocks_of_a_crashed_write_are_invisible_and_in_no_ones_way() {
+    let azurite = Azurite::start();
+    let lake = AdlsLake::open(&azurite_config(&azurite, "lake", None)).unwrap();
+    let f = p("t/2024.csv");
+    let mut crashed = lake.create(&f).unwrap();
+    crashed.write_all(&vec![b'x'; 9 << 20]).unwrap();
+    std::mem::forget(crashed);
+    assert_eq!(lake.size(&f).unwrap(), None);
+    assert!(lake.list(&p("t")).unwrap().is_empty());
+    let fresh = AdlsLake::open(&azurite_config(&azurite, "lake", None)).unwrap();
+    assert_eq!(fresh.append(&f, 0, b"a\n").unwrap(), 2);
+    assert_eq!(read_all(&fresh, "t/2024.csv", 0, None), "a\n");
+}

@@ -47,6 +47,17 @@ impl CommittedBlocks {
     }
 }
 
+/// What a whole-blob upload is conditioned on.
+#[derive(Debug, Clone, Copy)]
+pub enum PutCondition<'a> {
+    /// The blob must not exist (If-None-Match: *).
+    Absent,
+    /// The blob's ETag must be this (If-Match).
+    Matches(&'a str),
+    /// None (a leased blob still needs its lease).
+    Always,
+}
+
 /// One entry of a flat listing.
 #[derive(Debug, Clone)]
 pub struct ListedBlob {
@@ -258,21 +269,26 @@ impl BlobStore {
         .await
     }
 
-    /// Uploads `data` as the whole blob in one request, if its ETag is `if_match` or, with
-    /// `None`, if it does not exist yet; `lease` when the blob is leased. Returns the ETag.
+    /// Uploads `data` as the whole blob in one request, under `condition`, with `lease`
+    /// when the blob is leased. Returns the ETag.
     pub async fn put(
         &self,
         name: &str,
         data: Bytes,
-        if_match: Option<&str>,
+        condition: PutCondition<'_>,
         lease: Option<&str>,
     ) -> azure_core::Result<String> {
         with_retries(|| async {
             timed(async {
                 let client = self.blob(name)?.block_blob_client();
+                let (if_match, if_none_match) = match condition {
+                    PutCondition::Absent => (None, Some(Etag::from("*"))),
+                    PutCondition::Matches(etag) => (Some(Etag::from(etag)), None),
+                    PutCondition::Always => (None, None),
+                };
                 let options = BlockBlobClientUploadOptions {
-                    if_match: if_match.map(Etag::from),
-                    if_none_match: if_match.is_none().then(|| Etag::from("*")),
+                    if_match,
+                    if_none_match,
                     lease_id: lease.map(str::to_string),
                     // One PUT: a manifest is small, and a single Put Blob is atomic.
                     partition_size: NonZero::new((data.len() as u64).max(1) + 1),

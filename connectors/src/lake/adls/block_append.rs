@@ -54,6 +54,20 @@ impl BlockLists {
             return Ok(Some(c.clone()));
         }
         match store.committed_blocks(name).await {
+            // A blob with staged blocks only (a crash before its first commit) lists no
+            // committed block and does not exist for reads, though the service may give it
+            // an ETag that no condition matches: it does not exist yet.
+            Ok(c) if c.blocks.is_empty() => match store.size(name).await {
+                Ok(_) => {
+                    self.lock().insert(name.to_string(), c.clone());
+                    Ok(Some(c))
+                }
+                Err(e) if is_blob_not_found(&e) => {
+                    self.forget(name);
+                    Ok(None)
+                }
+                Err(e) => Err(lake_error("look at", path, &e)),
+            },
             Ok(c) => {
                 self.lock().insert(name.to_string(), c.clone());
                 Ok(Some(c))

@@ -28,7 +28,7 @@ pub mod writer_lease;
 
 use azure_core::Bytes;
 use azure_core::http::StatusCode;
-use blob_store::BlobStore;
+use blob_store::{BlobStore, PutCondition};
 use block_append::BlockLists;
 use config::AdlsLakeConfig;
 use credentials::Authorization;
@@ -264,15 +264,20 @@ impl Lake for AdlsLake {
         let etag = match known {
             Some(etag) => Some(etag),
             None => match self.runtime.block_on(self.store.committed_blocks(&name)) {
-                Ok(c) => Some(c.etag),
+                Ok(c) if !c.etag.is_empty() => Some(c.etag),
+                Ok(_) => None,
                 Err(e) if is_blob_not_found(&e) => None,
                 Err(e) => return Err(lake_error("look at", path, &e)),
             },
         };
         let body = Bytes::copy_from_slice(data);
+        let condition = match &etag {
+            Some(etag) => PutCondition::Matches(etag),
+            None => PutCondition::Absent,
+        };
         let result = self
             .runtime
-            .block_on(self.store.put(&name, body, etag.as_deref(), None));
+            .block_on(self.store.put(&name, body, condition, None));
         let new_etag = match result {
             Ok(etag) => etag,
             Err(e) if is_condition_failed(&e) => {

@@ -5,7 +5,7 @@
 //! that died on this same machine (kill -9, a crash) is broken at once instead of making the
 //! restart wait up to a minute for it to expire.
 
-use super::blob_store::BlobStore;
+use super::blob_store::{BlobStore, PutCondition};
 use super::errors::{chain_text, error_code, lake_error};
 use azure_core::Bytes;
 use lakelink_model::lake::{LakeError, WriterLock};
@@ -102,62 +102,57 @@ pub fn lock_writer(
     let path = LakePath::writer_lock();
     let name = store.locations().blob_name(&path);
     let lease_id = azure_core::Uuid::new_v4().to_string();
+    let text = Bytes::from(lock_text(holder));
     runtime.block_on(async {
-        // The lock blob must exist to be leased; an existing one is kept as it is.
-        if let Err(e) = store.put(&name, Bytes::new(), None, None).await
-            && !super::errors::is_condition_failed(&e)
-        {
-            return Err(lake_error("create the lock", &path, &e));
-        }
-        for attempt in 0..2 {
-            match store.acquire_lease(&name, LEASE_SECONDS, &lease_id).await {
-                Ok(()) => return Ok(()),
-                Err(e) if error_code(&e) == Some("LeaseAlreadyPresent") => {
-                    let text = store
-                        .download(&name, 0, None)
-                        .await
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        .unwrap_or_default();
-                    let (named, dead_here) = parse_lock_text(&text);
-                    if dead_here && attempt == 0 {
-                        tracing::info!(holder = %named, "breaking the lease of a lakelink process of this machine that is gone");
-                        store
-                            .break_lease(&name)
-                            .await
-                            .map_err(|e| lake_error("break the dead holder's lease on", &path, &e))?;
-                        continue;
-                    }
-                    let named = if named.is_empty() {
-                        "another process".to_string()
-                    } else {
-                        named
-                    };
-                    return Err(LakeError::Locked {
-                        holder: named,
-                        lock: location.clone(),
-                    });
-                }
-                Err(e) => return Err(lake_error("lease", &path, &e)),
+        for attempt in 0..3 {
+            // The holder is written before the lease is taken, so that an agent killed right
+            // after taking it is still named (and found dead) by the next one. A leased blob
+            // refuses the write: someone holds the lock.
+            let taken = match store.put(&name, text.clone(), PutCondition::Always, None).await {
+                Ok(_) => match store.acquire_lease(&name, LEASE_SECONDS, &lease_id).await {
+                    Ok(()) => false,
+                    Err(e) if error_code(&e) == Some("LeaseAlreadyPresent") => true,
+                    Err(e) => return Err(lake_error("lease", &path, &e)),
+                },
+                Err(e) if error_code(&e) == Some("LeaseIdMissing") => true,
+                Err(e) => return Err(lake_error("write the lock", &path, &e)),
+            };
+            if !taken {
+                // Under the lease now; written again in case another candidate's write came
+                // between this one's and its lease.
+                return store
+                    .put(&name, text.clone(), PutCondition::Always, Some(&lease_id))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| lake_error("write the lock", &path, &e));
             }
+            let found = store
+                .download(&name, 0, None)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            let (named, dead_here) = parse_lock_text(&found);
+            if dead_here && attempt < 2 {
+                tracing::info!(holder = %named, "breaking the lease of a lakelink process of this machine that is gone");
+                store
+                    .break_lease(&name)
+                    .await
+                    .map_err(|e| lake_error("break the dead holder's lease on", &path, &e))?;
+                continue;
+            }
+            return Err(LakeError::Locked {
+                holder: if named.is_empty() {
+                    "another process".to_string()
+                } else {
+                    named
+                },
+                lock: location.clone(),
+            });
         }
         Err(LakeError::Locked {
             holder: "another process".to_string(),
             lock: location.clone(),
         })
-    })?;
-    let text = Bytes::from(lock_text(holder));
-    runtime.block_on(async {
-        // Unconditional (any ETag) but under the lease: only the holder may write it.
-        let etag = store
-            .committed_blocks(&name)
-            .await
-            .map(|b| b.etag)
-            .map_err(|e| lake_error("read the lock", &path, &e))?;
-        store
-            .put(&name, text, Some(&etag), Some(&lease_id))
-            .await
-            .map(|_| ())
-            .map_err(|e| lake_error("write the lock", &path, &e))
     })?;
 
     let (stop, stopped) = mpsc::channel::<()>();
