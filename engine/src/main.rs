@@ -119,8 +119,20 @@ fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the error and its causes, outermost first.
-            eprintln!("lakelink: {}", format!("{e:#}").replace('\n', " "));
+            // One line: the error and its causes, outermost first, each cause only once (an
+            // error that already shows its cause in its own text is not followed by it again).
+            let mut line = String::new();
+            for cause in e.chain() {
+                let text = cause.to_string();
+                if line.contains(&text) {
+                    continue;
+                }
+                if !line.is_empty() {
+                    line.push_str(": ");
+                }
+                line.push_str(&text);
+            }
+            eprintln!("lakelink: {}", line.replace('\n', " "));
             ExitCode::FAILURE
         }
     }

@@ -94,9 +94,18 @@ impl Azurite {
         }
     }
 
-    /// Stops Azurite (SIGKILL: an outage, not a shutdown); its data stays.
+    /// Stops Azurite; its data stays. SIGTERM, so that it saves its metadata first (SIGKILL
+    /// would lose the emulator's last writes, which a real service never does); a client
+    /// sees connections refused either way.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -107,6 +116,11 @@ impl Azurite {
     pub fn lake_section(&self, auth: &str) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(1);
         let filesystem = format!("lake{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        self.lake_section_in(&filesystem, auth)
+    }
+
+    /// [`Azurite::lake_section`] in filesystem `filesystem`.
+    pub fn lake_section_in(&self, filesystem: &str, auth: &str) -> String {
         format!(
             "[lake]\nkind = \"adls\"\naccount = \"{ACCOUNT}\"\nfilesystem = \"{filesystem}\"\nendpoint = \"{}\"\n{auth}\n",
             self.endpoint()
@@ -121,36 +135,35 @@ impl Azurite {
         )
     }
 
-    /// An account SAS for the blob service (every permission, valid for years) signed with
-    /// `key`, as the portal's "Shared access signature" page makes one.
-    pub fn account_sas(&self, key: &str) -> String {
-        use base64::Engine as _;
-        use hmac::{Hmac, Mac};
-        let (permissions, services, types, expiry, version) =
-            ("rwdlacup", "b", "sco", "2035-01-01T00:00:00Z", "2021-08-06");
+    /// An account SAS for the blob service (every permission, valid for years, on resource
+    /// `types`: `s`ervice, `c`ontainer, `o`bject) signed with `key`, as the portal's "Shared
+    /// access signature" page makes one.
+    pub fn account_sas(&self, key: &str, types: &str) -> String {
+        let (permissions, services, expiry, version) =
+            ("rwdlacup", "b", "2035-01-01T00:00:00Z", "2021-08-06");
         // The account SAS string-to-sign of versions 2020-12-06 and later.
         let string_to_sign = format!(
             "{ACCOUNT}\n{permissions}\n{services}\n{types}\n\n{expiry}\n\nhttp\n{version}\n\n"
         );
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(key)
-            .unwrap();
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-        mac.update(string_to_sign.as_bytes());
-        let signature =
-            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-        let mut encoded = String::new();
-        for b in signature.bytes() {
-            match b {
-                b'+' => encoded.push_str("%2B"),
-                b'/' => encoded.push_str("%2F"),
-                b'=' => encoded.push_str("%3D"),
-                _ => encoded.push(b as char),
-            }
-        }
         format!(
-            "sv={version}&ss={services}&srt={types}&sp={permissions}&se={}&spr=http&sig={encoded}",
-            expiry.replace(':', "%3A")
+            "sv={version}&ss={services}&srt={types}&sp={permissions}&se={}&spr=http&sig={}",
+            expiry.replace(':', "%3A"),
+            sign(key, &string_to_sign)
+        )
+    }
+
+    /// A service SAS for filesystem `filesystem` alone (read, add, create, write, delete,
+    /// list), signed with the account key: it may not create the filesystem.
+    pub fn filesystem_sas(&self, filesystem: &str) -> String {
+        let (permissions, expiry, version) = ("racwdl", "2035-01-01T00:00:00Z", "2021-08-06");
+        // The service SAS string-to-sign of versions 2020-12-06 and later.
+        let string_to_sign = format!(
+            "{permissions}\n\n{expiry}\n/blob/{ACCOUNT}/{filesystem}\n\n\nhttp\n{version}\nc\n\n\n\n\n\n\n"
+        );
+        format!(
+            "sv={version}&sr=c&sp={permissions}&se={}&spr=http&sig={}",
+            expiry.replace(':', "%3A"),
+            sign(ACCOUNT_KEY, &string_to_sign)
         )
     }
 
@@ -166,6 +179,22 @@ impl Drop for Azurite {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The base64 HMAC-SHA256 of `text` under base64 `key`, percent-encoded for a query.
+fn sign(key: &str, text: &str) -> String {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(text.as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    signature
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
 }
 
 /// Points `ws` at a new filesystem of `azurite`, authorized by the account key.
