@@ -132,3 +132,63 @@ fn a_wrong_secret_account_or_filesystem_is_named_in_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_service_principal_gets_its_token_from_the_authority_host_and_a_wrong_secret_is_named() {
+    let ca = support::azurite::TestCa::generate();
+    let azurite = Azurite::start_with_tokens(&ca);
+    let (client_id, secret) = ("0b9a1b5e-3b5e-4a8e-9f53-7c2d9d0e1c11", "the-right-secret");
+    let tokens = support::azurite::TokenEndpoint::start(&ca, client_id, secret);
+    let mut ws = workspace(String::new());
+    let secret_path = secret_file(&ws, "client-secret", secret);
+    let section = |secret_path: &str| {
+        azurite.lake_section_in(
+            "crm",
+            &format!(
+                "auth = \"service_principal\"\ntenant_id = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\nclient_id = \"{client_id}\"\nclient_secret_file = \"{secret_path}\""
+            ),
+        )
+    };
+    ws.lake_section = Some(section(&secret_path));
+    ws.write_config("", TABLES);
+    // The test CA is the only one trusted; the token endpoint stands in for Entra ID.
+    let lakelink = |args: &[&str]| {
+        std::process::Command::new(lakelink_bin())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env("SSL_CERT_FILE", &ca.ca_cert)
+            .env("AZURE_AUTHORITY_HOST", tokens.authority_host())
+            .output()
+            .expect("run lakelink")
+    };
+    let config = ws.config.to_str().unwrap().to_string();
+    let out = lakelink(&["sync", "--config", &config]);
+    assert!(
+        out.status.success(),
+        "sync with a service principal failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("published generation 1"));
+    let read = lakelink(&["read", "--config", &config, "account"]);
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let rows = parse_csv(&read.stdout);
+    assert_eq!(rows.len(), 3, "the header and two rows");
+
+    let wrong = secret_file(&ws, "wrong-secret", "not-the-secret");
+    ws.lake_section = Some(section(&wrong));
+    ws.write_config("", TABLES);
+    let out = lakelink(&["sync", "--config", &config]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let line = err.lines().last().unwrap_or_default();
+    assert!(line.starts_with("lakelink: "), "{err}");
+    assert!(
+        line.contains("lake.auth = \"service_principal\": no token could be had"),
+        "{line}"
+    );
+    assert!(!err.contains("not-the-secret"), "{err}");
+}

@@ -34,19 +34,52 @@ pub struct Azurite {
     child: Option<Child>,
     port: u16,
     data: tempfile::TempDir,
+    /// HTTPS with this certificate and key, and bearer tokens accepted (`--oauth basic`).
+    tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().unwrap().port()
+}
+
+/// Waits until something listens on `port`, failing with what `child` logged if it exits.
+fn wait_listening(child: &mut Child, port: u16, what: &str, log: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("{what} exited with {status} on start: {log}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after 30 s waiting for {what} to listen on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 impl Azurite {
     /// Starts Azurite on a free port and waits until it answers.
     pub fn start() -> Azurite {
-        let port = {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-            listener.local_addr().unwrap().port()
-        };
         let mut azurite = Azurite {
             child: None,
-            port,
+            port: free_port(),
             data: tempfile::tempdir().expect("Azurite's folder"),
+            tls: None,
+        };
+        azurite.resume();
+        azurite
+    }
+
+    /// Starts Azurite over HTTPS with a certificate of `ca`, accepting bearer tokens.
+    pub fn start_with_tokens(ca: &TestCa) -> Azurite {
+        let mut azurite = Azurite {
+            child: None,
+            port: free_port(),
+            data: tempfile::tempdir().expect("Azurite's folder"),
+            tls: Some((ca.server_cert.clone(), ca.server_key.clone())),
         };
         azurite.resume();
         azurite
@@ -54,44 +87,41 @@ impl Azurite {
 
     /// The account's blob endpoint, as `[lake] endpoint` takes it.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/{ACCOUNT}", self.port)
     }
 
     /// Starts Azurite again on the same port and folder after [`Azurite::stop`].
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "Azurite is already running");
-        let log = std::fs::File::create(self.data.path().join("azurite.log")).unwrap();
-        let child = Command::new(azurite_bin())
-            .args([
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                &self.port.to_string(),
-                "--location",
-                self.data.path().to_str().unwrap(),
-                "--skipApiVersionCheck",
-                "--loose",
-                "--silent",
-            ])
+        let log_path = self.data.path().join("azurite.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut command = Command::new(azurite_bin());
+        command.args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &self.port.to_string(),
+            "--location",
+            self.data.path().to_str().unwrap(),
+            "--skipApiVersionCheck",
+            "--loose",
+            "--silent",
+        ]);
+        if let Some((cert, key)) = &self.tls {
+            command
+                .args(["--oauth", "basic", "--cert"])
+                .arg(cert)
+                .arg("--key")
+                .arg(key);
+        }
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start Azurite (is Node.js installed?)");
+        wait_listening(&mut child, self.port, "Azurite", &log_path);
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                let log = std::fs::read_to_string(self.data.path().join("azurite.log"))
-                    .unwrap_or_default();
-                panic!("Azurite exited with {status} on start: {log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after 30 s waiting for Azurite to listen on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 
     /// Stops Azurite; its data stays. SIGTERM, so that it saves its metadata first (SIGKILL
@@ -200,4 +230,136 @@ fn sign(key: &str, text: &str) -> String {
 /// Points `ws` at a new filesystem of `azurite`, authorized by the account key.
 pub fn use_azurite(ws: &mut super::Workspace, azurite: &Azurite) {
     ws.lake_section = Some(azurite.lake_section(&azurite.account_key_auth()));
+}
+
+/// A throwaway certificate authority and a certificate it signed for 127.0.0.1, made with the
+/// `openssl` command in a temporary folder.
+pub struct TestCa {
+    /// The CA's certificate, for `SSL_CERT_FILE`.
+    pub ca_cert: PathBuf,
+    /// The server's certificate.
+    pub server_cert: PathBuf,
+    /// The server's key.
+    pub server_key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    /// Makes the CA and the server certificate (valid for two days).
+    pub fn generate() -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("run openssl (install the openssl package)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec![
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=lakelink test CA",
+        ];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(&ca);
+        let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+        csr.extend(ec);
+        csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+        openssl(&csr);
+        std::fs::write(
+            at("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "server.pem",
+            "-extfile",
+            "server.ext",
+        ]);
+        TestCa {
+            ca_cert: at("ca.pem"),
+            server_cert: at("server.pem"),
+            server_key: at("server.key"),
+            _dir: dir,
+        }
+    }
+}
+
+/// A Microsoft Entra token endpoint on loopback (`tests/azurite/token-endpoint.js`) for one
+/// application, served over HTTPS with a certificate of a [`TestCa`]; killed on drop.
+pub struct TokenEndpoint {
+    child: Child,
+    port: u16,
+}
+
+impl TokenEndpoint {
+    /// Starts it for application `client_id` with secret `secret`.
+    pub fn start(ca: &TestCa, client_id: &str, secret: &str) -> TokenEndpoint {
+        let port = free_port();
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/azurite/token-endpoint.js");
+        let log = ca._dir.path().join(format!("token-endpoint-{port}.log"));
+        let mut child = Command::new("node")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&ca.server_cert)
+            .arg(&ca.server_key)
+            .args([client_id, secret])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the token endpoint (is Node.js installed?)");
+        wait_listening(&mut child, port, "the token endpoint", &log);
+        TokenEndpoint { child, port }
+    }
+
+    /// Its authority host, for `AZURE_AUTHORITY_HOST`.
+    pub fn authority_host(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TokenEndpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
