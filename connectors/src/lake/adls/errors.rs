@@ -71,7 +71,25 @@ pub fn is_unknown_host(e: &azure_core::Error) -> bool {
     text.contains("dns error") || text.contains("failed to lookup address")
 }
 
-/// The error and its causes on one line.
+/// `text` with the signature of any SAS in it (`sig=...`, as in a URL an HTTP error names)
+/// replaced, so that no secret reaches a log or an error message.
+pub fn redact_signatures(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("sig=") {
+        let (before, after) = rest.split_at(at + "sig=".len());
+        out.push_str(before);
+        out.push_str("REDACTED");
+        let end = after
+            .find(|c: char| c == '&' || c == ')' || c == '"' || c.is_whitespace())
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The error and its causes on one line, without secrets.
 pub fn chain_text(e: &azure_core::Error) -> String {
     let mut text = match e.kind() {
         ErrorKind::HttpResponse {
@@ -91,7 +109,7 @@ pub fn chain_text(e: &azure_core::Error) -> String {
         }
         source = cause.source();
     }
-    text.replace('\n', " ")
+    redact_signatures(&text.replace('\n', " "))
 }
 
 /// Maps a service error of `operation` on `path` to a lake error. Throttling, timeouts and
@@ -143,4 +161,26 @@ where
         tracing::debug!(error = %chain_text(e), retry_in_ms = wait.as_millis() as u64, "storage request failed; retrying");
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sas_signatures_never_reach_a_message() {
+        assert_eq!(
+            redact_signatures(
+                "error sending request for url (http://h/acct/lake?comp=list&sv=2021-08-06&sig=abc%2Bdef%3D&sp=rl): refused"
+            ),
+            "error sending request for url (http://h/acct/lake?comp=list&sv=2021-08-06&sig=REDACTED&sp=rl): refused"
+        );
+        assert_eq!(redact_signatures("x?sig=abc"), "x?sig=REDACTED");
+        assert_eq!(redact_signatures("no secret here"), "no secret here");
+        let e = azure_core::Error::with_message(
+            ErrorKind::Io,
+            "error sending request for url (http://h/a?sig=secret)",
+        );
+        assert!(!chain_text(&e).contains("secret"), "{}", chain_text(&e));
+    }
 }
