@@ -93,6 +93,13 @@ fn a_30_second_outage_of_the_service_loses_and_doubles_nothing() {
         log.contains("retrying"),
         "the outage was not noticed:\n{log}"
     );
+    // More than a lease's 60 s have passed since the agent took it: it was renewed through
+    // the outage, and still keeps a second writer out.
+    let refused = ws.failure(&["sync", "--config", "{config}"]);
+    assert!(
+        refused.contains("the lake is in use by lakelink pid"),
+        "{refused}"
+    );
     assert!(
         agent.stop().success(),
         "the agent stops cleanly after the outage"
