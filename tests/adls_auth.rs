@@ -192,3 +192,60 @@ fn a_service_principal_gets_its_token_from_the_authority_host_and_a_wrong_secret
     );
     assert!(!err.contains("not-the-secret"), "{err}");
 }
+
+#[test]
+fn a_managed_identity_gets_its_token_from_the_identity_endpoint() {
+    let ca = support::azurite::TestCa::generate();
+    let azurite = Azurite::start_with_tokens(&ca);
+    let (client_id, secret) = ("5d3e7c1a-9f1b-4f0e-8a52-2c6f0b9e4d21", "identity-header");
+    let tokens = support::azurite::TokenEndpoint::start(&ca, client_id, secret);
+    let mut ws = workspace(String::new());
+    let lakelink = |ws: &Workspace, args: &[&str]| {
+        let config = ws.config.to_str().unwrap().to_string();
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{config}", &config))
+            .collect();
+        std::process::Command::new(lakelink_bin())
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .env("SSL_CERT_FILE", &ca.ca_cert)
+            .env("IDENTITY_ENDPOINT", tokens.identity_endpoint())
+            .env("IDENTITY_HEADER", secret)
+            .output()
+            .expect("run lakelink")
+    };
+    // A user-assigned identity, by its client id.
+    ws.lake_section = Some(azurite.lake_section_in(
+        "crm",
+        &format!("auth = \"managed_identity\"\nclient_id = \"{client_id}\""),
+    ));
+    ws.write_config("", TABLES);
+    let out = lakelink(&ws, &["sync", "--config", "{config}"]);
+    assert!(
+        out.status.success(),
+        "sync with a managed identity failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = lakelink(&ws, &["read", "--config", "{config}", "account"]);
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert_eq!(parse_csv(&read.stdout).len(), 3, "the header and two rows");
+    // An identity this machine does not have.
+    ws.lake_section = Some(azurite.lake_section_in(
+        "crm",
+        "auth = \"managed_identity\"\nclient_id = \"00000000-0000-0000-0000-000000000000\"",
+    ));
+    ws.write_config("", TABLES);
+    let out = lakelink(&ws, &["sync", "--config", "{config}"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let line = err.lines().last().unwrap_or_default();
+    assert!(
+        line.starts_with("lakelink: ") && line.contains("lake.auth = \"managed_identity\""),
+        "{err}"
+    );
+}

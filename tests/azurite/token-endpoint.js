@@ -1,7 +1,9 @@
 // A Microsoft Entra token endpoint for tests, on loopback over HTTPS: answers the client
 // credentials grant of one application with a token Azurite's `--oauth basic` accepts
 // (right audience and issuer, valid now; the signature is not checked there), and refuses
-// any other secret as Entra does.
+// any other secret as Entra does. It also plays a managed identity endpoint (the App Service
+// protocol, at /msi/token): the identity header must be the same secret, and a client_id,
+// when asked for, the application's.
 //
 // node token-endpoint.js <port> <cert.pem> <key.pem> <client id> <client secret>
 "use strict";
@@ -34,6 +36,25 @@ https
     let body = "";
     req.on("data", (chunk) => (body += chunk));
     req.on("end", () => {
+      const url = new URL(req.url, "https://127.0.0.1");
+      if (url.pathname === "/msi/token") {
+        const asked = url.searchParams.get("client_id");
+        res.setHeader("content-type", "application/json");
+        if (req.headers["x-identity-header"] !== clientSecret || (asked && asked !== clientId)) {
+          res.statusCode = 400;
+          res.end(JSON.stringify({ error: "invalid_request", error_description: "Unknown identity" }));
+        } else {
+          res.end(
+            JSON.stringify({
+              access_token: token("72f988bf-86f1-41af-91ab-2d7cd011db47"),
+              expires_on: String(Math.floor(Date.now() / 1000) + 3600),
+              resource: url.searchParams.get("resource"),
+              token_type: "Bearer",
+            })
+          );
+        }
+        return;
+      }
       const match = /^\/([^/]+)\/oauth2\/v2\.0\/token$/.exec(req.url);
       const form = new URLSearchParams(body);
       res.setHeader("content-type", "application/json");

@@ -355,6 +355,12 @@ impl TokenEndpoint {
     pub fn authority_host(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
     }
+
+    /// Its managed identity endpoint, for `IDENTITY_ENDPOINT` (the App Service protocol; the
+    /// secret goes in `IDENTITY_HEADER`).
+    pub fn identity_endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}/msi/token", self.port)
+    }
 }
 
 impl Drop for TokenEndpoint {
