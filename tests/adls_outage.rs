@@ -93,6 +93,15 @@ fn a_30_second_outage_of_the_service_loses_and_doubles_nothing() {
         log.contains("retrying"),
         "the outage was not noticed:\n{log}"
     );
+    let signature = sas.split("sig=").nth(1).unwrap();
+    assert!(!log.contains(signature), "the SAS reached the log:\n{log}");
+    let status = ws.lakelink(&["status", "--config", "{config}"]);
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(
+        status.contains("agent running (http://"),
+        "status finds the agent through the lock blob: {status}"
+    );
+    assert!(!status.contains(signature), "{status}");
     // More than a lease's 60 s have passed since the agent took it: it was renewed through
     // the outage, and still keeps a second writer out.
     let refused = ws.failure(&["sync", "--config", "{config}"]);

@@ -169,7 +169,7 @@ impl AdlsLake {
     }
 
     /// Refuses writes once another writer holds the lease.
-    fn check_lease(&self, _path: &LakePath) -> Result<(), LakeError> {
+    fn check_lease(&self) -> Result<(), LakeError> {
         if self.lease_lost.load(Ordering::SeqCst) {
             return Err(LakeError::Locked {
                 holder: "another agent (this agent's lease lapsed and was taken)".to_string(),
@@ -209,7 +209,7 @@ impl Lake for AdlsLake {
     }
 
     fn append(&self, path: &LakePath, expected_len: u64, data: &[u8]) -> Result<u64, LakeError> {
-        self.check_lease(path)?;
+        self.check_lease()?;
         self.runtime.block_on(
             self.block_lists
                 .append(&self.store, path, expected_len, data),
@@ -217,7 +217,7 @@ impl Lake for AdlsLake {
     }
 
     fn discard_tail(&self, path: &LakePath, len: u64) -> Result<(), LakeError> {
-        self.check_lease(path)?;
+        self.check_lease()?;
         self.runtime
             .block_on(self.block_lists.discard_tail(&self.store, path, len))
     }
@@ -238,7 +238,7 @@ impl Lake for AdlsLake {
     }
 
     fn create(&self, path: &LakePath) -> Result<Box<dyn NewFile>, LakeError> {
-        self.check_lease(path)?;
+        self.check_lease()?;
         // Fail early rather than after writing the whole file; commit checks again.
         if self.size(path)?.is_some() {
             return Err(LakeError::AlreadyExists { path: path.clone() });
@@ -251,7 +251,7 @@ impl Lake for AdlsLake {
     }
 
     fn replace(&self, path: &LakePath, data: &[u8]) -> Result<(), LakeError> {
-        self.check_lease(path)?;
+        self.check_lease()?;
         let name = self.name(path);
         let known = self
             .published
@@ -352,7 +352,7 @@ impl Lake for AdlsLake {
     }
 
     fn delete(&self, path: &LakePath) -> Result<(), LakeError> {
-        self.check_lease(path)?;
+        self.check_lease()?;
         let name = self.name(path);
         self.block_lists.forget(&name);
         self.published
