@@ -102,7 +102,22 @@ fn kill_nine_at_random_points_of_an_adls_lake_loses_and_doubles_nothing() {
     let azurite = support::azurite::Azurite::start();
     let mut ws = Workspace::new(CRM_SCHEMA);
     support::azurite::use_azurite(&mut ws, &azurite);
+    // Splits every 3 batches, so that kills also land around a live file's split.
+    if let Some(section) = ws.lake_section.as_mut() {
+        section.push_str("split_after_batches = 3\n");
+    }
     kill_nine_at_random_points(&ws, env_number("LAKELINK_CRASH_KILLS_ADLS", 25));
+    let lake = ws.open_lake();
+    let split = ["account", "contact", "tag"].iter().any(|table| {
+        lake.list(&LakePath::from_raw(*table))
+            .unwrap()
+            .iter()
+            .any(|e| lake.size(&e.path).unwrap().is_some() && lake.parts(&e.path).len() > 1)
+    });
+    assert!(
+        split,
+        "no live file was split: the run did not cover splits"
+    );
 }
 
 fn kill_nine_at_random_points(ws: &Workspace, kills: u64) {

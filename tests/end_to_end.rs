@@ -22,7 +22,31 @@ fn random_changes_reach_an_adls_lake_on_azurite_exactly_once() {
     let azurite = support::azurite::Azurite::start();
     let mut ws = Workspace::new(CRM_SCHEMA);
     support::azurite::use_azurite(&mut ws, &azurite);
+    // Live files split after two batches, so that reads, recovery and manifests go across
+    // splits.
+    if let Some(section) = ws.lake_section.as_mut() {
+        section.push_str("split_after_batches = 2\n");
+    }
     random_changes_reach_the_lake_exactly_once(&ws);
+    // The trickle manifest names every split of a live file, in order.
+    let trickle = ws
+        .lake_file("Microsoft.Athena.TrickleFeedService/contact-model.json")
+        .expect("the trickle manifest");
+    let trickle: lakelink_model::cdm::Model = serde_json::from_slice(&trickle).unwrap();
+    let locations: Vec<&str> = trickle.entities[0]
+        .partitions
+        .iter()
+        .map(|p| p.location.as_str())
+        .collect();
+    assert!(
+        locations.iter().any(|l| l.ends_with("_001.csv")),
+        "{locations:?}"
+    );
+    let lake = ws.open_lake();
+    for location in &locations {
+        let path = lake.path_of_location(location).expect("a file of the lake");
+        assert!(lake.size(&path).unwrap().is_some(), "{location} exists");
+    }
     // Locations are absolute URLs of the lake's filesystem, slashes kept.
     let model = ws.model();
     let endpoint = azurite.endpoint();

@@ -239,6 +239,7 @@ pub fn azurite_config(azurite: &Azurite, filesystem: &str, path: Option<&str>) -
         client_id: None,
         client_secret_env: None,
         client_secret_file: None,
+        split_after_batches: None,
     }
 }
 
@@ -280,6 +281,7 @@ fn the_adls_lake_keeps_the_contract_on_real_azure() {
         client_id: None,
         client_secret_env: None,
         client_secret_file: None,
+        split_after_batches: None,
     };
     contract(|| Box::new(AdlsLake::open(&config).unwrap()));
 }
@@ -300,4 +302,69 @@ fn staged_blocks_of_a_crashed_write_are_invisible_and_in_no_ones_way() {
     let fresh = AdlsLake::open(&azurite_config(&azurite, "lake", None)).unwrap();
     assert_eq!(fresh.append(&f, 0, b"a\n").unwrap(), 2);
     assert_eq!(read_all(&fresh, "t/2024.csv", 0, None), "a\n");
+}
+
+/// A live file past `split_after_batches` goes on in `<partition>_001.csv`, ...: to the
+/// engine it stays one file (size, appends, reads, cuts, delete), listings show it once,
+/// and `parts` names the splits in order.
+#[test]
+fn a_long_live_file_is_split_and_still_reads_as_one() {
+    let azurite = Azurite::start();
+    let config = AdlsLakeConfig {
+        split_after_batches: Some(2),
+        ..azurite_config(&azurite, "lake", None)
+    };
+    let lake = AdlsLake::open(&config).unwrap();
+    let f = p("t/2024.csv");
+    let mut len = 0;
+    let mut expected = String::new();
+    for batch in 0..7 {
+        let data = format!("row {batch}\n");
+        len = lake.append(&f, len, data.as_bytes()).unwrap();
+        expected.push_str(&data);
+    }
+    assert_eq!(
+        lake.parts(&f),
+        [
+            p("t/2024.csv"),
+            p("t/2024_001.csv"),
+            p("t/2024_002.csv"),
+            p("t/2024_003.csv")
+        ]
+    );
+    assert_eq!(lake.size(&f).unwrap(), Some(len));
+    assert_eq!(read_all(&lake, "t/2024.csv", 0, None), expected);
+    assert_eq!(read_all(&lake, "t/2024.csv", 4, Some(26)), expected[4..26]);
+    assert_eq!(read_all(&lake, "t/2024.csv", len, None), "");
+    let listed: Vec<_> = lake
+        .list(&p("t"))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    assert_eq!(
+        listed,
+        std::slice::from_ref(&f),
+        "splits are not files of their own"
+    );
+    // Another process opening the lake finds the splits.
+    let other = AdlsLake::open(&config).unwrap();
+    assert_eq!(other.size(&f).unwrap(), Some(len));
+    assert_eq!(other.parts(&f).len(), 4);
+    let err = other.append(&f, 6, b"x").unwrap_err();
+    assert!(
+        matches!(err, LakeError::LengthMismatch { actual, .. } if actual == len),
+        "{err}"
+    );
+    assert_eq!(other.append(&f, len, b"row 7\n").unwrap(), len + 6);
+    expected.push_str("row 7\n");
+    assert_eq!(read_all(&other, "t/2024.csv", 0, None), expected);
+    // A cut at a batch boundary inside an earlier split drops the later splits.
+    other.discard_tail(&f, 12).unwrap();
+    assert_eq!(other.size(&f).unwrap(), Some(12));
+    assert_eq!(read_all(&other, "t/2024.csv", 0, None), "row 0\nrow 1\n");
+    assert_eq!(other.parts(&f).len(), 1);
+    other.delete(&f).unwrap();
+    assert_eq!(other.size(&f).unwrap(), None);
+    assert!(other.list(&p("t")).unwrap().is_empty());
 }

@@ -458,6 +458,16 @@ mod tests {
             lake.account_key_file.as_deref(),
             Some(Path::new("/etc/lakelink/key"))
         );
+        assert_eq!(lake.split_after(), 10_000, "the default split");
+        let err = adls(
+            "kind = \"adls\"\naccount = \"crmlake\"\nfilesystem = \"lake\"\nauth = \"managed_identity\"\nsplit_after_batches = 50000",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("lake.split_after_batches must be between 1 and 49000"),
+            "{err}"
+        );
         assert_eq!(lake.prefix(), "lakes/crm");
         let err = adls(
             "kind = \"adls\"\naccount = \"Crm_Lake\"\nfilesystem = \"x\"\nauth = \"service_principal\"\nsas_token_env = \"S\"",

@@ -116,11 +116,24 @@ impl Azurite {
                 .arg(key);
         }
         let mut child = command
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("start Azurite (is Node.js installed?)");
         wait_listening(&mut child, self.port, "Azurite", &log_path);
+        // Azurite accepts connections a moment before it serves them (answering 404 meanwhile):
+        // it says when it is ready.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("successfully listens")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after 30 s waiting for Azurite to say it listens"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.child = Some(child);
     }
 
@@ -206,8 +219,13 @@ impl Azurite {
 }
 
 impl Drop for Azurite {
+    /// SIGKILL: at the end of a test nothing of Azurite's needs saving, and a graceful stop
+    /// can take seconds.
     fn drop(&mut self) {
-        self.stop();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -43,7 +43,7 @@ impl BlockLists {
     }
 
     /// The committed state of blob `name`, from the cache or the service (`None`: no blob).
-    async fn committed(
+    pub async fn committed(
         &self,
         store: &BlobStore,
         name: &str,

@@ -63,7 +63,18 @@ pub struct AdlsLakeConfig {
     pub client_secret_env: Option<String>,
     /// `service_principal`: the file holding the client secret.
     pub client_secret_file: Option<PathBuf>,
+    /// Batches a live file's split takes before the next split starts
+    /// ([`DEFAULT_SPLIT_AFTER_BATCHES`] when absent).
+    pub split_after_batches: Option<usize>,
 }
+
+/// A live file's split takes 10,000 batches (blocks) before the next starts: far below blob
+/// storage's 50,000-block limit, and small enough that the block list every append re-sends
+/// stays under half a megabyte. At the default 200 ms poll that is over half an hour of
+/// non-stop changes to one partition.
+pub const DEFAULT_SPLIT_AFTER_BATCHES: usize = 10_000;
+/// The most a split may take: room below the service's limit for a batch of several blocks.
+pub const MAX_SPLIT_AFTER_BATCHES: usize = 49_000;
 
 /// Where a secret comes from.
 #[derive(Clone, PartialEq, Eq)]
@@ -111,6 +122,12 @@ impl AdlsLakeConfig {
         self.sas_token_file = resolve(self.sas_token_file);
         self.client_secret_file = resolve(self.client_secret_file);
         self
+    }
+
+    /// Batches per live-file split.
+    pub fn split_after(&self) -> usize {
+        self.split_after_batches
+            .unwrap_or(DEFAULT_SPLIT_AFTER_BATCHES)
     }
 
     /// The folder prefix inside the filesystem, without slashes at either end ("" for none).
@@ -162,6 +179,11 @@ impl AdlsLakeConfig {
         {
             problems.push(format!(
                 "lake.endpoint {endpoint:?} must be an http(s):// URL"
+            ));
+        }
+        if !(1..=MAX_SPLIT_AFTER_BATCHES).contains(&self.split_after()) {
+            problems.push(format!(
+                "lake.split_after_batches must be between 1 and {MAX_SPLIT_AFTER_BATCHES}"
             ));
         }
         let mut secret = |key: &str, env: &Option<String>, file: &Option<PathBuf>| {

@@ -20,6 +20,7 @@ pub mod block_append;
 pub mod config;
 pub mod credentials;
 pub mod errors;
+pub mod live_splits;
 pub mod locations;
 pub mod new_file;
 pub mod range_reader;
@@ -51,6 +52,7 @@ pub struct AdlsLake {
     account: String,
     filesystem: String,
     block_lists: BlockLists,
+    live: live_splits::LiveSplits,
     /// The ETag this lake last published of each replaced file (model.json).
     published: Mutex<HashMap<String, String>>,
     /// Set when another writer took the lease after an outage: every write is refused.
@@ -97,6 +99,7 @@ impl AdlsLake {
             account: config.account.clone(),
             filesystem: config.filesystem.clone(),
             block_lists: BlockLists::default(),
+            live: live_splits::LiveSplits::new(config.split_after()),
             published: Mutex::new(HashMap::new()),
             lease_lost: Arc::new(AtomicBool::new(false)),
         };
@@ -201,6 +204,11 @@ impl Lake for AdlsLake {
     }
 
     fn size(&self, path: &LakePath) -> Result<Option<u64>, LakeError> {
+        if live_splits::is_live_file(path) {
+            return self
+                .runtime
+                .block_on(self.live.size(&self.store, &self.block_lists, path));
+        }
         match self.runtime.block_on(self.store.size(&self.name(path))) {
             Ok(size) => Ok(Some(size)),
             Err(e) if is_blob_not_found(&e) => Ok(None),
@@ -210,6 +218,15 @@ impl Lake for AdlsLake {
 
     fn append(&self, path: &LakePath, expected_len: u64, data: &[u8]) -> Result<u64, LakeError> {
         self.check_lease()?;
+        if live_splits::is_live_file(path) {
+            return self.runtime.block_on(self.live.append(
+                &self.store,
+                &self.block_lists,
+                path,
+                expected_len,
+                data,
+            ));
+        }
         self.runtime.block_on(
             self.block_lists
                 .append(&self.store, path, expected_len, data),
@@ -218,6 +235,14 @@ impl Lake for AdlsLake {
 
     fn discard_tail(&self, path: &LakePath, len: u64) -> Result<(), LakeError> {
         self.check_lease()?;
+        if live_splits::is_live_file(path) {
+            return self.runtime.block_on(self.live.discard_tail(
+                &self.store,
+                &self.block_lists,
+                path,
+                len,
+            ));
+        }
         self.runtime
             .block_on(self.block_lists.discard_tail(&self.store, path, len))
     }
@@ -228,6 +253,16 @@ impl Lake for AdlsLake {
         start: u64,
         end: Option<u64>,
     ) -> Result<Box<dyn BufRead + Send>, LakeError> {
+        if live_splits::is_live_file(path) {
+            return self.live.read(
+                &self.runtime,
+                &self.store,
+                &self.block_lists,
+                path,
+                start,
+                end,
+            );
+        }
         Ok(Box::new(range_reader::RangeReader::open(
             Arc::clone(&self.runtime),
             self.store.clone(),
@@ -340,6 +375,14 @@ impl Lake for AdlsLake {
             if first.is_empty() || first.starts_with('.') {
                 continue;
             }
+            // A live file's later splits (`<table>/<partition>_001.csv`) are part of it, not
+            // files of their own.
+            if !is_dir
+                && live_splits::is_split_name(first)
+                && live_splits::is_live_file(&LakePath::from_raw(format!("{folder}x.csv")))
+            {
+                continue;
+            }
             *entries.entry(first.to_string()).or_insert(is_dir) |= is_dir;
         }
         Ok(entries
@@ -353,6 +396,11 @@ impl Lake for AdlsLake {
 
     fn delete(&self, path: &LakePath) -> Result<(), LakeError> {
         self.check_lease()?;
+        if live_splits::is_live_file(path) {
+            return self
+                .runtime
+                .block_on(self.live.delete(&self.store, &self.block_lists, path));
+        }
         let name = self.name(path);
         self.block_lists.forget(&name);
         self.published
@@ -370,6 +418,14 @@ impl Lake for AdlsLake {
         // Interrupted writes leave only uncommitted blocks: invisible, and discarded by the
         // service (at the next commit of that blob, or after a week).
         Ok(0)
+    }
+
+    fn parts(&self, path: &LakePath) -> Vec<LakePath> {
+        if live_splits::is_live_file(path) {
+            self.live.parts(path)
+        } else {
+            vec![path.clone()]
+        }
     }
 
     fn lock_writer(&self, holder: &str) -> Result<Box<dyn WriterLock>, LakeError> {
