@@ -98,6 +98,7 @@ fn kill_nine_at_random_points_loses_and_doubles_nothing() {
 /// The same on an ADLS lake on Azurite, with fewer kills by default (each restart pays for
 /// HTTP round trips): `LAKELINK_CRASH_KILLS_ADLS` sets them.
 #[test]
+#[cfg(feature = "adls")]
 fn kill_nine_at_random_points_of_an_adls_lake_loses_and_doubles_nothing() {
     let azurite = support::azurite::Azurite::start();
     let mut ws = Workspace::new(CRM_SCHEMA);

@@ -18,6 +18,7 @@ fn random_changes_over_several_tables_and_syncs_reach_the_lake_exactly_once() {
 }
 
 #[test]
+#[cfg(feature = "adls")]
 fn random_changes_reach_an_adls_lake_on_azurite_exactly_once() {
     let azurite = support::azurite::Azurite::start();
     let mut ws = Workspace::new(CRM_SCHEMA);

@@ -3,12 +3,15 @@
 
 mod support;
 
+#[cfg(feature = "adls")]
 use lakelink_connectors::lake::adls::AdlsLake;
+#[cfg(feature = "adls")]
 use lakelink_connectors::lake::adls::config::{AdlsAuthMode, AdlsLakeConfig};
 use lakelink_connectors::lake::local::LocalLake;
 use lakelink_model::lake::{Lake, LakeEntry, LakeError};
 use lakelink_model::lake_path::LakePath;
 use std::io::Read;
+#[cfg(feature = "adls")]
 use support::azurite::{ACCOUNT, Azurite};
 
 fn p(path: &str) -> LakePath {
@@ -224,6 +227,7 @@ fn the_local_lake_keeps_the_contract() {
 }
 
 /// An ADLS lake config for Azurite's account, authorized by its key.
+#[cfg(feature = "adls")]
 pub fn azurite_config(azurite: &Azurite, filesystem: &str, path: Option<&str>) -> AdlsLakeConfig {
     AdlsLakeConfig {
         account: ACCOUNT.to_string(),
@@ -244,6 +248,7 @@ pub fn azurite_config(azurite: &Azurite, filesystem: &str, path: Option<&str>) -
 }
 
 #[test]
+#[cfg(feature = "adls")]
 fn the_adls_lake_keeps_the_contract_on_azurite() {
     let azurite = Azurite::start();
     let config = azurite_config(&azurite, "lake", None);
@@ -257,6 +262,7 @@ fn the_adls_lake_keeps_the_contract_on_azurite() {
 /// `LAKELINK_TEST_ADLS_ACCOUNT`, `LAKELINK_TEST_ADLS_FILESYSTEM` and `LAKELINK_TEST_ADLS_KEY`
 /// (the account key); run with `-- --ignored` (README, Development).
 #[test]
+#[cfg(feature = "adls")]
 #[ignore = "needs a real Azure storage account (see the README)"]
 fn the_adls_lake_keeps_the_contract_on_real_azure() {
     let var = |name: &str| {
@@ -290,6 +296,7 @@ fn the_adls_lake_keeps_the_contract_on_real_azure() {
 /// uncommitted blocks only: it does not exist for any reader, and an append at length 0
 /// starts it.
 #[test]
+#[cfg(feature = "adls")]
 fn staged_blocks_of_a_crashed_write_are_invisible_and_in_no_ones_way() {
     let azurite = Azurite::start();
     let lake = AdlsLake::open(&azurite_config(&azurite, "lake", None)).unwrap();
@@ -308,6 +315,7 @@ fn staged_blocks_of_a_crashed_write_are_invisible_and_in_no_ones_way() {
 /// engine it stays one file (size, appends, reads, cuts, delete), listings show it once,
 /// and `parts` names the splits in order.
 #[test]
+#[cfg(feature = "adls")]
 fn a_long_live_file_is_split_and_still_reads_as_one() {
     let azurite = Azurite::start();
     let config = AdlsLakeConfig {

@@ -1,6 +1,7 @@
 //! The agent's TOML config: parsing with unknown keys refused, defaults, and a validation that
 //! reports every problem with the key it concerns. Relative paths are relative to the file.
 
+#[cfg(feature = "adls")]
 use lakelink_connectors::lake::adls::config::AdlsLakeConfig;
 use lakelink_connectors::source::sqlite::SqliteSourceConfig;
 use lakelink_model::lake_path::TableName;
@@ -87,6 +88,7 @@ pub enum LakeConfig {
     /// `kind = "local"`.
     Local(LocalLakeConfig),
     /// `kind = "adls"`: Azure Data Lake Storage Gen2.
+    #[cfg(feature = "adls")]
     Adls(Box<AdlsLakeConfig>),
 }
 
@@ -263,6 +265,7 @@ impl Config {
                     base_url: c.base_url,
                 })
             }
+            #[cfg(feature = "adls")]
             LakeConfig::Adls(c) => {
                 problems.extend(c.problems());
                 LakeConfig::Adls(Box::new(c.resolve_paths(base)))
@@ -440,12 +443,14 @@ mod tests {
         assert!(err.contains("listed twice"), "{err}");
     }
 
+    #[cfg(feature = "adls")]
     fn adls(lake: &str) -> Result<Config, ConfigError> {
         let text = GOOD.replace("kind = \"local\"\n        path = \"/lake\"", lake);
         Config::parse(Path::new("/etc/lakelink/agent.toml"), &text)
     }
 
     #[test]
+    #[cfg(feature = "adls")]
     fn an_adls_lake_resolves_its_secret_file_and_checks_its_auth() {
         let c = adls(
             "kind = \"adls\"\naccount = \"crmlake\"\nfilesystem = \"lake\"\npath = \"lakes/crm\"\nauth = \"account_key\"\naccount_key_file = \"key\"",

@@ -13,6 +13,7 @@ use crate::snapshot;
 use crate::state::{LinkRecord, LiveFile, StateStore, SyncState};
 use crate::table_feed::TableFeed;
 use crate::table_schema;
+#[cfg(feature = "adls")]
 use lakelink_connectors::lake::adls::AdlsLake;
 use lakelink_connectors::lake::local::LocalLake;
 use lakelink_connectors::source::sqlite::SqliteSource;
@@ -59,6 +60,7 @@ pub struct Pipeline {
 pub fn open_lake(config: &LakeConfig) -> Result<Box<dyn Lake>, EngineError> {
     Ok(match config {
         LakeConfig::Local(c) => Box::new(LocalLake::open(&c.path, c.base_url.clone())?),
+        #[cfg(feature = "adls")]
         LakeConfig::Adls(c) => Box::new(AdlsLake::open(c)?),
     })
 }

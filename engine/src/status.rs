@@ -9,7 +9,6 @@ use crate::metrics::AgentStatus;
 use crate::state::StateStore;
 use lakelink_model::lake_path::LakePath;
 use std::fmt::Write as _;
-use std::io::Read as _;
 use std::net::SocketAddr;
 
 /// The status endpoint of the agent that holds (or last held) the lake's lock.
@@ -19,7 +18,9 @@ fn agent_address(config: &Config) -> Option<SocketAddr> {
             std::fs::read_to_string(lake.path.join(LakePath::writer_lock().as_str())).ok()?
         }
         // The lock blob is read without its lease, which only guards writes.
+        #[cfg(feature = "adls")]
         LakeConfig::Adls(_) => {
+            use std::io::Read as _;
             let lake = crate::pipeline::open_lake(&config.lake).ok()?;
             let mut text = String::new();
             lake.read(&LakePath::writer_lock(), 0, None)
