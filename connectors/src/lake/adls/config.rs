@@ -282,30 +282,27 @@ impl AdlsLakeConfig {
         problems
     }
 
-    /// Where the secret of the configured mode comes from (`None` for a managed identity).
-    pub fn secret_source(&self) -> Option<SecretSource> {
-        let pick = |env: &Option<String>, file: &Option<PathBuf>| {
+    /// The configured mode's secret: its key in messages (`account_key`, `sas_token`,
+    /// `client_secret`) and where it comes from (`None` for a managed identity, which has
+    /// none).
+    pub fn secret_source(&self) -> Option<(&'static str, SecretSource)> {
+        let pick = |key, env: &Option<String>, file: &Option<PathBuf>| {
             env.clone()
                 .map(SecretSource::Env)
                 .or_else(|| file.clone().map(SecretSource::File))
+                .map(|source| (key, source))
         };
         match self.auth {
-            AdlsAuthMode::AccountKey => pick(&self.account_key_env, &self.account_key_file),
-            AdlsAuthMode::Sas => pick(&self.sas_token_env, &self.sas_token_file),
-            AdlsAuthMode::ServicePrincipal => {
-                pick(&self.client_secret_env, &self.client_secret_file)
+            AdlsAuthMode::AccountKey => {
+                pick("account_key", &self.account_key_env, &self.account_key_file)
             }
+            AdlsAuthMode::Sas => pick("sas_token", &self.sas_token_env, &self.sas_token_file),
+            AdlsAuthMode::ServicePrincipal => pick(
+                "client_secret",
+                &self.client_secret_env,
+                &self.client_secret_file,
+            ),
             AdlsAuthMode::ManagedIdentity => None,
-        }
-    }
-
-    /// The secret's key name in messages (`account_key`, `sas_token`, `client_secret`).
-    pub fn secret_key(&self) -> &'static str {
-        match self.auth {
-            AdlsAuthMode::AccountKey => "account_key",
-            AdlsAuthMode::Sas => "sas_token",
-            AdlsAuthMode::ServicePrincipal => "client_secret",
-            AdlsAuthMode::ManagedIdentity => "client_id",
         }
     }
 }

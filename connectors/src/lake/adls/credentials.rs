@@ -41,7 +41,7 @@ impl Authorization {
     /// naming the key at fault (never the secret).
     pub fn from_config(config: &AdlsLakeConfig) -> Result<Authorization, String> {
         let secret = match config.secret_source() {
-            Some(source) => Some(source.read(config.secret_key())?),
+            Some((key, source)) => Some(source.read(key)?),
             None => None,
         };
         let secret = secret.unwrap_or_default();

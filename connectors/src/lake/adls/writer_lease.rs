@@ -1,9 +1,9 @@
 //! The lake's writer lock on blob storage: a 60-second lease on `_lakelink/lock`, renewed by a
 //! background thread while the guard lives and released when it is dropped. The blob holds
-//! who has it (written under the lease), so a refused agent can name the holder, and its
-//! metadata-like first line records the host and process id, so that the lease of an agent
-//! that died on this same machine (kill -9, a crash) is broken at once instead of making the
-//! restart wait up to a minute for it to expire.
+//! who has it, so a refused agent can name the holder; its first line records the holder's
+//! host and process id, so that the lease of an agent that died on this same machine
+//! (kill -9, a crash) is broken at once instead of making the restart wait up to a minute for
+//! it to expire.
 
 use super::blob_store::{BlobStore, PutCondition};
 use super::errors::{chain_text, error_code, lake_error};
