@@ -27,6 +27,7 @@ fn save_by_rename(ws: &Workspace, engine: &str, tables: &str) {
         db: ws.db.clone(),
         lake: ws.lake.clone(),
         config: staged.clone(),
+        lake_section: ws.lake_section.clone(),
     };
     tmp.write_config(engine, tables);
     std::fs::rename(&staged, &real).unwrap();

@@ -1,6 +1,8 @@
 //! The agent's TOML config: parsing with unknown keys refused, defaults, and a validation that
 //! reports every problem with the key it concerns. Relative paths are relative to the file.
 
+#[cfg(feature = "adls")]
+use lakelink_connectors::lake::adls::config::AdlsLakeConfig;
 #[cfg(feature = "postgres")]
 use lakelink_connectors::source::postgres::PostgresSourceConfig;
 use lakelink_connectors::source::sqlite::SqliteSourceConfig;
@@ -90,6 +92,9 @@ pub enum SourceConfig {
 pub enum LakeConfig {
     /// `kind = "local"`.
     Local(LocalLakeConfig),
+    /// `kind = "adls"`: Azure Data Lake Storage Gen2.
+    #[cfg(feature = "adls")]
+    Adls(Box<AdlsLakeConfig>),
 }
 
 /// `[lake] kind = "local"`.
@@ -288,6 +293,11 @@ impl Config {
                     base_url: c.base_url,
                 })
             }
+            #[cfg(feature = "adls")]
+            LakeConfig::Adls(c) => {
+                problems.extend(c.problems());
+                LakeConfig::Adls(Box::new(c.resolve_paths(base)))
+            }
         };
 
         let duration = |key: &str,
@@ -485,5 +495,61 @@ mod tests {
         assert!(err.contains("engine.snapshot_interval \"soon\""), "{err}");
         assert!(err.contains("table[1].name"), "{err}");
         assert!(err.contains("listed twice"), "{err}");
+    }
+
+    #[cfg(feature = "adls")]
+    fn adls(lake: &str) -> Result<Config, ConfigError> {
+        let text = GOOD.replace("kind = \"local\"\n        path = \"/lake\"", lake);
+        Config::parse(Path::new("/etc/lakelink/agent.toml"), &text)
+    }
+
+    #[test]
+    #[cfg(feature = "adls")]
+    fn an_adls_lake_resolves_its_secret_file_and_checks_its_auth() {
+        let c = adls(
+            "kind = \"adls\"\naccount = \"crmlake\"\nfilesystem = \"lake\"\npath = \"lakes/crm\"\nauth = \"account_key\"\naccount_key_file = \"key\"",
+        )
+        .unwrap();
+        let LakeConfig::Adls(lake) = &c.lake else {
+            panic!("not an ADLS lake: {:?}", c.lake);
+        };
+        assert_eq!(
+            lake.account_key_file.as_deref(),
+            Some(Path::new("/etc/lakelink/key"))
+        );
+        assert_eq!(lake.split_after(), 10_000, "the default split");
+        let err = adls(
+            "kind = \"adls\"\naccount = \"crmlake\"\nfilesystem = \"lake\"\nauth = \"managed_identity\"\nsplit_after_batches = 50000",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("lake.split_after_batches must be between 1 and 49000"),
+            "{err}"
+        );
+        assert_eq!(lake.prefix(), "lakes/crm");
+        let err = adls(
+            "kind = \"adls\"\naccount = \"Crm_Lake\"\nfilesystem = \"x\"\nauth = \"service_principal\"\nsas_token_env = \"S\"",
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "lake.account \"Crm_Lake\"",
+            "lake.filesystem \"x\"",
+            "needs lake.client_secret_env",
+            "needs lake.tenant_id",
+            "needs lake.client_id",
+            "lake.sas_token_env does not apply",
+        ] {
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+        let err = adls("kind = \"adls\"\naccount = \"crmlake\"\nfilesystem = \"lake\"\nauth = \"sas\"\nsas_token = \"sv=secret\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown field `sas_token`"),
+            "secrets never in the text: {err}"
+        );
+        assert!(!err.contains("sv=secret"), "{err}");
     }
 }

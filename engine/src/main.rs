@@ -83,9 +83,12 @@ enum Command {
     },
     /// Print a table as readers see it (through model.json), as CSV with a header.
     Read {
-        /// The lake folder.
-        #[arg(long)]
-        lake: PathBuf,
+        /// The lake folder (a local lake).
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        lake: Option<PathBuf>,
+        /// The config whose `[lake]` to read (any kind of lake).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// The table.
         table: String,
         /// Read an older published generation instead of model.json.
@@ -116,8 +119,20 @@ fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the error and its causes, outermost first.
-            eprintln!("lakelink: {}", format!("{e:#}").replace('\n', " "));
+            // One line: the error and its causes, outermost first, each cause only once (an
+            // error that already shows its cause in its own text is not followed by it again).
+            let mut line = String::new();
+            for cause in e.chain() {
+                let text = cause.to_string();
+                if line.contains(&text) {
+                    continue;
+                }
+                if !line.is_empty() {
+                    line.push_str(": ");
+                }
+                line.push_str(&text);
+            }
+            eprintln!("lakelink: {}", line.replace('\n', " "));
             ExitCode::FAILURE
         }
     }
@@ -173,16 +188,23 @@ fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Read {
             lake,
+            config,
             table,
             generation,
         } => {
-            if !lake.is_dir() {
-                anyhow::bail!("lake folder {} does not exist", lake.display());
-            }
-            let lake = open_lake(&LakeConfig::Local(LocalLakeConfig {
-                path: lake,
-                base_url: None,
-            }))?;
+            let lake = match (lake, config) {
+                (Some(lake), _) => {
+                    if !lake.is_dir() {
+                        anyhow::bail!("lake folder {} does not exist", lake.display());
+                    }
+                    open_lake(&LakeConfig::Local(LocalLakeConfig {
+                        path: lake,
+                        base_url: None,
+                    }))?
+                }
+                (None, Some(config)) => open_lake(&Config::load(&config)?.lake)?,
+                (None, None) => anyhow::bail!("give --lake or --config"),
+            };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             match read::read_table(lake.as_ref(), &table, generation, &mut out) {

@@ -138,15 +138,26 @@ pub fn build_model<'a>(
 
 /// The one-entity manifest of a table's live files.
 pub fn trickle_model(lake: &dyn Lake, feed: &TableFeed) -> Model {
+    // A live file stored as several splits (LAKE_FORMAT §6) is one partition per split, in
+    // order, each named by its file.
     let partitions = feed
         .files()
-        .map(|f| {
-            partition(
-                lake,
-                &f.partition,
-                &LakePath::live_file(feed.name(), &f.partition, 0),
-            )
+        .flat_map(|f| {
+            let parts = lake.parts(&LakePath::live_file(feed.name(), &f.partition, 0));
+            let split = parts.len() > 1;
+            parts.into_iter().map(move |part| {
+                let name = if split {
+                    part.file_name()
+                        .strip_suffix(".csv")
+                        .unwrap_or(&f.partition)
+                        .to_string()
+                } else {
+                    f.partition.clone()
+                };
+                (name, part)
+            })
         })
+        .map(|(name, part)| partition(lake, &name, &part))
         .collect();
     let mut model = Model::new(0);
     model

@@ -13,6 +13,8 @@ use crate::snapshot;
 use crate::state::{LinkRecord, LiveFile, StateStore, SyncState};
 use crate::table_feed::TableFeed;
 use crate::table_schema;
+#[cfg(feature = "adls")]
+use lakelink_connectors::lake::adls::AdlsLake;
 use lakelink_connectors::lake::local::LocalLake;
 #[cfg(feature = "postgres")]
 use lakelink_connectors::source::postgres::PostgresSource;
@@ -60,6 +62,8 @@ pub struct Pipeline {
 pub fn open_lake(config: &LakeConfig) -> Result<Box<dyn Lake>, EngineError> {
     Ok(match config {
         LakeConfig::Local(c) => Box::new(LocalLake::open(&c.path, c.base_url.clone())?),
+        #[cfg(feature = "adls")]
+        LakeConfig::Adls(c) => Box::new(AdlsLake::open(c)?),
     })
 }
 

@@ -13,8 +13,23 @@ use std::net::SocketAddr;
 
 /// The status endpoint of the agent that holds (or last held) the lake's lock.
 fn agent_address(config: &Config) -> Option<SocketAddr> {
-    let LakeConfig::Local(lake) = &config.lake;
-    let holder = std::fs::read_to_string(lake.path.join(LakePath::writer_lock().as_str())).ok()?;
+    let holder = match &config.lake {
+        LakeConfig::Local(lake) => {
+            std::fs::read_to_string(lake.path.join(LakePath::writer_lock().as_str())).ok()?
+        }
+        // The lock blob is read without its lease, which only guards writes.
+        #[cfg(feature = "adls")]
+        LakeConfig::Adls(_) => {
+            use std::io::Read as _;
+            let lake = crate::pipeline::open_lake(&config.lake).ok()?;
+            let mut text = String::new();
+            lake.read(&LakePath::writer_lock(), 0, None)
+                .ok()?
+                .read_to_string(&mut text)
+                .ok()?;
+            text
+        }
+    };
     let at = holder.find("status http://")? + "status http://".len();
     let rest = &holder[at..];
     let end = rest.find([')', ',', ' ', '\n']).unwrap_or(rest.len());

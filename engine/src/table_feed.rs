@@ -255,7 +255,12 @@ impl TableFeed {
                 continue;
             }
             let path = LakePath::live_file(&self.name, &cursor.durable.partition, 0);
+            let splits = lake.parts(&path).len();
             let len = lake.append(&path, cursor.durable.len, &cursor.buffer)?;
+            // A lake that split the file: the trickle manifest must name the new split.
+            if lake.parts(&path).len() != splits {
+                self.new_partitions = true;
+            }
             cursor.buffer.clear();
             self.progress.1 += cursor.buffered_rows;
             self.progress.2 += len - cursor.durable.len;

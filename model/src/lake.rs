@@ -70,6 +70,14 @@ pub trait Lake: Send + Sync {
 
     /// Takes the lake's writer lock, recording `holder` for whoever is refused next.
     fn lock_writer(&self, holder: &str) -> Result<Box<dyn WriterLock>, LakeError>;
+
+    /// The files a live file is stored as, in order: the file itself, or, on a store that
+    /// splits long live files (a blob's block limit), `<partition>.csv`, `<partition>_001.csv`,
+    /// ... as far as this lake has seen them. Every other method treats a live file as one
+    /// file: the splits' concatenation.
+    fn parts(&self, path: &LakePath) -> Vec<LakePath> {
+        vec![path.clone()]
+    }
 }
 
 /// One entry of a folder listing.

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod azurite;
 pub mod pg;
 pub mod workload;
 
@@ -11,10 +12,13 @@ use lakelink_model::FieldKind;
 use lakelink_model::cdm::Model;
 use lakelink_model::column_type::ColumnType;
 use lakelink_model::csv_row::{CsvReader, Record};
+use lakelink_model::lake::Lake;
+use lakelink_model::lake_path::LakePath;
 use lakelink_model::value::Value;
 use lakelink_model::value_codec::read_value;
 use rusqlite::Connection;
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -29,6 +33,9 @@ pub struct Workspace {
     pub db: PathBuf,
     pub lake: PathBuf,
     pub config: PathBuf,
+    /// The `[lake]` section when the lake is not the local folder `lake` (an ADLS lake on
+    /// Azurite, see [`azurite::AzuriteLake`]).
+    pub lake_section: Option<String>,
 }
 
 impl Workspace {
@@ -43,7 +50,33 @@ impl Workspace {
             config: dir.path().join("lakelink.toml"),
             db,
             dir,
+            lake_section: None,
         }
+    }
+
+    /// The lake the config names, opened as the agent opens it (for reading what is in a
+    /// lake that is not a local folder).
+    pub fn open_lake(&self) -> Box<dyn lakelink_model::lake::Lake> {
+        let config = lakelink_engine::config::Config::load(&self.config).expect("the config");
+        lakelink_engine::pipeline::open_lake(&config.lake).expect("open the lake")
+    }
+
+    /// The whole content of `path` in the lake, or `None` when it does not exist.
+    pub fn lake_file(&self, path: &str) -> Option<Vec<u8>> {
+        use std::io::Read as _;
+        if self.lake_section.is_none() {
+            return std::fs::read(self.lake.join(path)).ok();
+        }
+        let lake = self.open_lake();
+        let path = lakelink_model::lake_path::LakePath::from_raw(path);
+        let mut reader = match lake.read(&path, 0, None) {
+            Ok(reader) => reader,
+            Err(lakelink_model::lake::LakeError::NotFound { .. }) => return None,
+            Err(e) => panic!("read {path}: {e}"),
+        };
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).expect("read the lake file");
+        Some(bytes)
     }
 
     /// A connection to the source, as an application would hold.
@@ -70,8 +103,12 @@ impl Workspace {
         if !sets("listen") {
             defaults.push_str("listen = \"127.0.0.1:0\"\n");
         }
+        let lake = self
+            .lake_section
+            .clone()
+            .unwrap_or_else(|| "[lake]\nkind = \"local\"\npath = \"lake\"\n".to_string());
         let text = format!(
-            "[source]\nkind = \"sqlite\"\npath = \"source.db\"\n\n[lake]\nkind = \"local\"\npath = \"lake\"\n\n[engine]\n{defaults}state = \"state.db\"\n{engine_extra}\n\n{tables}\n"
+            "[source]\nkind = \"sqlite\"\npath = \"source.db\"\n\n{lake}\n[engine]\n{defaults}state = \"state.db\"\n{engine_extra}\n\n{tables}\n"
         );
         std::fs::write(&self.config, text).expect("write config");
     }
@@ -119,8 +156,11 @@ impl Workspace {
 
     /// `lakelink read` of `table`, parsed: the header and the rows.
     pub fn read(&self, table: &str, generation: Option<u64>) -> (Vec<String>, Vec<Record>) {
-        let lake = self.lake.to_string_lossy().to_string();
-        let mut args = vec!["read", "--lake", lake.as_str(), table];
+        let (flag, lake) = match self.lake_section {
+            None => ("--lake", self.lake.to_string_lossy().to_string()),
+            Some(_) => ("--config", self.config.to_string_lossy().to_string()),
+        };
+        let mut args = vec!["read", flag, lake.as_str(), table];
         let g;
         if let Some(generation) = generation {
             g = generation.to_string();
@@ -143,13 +183,27 @@ impl Workspace {
 
     /// model.json.
     pub fn model(&self) -> Model {
-        let text = std::fs::read_to_string(self.lake.join("model.json")).expect("model.json");
-        serde_json::from_str(&text).expect("model.json parses")
+        let bytes = self.lake_file("model.json").expect("model.json");
+        serde_json::from_slice(&bytes).expect("model.json parses")
     }
 
     /// Every live file of `table`, by partition.
     pub fn live_files(&self, table: &str) -> BTreeMap<String, Vec<Record>> {
         let mut out = BTreeMap::new();
+        if self.lake_section.is_some() {
+            let lake = self.open_lake();
+            let dir = lakelink_model::lake_path::LakePath::from_raw(table);
+            for entry in lake.list(&dir).expect("list the table's folder") {
+                let name = entry.path.file_name().to_string();
+                if let Some(partition) = name.strip_suffix(".csv")
+                    && !entry.is_dir
+                {
+                    let bytes = self.lake_file(entry.path.as_str()).expect("live file");
+                    out.insert(partition.to_string(), parse_csv(&bytes));
+                }
+            }
+            return out;
+        }
         let Ok(entries) = std::fs::read_dir(self.lake.join(table)) else {
             return out;
         };
@@ -390,27 +444,45 @@ pub fn trigger_count(conn: &Connection) -> i64 {
 /// Every manifest lakelink keeps (and model.json) parses, and every file it names exists
 /// and is whole CSV.
 pub fn assert_manifests_whole(ws: &Workspace) {
-    let mut manifests = vec![ws.lake.join("model.json")];
-    for entry in std::fs::read_dir(ws.lake.join("_lakelink/models")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        assert!(
-            !name.starts_with('.'),
-            "{name}: a temporary file outlived the restart after a crash"
-        );
-        manifests.push(path);
+    let lake = ws.open_lake();
+    if ws.lake_section.is_none() {
+        for entry in std::fs::read_dir(ws.lake.join("_lakelink/models")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            assert!(
+                !name.starts_with('.'),
+                "{name}: a temporary file outlived the restart after a crash"
+            );
+        }
+    }
+    let mut manifests = vec![LakePath::model()];
+    for entry in lake.list(&LakePath::published_models_dir()).unwrap() {
+        manifests.push(entry.path);
     }
     for path in manifests {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let model: lakelink_model::cdm::Model = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: not whole: {e}", path.display()));
+        let bytes = read_lake_file(lake.as_ref(), &path);
+        let model: lakelink_model::cdm::Model =
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{path}: not whole: {e}"));
         for entity in &model.entities {
             for p in &entity.partitions {
-                let bytes = std::fs::read(&p.location)
-                    .unwrap_or_else(|e| panic!("{} names {}: {e}", path.display(), p.location));
+                let file = lake
+                    .path_of_location(&p.location)
+                    .unwrap_or_else(|| panic!("{path} names {}, outside the lake", p.location));
                 // parse_csv panics on a torn or malformed row.
-                parse_csv(&bytes);
+                parse_csv(&read_lake_file(lake.as_ref(), &file));
             }
         }
     }
+}
+
+/// The whole file at `path`, read through the lake.
+pub fn read_lake_file(lake: &dyn Lake, path: &LakePath) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    lake.read(path, 0, None)
+        .and_then(|mut r| {
+            r.read_to_end(&mut bytes)
+                .map_err(|e| lakelink_model::lake::LakeError::io("read", path, e))
+        })
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    bytes
 }

@@ -1,3 +1,5 @@
 //! Lakes: where lakelink writes files.
 
+#[cfg(feature = "adls")]
+pub mod adls;
 pub mod local;
