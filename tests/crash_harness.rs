@@ -13,34 +13,12 @@ mod support;
 use lakelink_model::lake_path::LakePath;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use support::crash::{env_number, kill, start_agent};
 use support::workload::*;
 use support::*;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn start_agent(ws: &Workspace) -> Child {
-    Command::new(lakelink_bin())
-        .args(["run", "--config", ws.config.to_str().unwrap()])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the agent")
-}
-
-fn kill(agent: &mut Child) {
-    agent.kill().expect("SIGKILL the agent");
-    agent.wait().expect("reap the agent");
-}
 
 #[test]
 fn kill_nine_at_random_points_loses_and_doubles_nothing() {
@@ -88,13 +66,13 @@ fn kill_nine_at_random_points(ws: &Workspace, kills: u64) {
     let (mut expected, next_id) = prefill(&conn, &mut rng, 6000);
     let initial_kills = (kills / 5).max(1);
     for _ in 0..initial_kills {
-        let mut agent = start_agent(ws);
+        let mut agent = start_agent(&ws.config);
         std::thread::sleep(Duration::from_millis(rng.random_range(5..120)));
         kill(&mut agent);
     }
     // Let one run finish the initial sync before the application starts writing, so that
     // every later change is captured and must appear as exactly one row.
-    let mut agent = start_agent(ws);
+    let mut agent = start_agent(&ws.config);
     let deadline = Instant::now() + Duration::from_secs(120);
     let lake = ws.open_lake();
     while lake.size(&LakePath::model()).unwrap().is_none() {
@@ -129,7 +107,7 @@ fn kill_nine_at_random_points(ws: &Workspace, kills: u64) {
     };
     let started = Instant::now();
     for _ in initial_kills..kills {
-        let mut agent = start_agent(ws);
+        let mut agent = start_agent(&ws.config);
         std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
         if let Some(status) = agent.try_wait().unwrap() {
             panic!("the agent exited with {status} on its own after a crash");

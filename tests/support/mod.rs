@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod azurite;
+pub mod crash;
 pub mod pg;
 pub mod workload;
 
