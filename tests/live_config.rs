@@ -98,3 +98,31 @@ fn an_invalid_edit_is_rejected_and_the_agent_keeps_syncing_on_the_last_good_conf
     assert_eq!(entities(&ws), ["a"]);
     assert!(agent.stop().success());
 }
+
+#[test]
+fn reading_the_config_does_not_reload_it() {
+    // `lakelink status --config`, an editor opening the file, a backup: none changes it.
+    let ws = Workspace::new(SCHEMA);
+    ws.write_config(ENGINE, "[[table]]\nname = \"a\"\n");
+    let agent = RunningAgent::start(&ws);
+    wait_for(30, "table a in model.json", || entities(&ws) == ["a"]);
+    for _ in 0..3 {
+        std::fs::read_to_string(&ws.config).unwrap();
+        let status = ws.lakelink(&["status", "--config", "{config}"]);
+        assert!(status.status.success());
+    }
+    // Longer than the watcher's debounce, so that a reload would have happened.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    ws.write_config(
+        ENGINE,
+        "[[table]]\nname = \"a\"\n\n[[table]]\nname = \"b\"\n",
+    );
+    wait_for(30, "table b in model.json", || entities(&ws) == ["a", "b"]);
+    let log = agent.log();
+    assert_eq!(
+        log.matches("config changed; applying it").count(),
+        1,
+        "only the one edit is a change:\n{log}"
+    );
+    assert!(agent.stop().success());
+}

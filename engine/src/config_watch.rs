@@ -29,7 +29,11 @@ impl ConfigWatcher {
         let (tx, events) = mpsc::channel();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Opening and reading the file (the agent's own reload, `lakelink status`, an
+                // editor, a backup) change nothing: only writes, creates, renames and removals
+                // are changes.
                 if let Ok(event) = event
+                    && !matches!(event.kind, notify::EventKind::Access(_))
                     && event
                         .paths
                         .iter()
