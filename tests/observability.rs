@@ -4,8 +4,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use support::agent_http::{get, sample};
 use support::*;
 
 const ENGINE: &str = "poll_interval = \"20ms\"\nsnapshot_interval = \"300ms\"";
@@ -15,26 +14,6 @@ fn agent_address(ws: &Workspace) -> Option<String> {
     let holder = std::fs::read_to_string(ws.lake.join("_lakelink/lock")).ok()?;
     let at = holder.find("status http://")? + "status http://".len();
     Some(holder[at..].trim_end_matches(')').trim().to_string())
-}
-
-fn get(address: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(address).expect("connect to the agent");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
-        "{response}"
-    );
-    response.split_once("\r\n\r\n").unwrap().1.to_string()
-}
-
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[test]

@@ -91,6 +91,11 @@ impl Azurite {
         format!("{scheme}://127.0.0.1:{}/{ACCOUNT}", self.port)
     }
 
+    /// The loopback port its blob service listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Starts Azurite again on the same port and folder after [`Azurite::stop`].
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "Azurite is already running");
@@ -157,17 +162,20 @@ impl Azurite {
     /// The `[lake]` section of an ADLS lake in a new filesystem of this Azurite, with `auth`
     /// lines (e.g. from [`Azurite::account_key_auth`]).
     pub fn lake_section(&self, auth: &str) -> String {
+        self.lake_section_via(&self.endpoint(), auth)
+    }
+
+    /// [`Azurite::lake_section`] reached at `endpoint` instead of Azurite's own (a proxy in
+    /// front of it: Shared Key signatures do not cover the host).
+    pub fn lake_section_via(&self, endpoint: &str, auth: &str) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(1);
         let filesystem = format!("lake{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        self.lake_section_in(&filesystem, auth)
+        adls_lake_section(endpoint, &filesystem, auth)
     }
 
     /// [`Azurite::lake_section`] in filesystem `filesystem`.
     pub fn lake_section_in(&self, filesystem: &str, auth: &str) -> String {
-        format!(
-            "[lake]\nkind = \"adls\"\naccount = \"{ACCOUNT}\"\nfilesystem = \"{filesystem}\"\nendpoint = \"{}\"\n{auth}\n",
-            self.endpoint()
-        )
+        adls_lake_section(&self.endpoint(), filesystem, auth)
     }
 
     /// `auth` lines for the account key, read from a file.
@@ -227,6 +235,14 @@ impl Drop for Azurite {
             let _ = child.wait();
         }
     }
+}
+
+/// The `[lake]` section of an ADLS lake in `filesystem` of the development account at
+/// `endpoint`, with `auth` lines.
+fn adls_lake_section(endpoint: &str, filesystem: &str, auth: &str) -> String {
+    format!(
+        "[lake]\nkind = \"adls\"\naccount = \"{ACCOUNT}\"\nfilesystem = \"{filesystem}\"\nendpoint = \"{endpoint}\"\n{auth}\n"
+    )
 }
 
 /// The base64 HMAC-SHA256 of `text` under base64 `key`, percent-encoded for a query.

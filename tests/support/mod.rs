@@ -4,9 +4,11 @@
 
 #![allow(dead_code)]
 
+pub mod agent_http;
 pub mod azurite;
 pub mod crash;
 pub mod pg;
+pub mod throttling_proxy;
 pub mod workload;
 
 use lakelink_model::FieldKind;
@@ -199,7 +201,8 @@ impl Workspace {
                 if let Some(partition) = name.strip_suffix(".csv")
                     && !entry.is_dir
                 {
-                    let bytes = self.lake_file(entry.path.as_str()).expect("live file");
+                    // Read with the lake already open: opening one per file costs requests.
+                    let bytes = read_lake_file(lake.as_ref(), &entry.path);
                     out.insert(partition.to_string(), parse_csv(&bytes));
                 }
             }
@@ -382,6 +385,12 @@ pub struct RunningAgent {
 impl RunningAgent {
     /// Starts the agent on the workspace's config.
     pub fn start(ws: &Workspace) -> RunningAgent {
+        RunningAgent::start_logging(ws, "info")
+    }
+
+    /// Starts the agent on the workspace's config, logging what `RUST_LOG` filter `filter`
+    /// lets through (e.g. a module's debug lines).
+    pub fn start_logging(ws: &Workspace, filter: &str) -> RunningAgent {
         let log = ws
             .dir
             .path()
@@ -389,7 +398,7 @@ impl RunningAgent {
         let file = std::fs::File::create(&log).expect("agent log");
         let child = Command::new(lakelink_bin())
             .args(["run", "--config", ws.config.to_str().unwrap()])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::null())
             .stderr(file)
@@ -401,6 +410,16 @@ impl RunningAgent {
     /// What the agent logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The address of its status endpoint, once it has logged it.
+    pub fn status_address(&self) -> Option<String> {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("serving /metrics and /status"))?;
+        let at = line.find("address=")? + "address=".len();
+        Some(line[at..].split_whitespace().next()?.to_string())
     }
 
     /// Stops the agent with SIGTERM and returns its exit status.
