@@ -396,13 +396,18 @@ impl BlobStore {
         .await
     }
 
-    /// Releases the lease.
+    /// Releases the lease. Retried like every other request: a release lost to throttling
+    /// would keep an agent on another machine waiting for the lease to expire. Releasing
+    /// twice is harmless (the second is refused and changes nothing).
     pub async fn release_lease(&self, name: &str, lease_id: &str) -> azure_core::Result<()> {
-        timed(async {
-            self.blob(name)?
-                .release_lease(lease_id.to_string(), None)
-                .await
-                .map(|_| ())
+        with_retries(|| async {
+            timed(async {
+                self.blob(name)?
+                    .release_lease(lease_id.to_string(), None)
+                    .await
+                    .map(|_| ())
+            })
+            .await
         })
         .await
     }

@@ -19,6 +19,9 @@ use tokio::runtime::Runtime;
 /// The lease's length: the longest the service allows short of an infinite lease, which a
 /// dead agent would hold forever.
 const LEASE_SECONDS: i32 = 60;
+/// How long a stopping agent tries to release the lease (retries included) before leaving it
+/// to expire: stopping must not wait on an unreachable service for long.
+const RELEASE_WITHIN: Duration = Duration::from_secs(15);
 /// How often the lease is renewed: four chances before it would expire.
 const RENEW_EVERY: Duration = Duration::from_secs(15);
 /// Marks the line of the lock blob that says where its holder runs.
@@ -166,7 +169,25 @@ pub fn lock_writer(
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     // Dropped: release, so the next agent need not wait for expiry.
                     _ => {
-                        let _ = runtime.block_on(store.release_lease(&name, &lease_id));
+                        // The timer is made inside the runtime, which it needs.
+                        let released = runtime.block_on(async {
+                            tokio::time::timeout(
+                                RELEASE_WITHIN,
+                                store.release_lease(&name, &lease_id),
+                            )
+                            .await
+                        });
+                        let failure = match released {
+                            Ok(Ok(())) => None,
+                            Ok(Err(e)) => Some(chain_text(&e)),
+                            Err(_) => Some(format!("no answer within {} s", RELEASE_WITHIN.as_secs())),
+                        };
+                        if let Some(error) = failure {
+                            tracing::warn!(
+                                lock = %name, %error,
+                                "could not release the lake's lease; it expires by itself within {LEASE_SECONDS} s"
+                            );
+                        }
                         return;
                     }
                 }
