@@ -226,10 +226,11 @@ impl LiveSplits {
                 local_end,
             )?));
         }
-        Ok(Box::new(Chain {
-            readers,
-            current: 0,
-        }))
+        // One reader after the other: std's chain is a BufRead when both sides are.
+        Ok(readers
+            .into_iter()
+            .reduce(|first, next| Box::new(first.chain(next)))
+            .unwrap_or_else(|| Box::new(io::empty())))
     }
 
     /// [`lakelink_model::lake::Lake::discard_tail`] of a live file: cut in the split that
@@ -293,40 +294,6 @@ impl LiveSplits {
             Ok(()) => Ok(()),
             Err(e) if is_blob_not_found(&e) => Ok(()),
             Err(e) => Err(lake_error("delete", split, &e)),
-        }
-    }
-}
-
-/// Readers read one after the other.
-struct Chain {
-    readers: Vec<Box<dyn BufRead + Send>>,
-    current: usize,
-}
-
-impl Read for Chain {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl BufRead for Chain {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        while self.current < self.readers.len() {
-            if !self.readers[self.current].fill_buf()?.is_empty() {
-                return self.readers[self.current].fill_buf();
-            }
-            self.current += 1;
-        }
-        Ok(&[])
-    }
-
-    fn consume(&mut self, amount: usize) {
-        if let Some(reader) = self.readers.get_mut(self.current) {
-            reader.consume(amount);
         }
     }
 }
