@@ -325,18 +325,31 @@ pub fn assert_lake_matches_source_by(
     let columns = source_columns(&conn, table);
     let expected = source_rows(&conn, table, key);
     let (header, rows) = ws.read(table, generation);
+    assert_rows_match_source(table, &columns, &expected, &header, &rows, id_to_key);
+}
+
+/// Asserts that the rows a reader got for `table` (`header` and `rows`, as `lakelink read`
+/// prints them) are the `expected` source rows, keyed by the text of the key column: the
+/// same Ids, each once, and every source column's value the same. `id_to_key` maps the lake's
+/// Id to that key text.
+pub fn assert_rows_match_source(
+    table: &str,
+    columns: &[(String, FieldKind)],
+    expected: &BTreeMap<String, Vec<Value>>,
+    header: &[String],
+    rows: &[Record],
+    id_to_key: fn(&str) -> String,
+) {
     let id_at = header.iter().position(|h| h == "Id").expect("Id attribute");
     let mut seen = BTreeMap::new();
-    for row in &rows {
-        let (id, _) = row.get(id_at).expect("Id field");
-        let id = id_to_key(id);
-        let id = id.as_str();
+    for row in rows {
+        let id = id_to_key(row.get(id_at).expect("Id field").0);
         assert!(
-            seen.insert(id.to_string(), ()).is_none(),
+            seen.insert(id.clone(), ()).is_none(),
             "{table}: Id {id} appears twice in the snapshot"
         );
         let source = expected
-            .get(id)
+            .get(&id)
             .unwrap_or_else(|| panic!("{table}: Id {id} is in the lake but not in the source"));
         for (c, (name, kind)) in columns.iter().enumerate() {
             let at = header

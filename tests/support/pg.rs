@@ -3,11 +3,10 @@
 //! pointing the real `lakelink` binary at it, an oracle comparing `lakelink read` with the
 //! source table, and the CRM workload of [`super::workload`] in PostgreSQL's SQL.
 
+use super::Workspace;
 use super::workload::{Expected, created, fold_live_files, tricky_text};
-use super::{Workspace, same_value};
 use lakelink_model::FieldKind;
 use lakelink_model::value::Value;
-use lakelink_model::value_codec::read_value;
 use postgres::{Client, NoTls, SimpleQueryMessage};
 use rand::RngExt;
 use rand::rngs::StdRng;
@@ -240,37 +239,7 @@ pub fn assert_lake_matches_source(
 ) {
     let (columns, expected) = source_rows(&mut ws.client(), table, key);
     let (header, rows) = ws.read(table, None);
-    let id_at = header.iter().position(|h| h == "Id").expect("Id attribute");
-    let mut seen = BTreeMap::new();
-    for row in &rows {
-        let id = id_to_key(row.get(id_at).expect("Id field").0);
-        assert!(
-            seen.insert(id.clone(), ()).is_none(),
-            "{table}: Id {id} appears twice in the snapshot"
-        );
-        let source = expected
-            .get(&id)
-            .unwrap_or_else(|| panic!("{table}: Id {id} is in the lake but not in the source"));
-        for (c, (name, kind)) in columns.iter().enumerate() {
-            let at = header
-                .iter()
-                .position(|h| h == name)
-                .unwrap_or_else(|| panic!("{table}: no attribute {name}"));
-            let (text, quoted) = row.get(at).unwrap_or(("", false));
-            let lake = read_value(text, quoted, *kind);
-            assert!(
-                same_value(&source[c], &lake, *kind),
-                "{table} Id {id} column {name}: source {:?}, lake {:?}",
-                source[c],
-                lake
-            );
-        }
-    }
-    let missing: Vec<_> = expected.keys().filter(|k| !seen.contains_key(*k)).collect();
-    assert!(
-        missing.is_empty(),
-        "{table}: source rows missing from the lake: {missing:?}"
-    );
+    super::assert_rows_match_source(table, &columns, &expected, &header, &rows, id_to_key);
 }
 
 /// Every live file of `table` holds each change once: as many rows as `expected` counts, and
