@@ -6,8 +6,6 @@ mod support;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::azurite::Azurite;
 use support::workload::*;
@@ -39,30 +37,15 @@ fn a_30_second_outage_of_the_service_loses_and_doubles_nothing() {
             .is_some()
     });
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = Arc::clone(&stop);
-        let db = ws.db.clone();
-        std::thread::spawn(move || {
-            let conn = rusqlite::Connection::open(db).unwrap();
-            conn.busy_timeout(Duration::from_secs(30)).unwrap();
-            let mut rng = StdRng::seed_from_u64(5);
-            let mut expected = Expected::default();
-            let mut next_id = next_id;
-            while !stop.load(Ordering::Relaxed) {
-                random_change(&conn, &mut rng, &mut next_id, &mut expected);
-                std::thread::sleep(Duration::from_millis(rng.random_range(5..25)));
-            }
-            expected
-        })
-    };
+    let writer = BackgroundWriter::start(ws.db.clone(), 5, next_id, |rng| {
+        Duration::from_millis(rng.random_range(5..25))
+    });
     std::thread::sleep(Duration::from_secs(2));
     azurite.stop();
     std::thread::sleep(OUTAGE);
     azurite.resume();
     std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::Relaxed);
-    for (table, n) in writer.join().expect("the writer thread").live_rows {
+    for (table, n) in writer.finish().live_rows {
         expected.add(table, n);
     }
 

@@ -7,8 +7,7 @@ mod support;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use support::agent_http::{get, sample};
 use support::azurite::{ACCOUNT, Azurite};
@@ -43,29 +42,14 @@ fn throttling_responses_are_retried_and_lose_and_double_nothing() {
             .is_some()
     });
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = Arc::clone(&stop);
-        let db = ws.db.clone();
-        std::thread::spawn(move || {
-            let conn = rusqlite::Connection::open(db).unwrap();
-            conn.busy_timeout(Duration::from_secs(30)).unwrap();
-            let mut rng = StdRng::seed_from_u64(7);
-            let mut expected = Expected::default();
-            let mut next_id = next_id;
-            while !stop.load(Ordering::Relaxed) {
-                random_change(&conn, &mut rng, &mut next_id, &mut expected);
-                // Slower than the outage test's writer: one request in five waits out a
-                // backoff, and each change may touch its own partition files.
-                std::thread::sleep(Duration::from_millis(rng.random_range(40..120)));
-            }
-            expected
-        })
-    };
+    // Slower than the outage test's writer: one request in five waits out a backoff, and
+    // each change may touch its own partition files.
+    let writer = BackgroundWriter::start(ws.db.clone(), 7, next_id, |rng| {
+        Duration::from_millis(rng.random_range(40..120))
+    });
     // The application writes for a while: the time is the workload, not a wait for a state.
     std::thread::sleep(WRITING);
-    stop.store(true, Ordering::Relaxed);
-    for (table, n) in writer.join().expect("the writer thread").live_rows {
+    for (table, n) in writer.finish().live_rows {
         expected.add(table, n);
     }
 

@@ -13,8 +13,6 @@ mod support;
 use lakelink_model::lake_path::LakePath;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::crash::{env_number, kill, start_agent};
 use support::workload::*;
@@ -88,23 +86,9 @@ fn kill_nine_at_random_points(ws: &Workspace, kills: u64) {
     kill(&mut agent);
 
     // Phase 2: the application writes all along; the agent is killed and restarted.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = Arc::clone(&stop);
-        let db = ws.db.clone();
-        let mut writer_rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-        std::thread::spawn(move || {
-            let conn = rusqlite::Connection::open(db).unwrap();
-            conn.busy_timeout(Duration::from_secs(30)).unwrap();
-            let mut expected = Expected::default();
-            let mut next_id = next_id;
-            while !stop.load(Ordering::Relaxed) {
-                random_change(&conn, &mut writer_rng, &mut next_id, &mut expected);
-                std::thread::sleep(Duration::from_micros(writer_rng.random_range(0..400)));
-            }
-            expected
-        })
-    };
+    let writer = BackgroundWriter::start(ws.db.clone(), seed ^ 0x5eed, next_id, |rng| {
+        Duration::from_micros(rng.random_range(0..400))
+    });
     let started = Instant::now();
     for _ in initial_kills..kills {
         let mut agent = start_agent(&ws.config);
@@ -114,8 +98,7 @@ fn kill_nine_at_random_points(ws: &Workspace, kills: u64) {
         }
         kill(&mut agent);
     }
-    stop.store(true, Ordering::Relaxed);
-    let written = writer.join().expect("the writer thread");
+    let written = writer.finish();
     for (table, n) in written.live_rows {
         expected.add(table, n);
     }

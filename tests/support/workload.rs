@@ -7,6 +7,11 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 use rusqlite::{Connection, params};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 pub const CRM_SCHEMA: &str = "
     CREATE TABLE account (
@@ -346,4 +351,46 @@ pub fn prefill(conn: &Connection, rng: &mut StdRng, changes: usize) -> (Expected
         expected.add(table, n as usize);
     }
     (expected, next_id)
+}
+
+/// An application on its own thread making [`random_change`]s to the SQLite database until
+/// told to stop.
+pub struct BackgroundWriter {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Expected>,
+}
+
+impl BackgroundWriter {
+    /// Starts writing to `db`, new rows from `next_id` on, with a generator seeded by `seed`,
+    /// pausing `pause(rng)` after each change.
+    pub fn start(
+        db: PathBuf,
+        seed: u64,
+        next_id: i64,
+        pause: fn(&mut StdRng) -> Duration,
+    ) -> BackgroundWriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let conn = Connection::open(db).unwrap();
+                conn.busy_timeout(Duration::from_secs(30)).unwrap();
+                let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(seed);
+                let mut expected = Expected::default();
+                let mut next_id = next_id;
+                while !stop.load(Ordering::Relaxed) {
+                    random_change(&conn, &mut rng, &mut next_id, &mut expected);
+                    std::thread::sleep(pause(&mut rng));
+                }
+                expected
+            })
+        };
+        BackgroundWriter { stop, thread }
+    }
+
+    /// Stops the writer after its change in flight and returns what it wrote.
+    pub fn finish(self) -> Expected {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the writer thread")
+    }
 }
