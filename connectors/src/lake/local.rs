@@ -452,61 +452,9 @@ mod tests {
         names
     }
 
-    #[test]
-    fn append_checks_the_expected_length() {
-        let (_d, lake) = lake();
-        let f = p("t/sub/2024.csv");
-        assert_eq!(
-            lake.append(&f, 0, b"a\n").unwrap(),
-            2,
-            "parent folders made"
-        );
-        assert_eq!(lake.append(&f, 2, b"b\n").unwrap(), 4);
-        let err = lake.append(&f, 2, b"c\n").unwrap_err();
-        assert!(
-            matches!(
-                err,
-                LakeError::LengthMismatch {
-                    expected: 2,
-                    actual: 4,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(matches!(
-            lake.append(&f, 0, b"c"),
-            Err(LakeError::LengthMismatch { .. })
-        ));
-        assert_eq!(
-            read_all(&lake, "t/sub/2024.csv", 0, None),
-            "a\nb\n",
-            "nothing written"
-        );
-        let missing = p("t/none.csv");
-        let err = lake.append(&missing, 5, b"x").unwrap_err();
-        assert!(matches!(err, LakeError::LengthMismatch { actual: 0, .. }));
-        assert_eq!(lake.size(&missing).unwrap(), None, "only length 0 creates");
-        lake.discard_tail(&f, 2).unwrap();
-        assert_eq!(read_all(&lake, "t/sub/2024.csv", 0, None), "a\n");
-    }
-
-    #[test]
-    fn read_streams_a_range() {
-        let (_d, lake) = lake();
-        lake.append(&p("t/1.csv"), 0, b"0123456789").unwrap();
-        assert_eq!(read_all(&lake, "t/1.csv", 0, None), "0123456789");
-        assert_eq!(read_all(&lake, "t/1.csv", 3, Some(6)), "345");
-        assert_eq!(read_all(&lake, "t/1.csv", 7, None), "789");
-        assert_eq!(
-            read_all(&lake, "t/1.csv", 8, Some(20)),
-            "89",
-            "stops at the end"
-        );
-        assert_eq!(read_all(&lake, "t/1.csv", 4, Some(4)), "");
-        let missing = lake.read(&p("t/none.csv"), 0, None);
-        assert!(matches!(missing, Err(LakeError::NotFound { .. })));
-    }
+    // Appends with their expected length and ranged reads are checked by the lake contract
+    // suite (tests/lake_contract.rs), which runs on this lake; what follows is particular to
+    // a folder on disk.
 
     #[test]
     fn create_is_create_only_and_leaves_nothing_when_abandoned() {
