@@ -6,7 +6,8 @@ use anyhow::Result;
 use lakelink_samples::crm::{timestamp_in, uuid};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use rusqlite::{Connection, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, params_from_iter};
 use std::path::Path;
 
 /// The schema.
@@ -32,6 +33,33 @@ fn notes(rng: &mut StdRng) -> Option<String> {
     }
 }
 
+/// The statement that inserts one account; its parameters are [`account`]'s values.
+pub const INSERT: &str = "INSERT INTO account VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)";
+
+/// The values of the `i`th generated account, in the order of [`INSERT`]'s parameters.
+pub fn account(rng: &mut StdRng, i: u64) -> [Value; 7] {
+    let year = 2019 + (i % 8) as i32;
+    // Drawn in this order so that a seed keeps giving the same table.
+    let created = timestamp_in(rng, year);
+    let id = uuid(rng);
+    let revenue = (rng.random_range(0.0..5e7f64) * 100.0).round() / 100.0;
+    let employees: i32 = rng.random_range(1..50_000);
+    let notes = notes(rng);
+    [
+        Value::Text(id),
+        Value::Text(format!("Account {i}")),
+        if i.is_multiple_of(7) {
+            Value::Null
+        } else {
+            Value::Text(CITIES[(i % 6) as usize].to_string())
+        },
+        Value::Real(revenue),
+        Value::Integer(employees.into()),
+        notes.map_or(Value::Null, Value::Text),
+        Value::Text(created),
+    ]
+}
+
 /// Creates `rows` accounts in a new database at `path`, in WAL mode.
 pub fn create(path: &Path, rows: u64, seed: u64) -> Result<()> {
     let mut conn = Connection::open(path)?;
@@ -40,24 +68,9 @@ pub fn create(path: &Path, rows: u64, seed: u64) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
     let tx = conn.transaction()?;
     {
-        let mut insert =
-            tx.prepare("INSERT INTO account VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)")?;
+        let mut insert = tx.prepare(INSERT)?;
         for i in 0..rows {
-            let year = 2019 + (i % 8) as i32;
-            let created = timestamp_in(&mut rng, year);
-            insert.execute(params![
-                uuid(&mut rng),
-                format!("Account {i}"),
-                if i % 7 == 0 {
-                    None
-                } else {
-                    Some(CITIES[(i % 6) as usize])
-                },
-                (rng.random_range(0.0..5e7f64) * 100.0).round() / 100.0,
-                rng.random_range(1..50_000),
-                notes(&mut rng),
-                created
-            ])?;
+            insert.execute(params_from_iter(account(&mut rng, i)))?;
         }
     }
     tx.commit()?;

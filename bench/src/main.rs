@@ -19,7 +19,8 @@ use std::process::Command;
 #[derive(Parser)]
 #[command(name = "lakelink-bench", about)]
 struct Args {
-    /// Rows of the initial-sync and snapshot table.
+    /// Rows of the initial-sync and snapshot table, and of the CRM table the capture cost is
+    /// measured on.
     #[arg(long, default_value_t = 1_000_000)]
     rows: u64,
     /// Also measure peak memory of an initial sync of this many rows (e.g. 10000000).
@@ -239,7 +240,7 @@ fn big_sync_memory(bin: &Path, rows: u64, report: &mut String) -> Result<()> {
 
 /// The writer's throughput with capture against without, and against the two references
 /// that bound trigger-based capture.
-fn capture_cost(report: &mut String) -> Result<()> {
+fn capture_cost(rows: u64, report: &mut String) -> Result<()> {
     eprintln!("capture cost...");
     let _ = writeln!(
         report,
@@ -247,13 +248,16 @@ fn capture_cost(report: &mut String) -> Result<()> {
     );
     let _ = writeln!(
         report,
-        "| workload | unlinked changes/s | linked changes/s | linked / unlinked | target | empty trigger / unlinked | one-integer log row / unlinked |\n|---|---:|---:|---:|---|---:|---:|"
+        "| table | statements | changes per transaction (changes) | unlinked changes/s | linked changes/s | linked / unlinked | target | empty trigger / unlinked | one-integer log row / unlinked |\n|---|---|---|---:|---:|---:|---|---:|---:|"
     );
-    for m in capture_cost::measure(200_000)? {
+    for m in capture_cost::measure(200_000, rows)? {
         let _ = writeln!(
             report,
-            "| {} | {:.0} | {:.0} | {:.2} | >= 0.5 | {:.2} | {:.2} |",
-            m.workload,
+            "| {} | {} | {} ({}) | {:.0} | {:.0} | {:.2} | >= 0.5 | {:.2} | {:.2} |",
+            m.table,
+            m.statements.label(),
+            m.per_tx,
+            m.changes,
             m.plain,
             m.captured,
             m.captured / m.plain,
@@ -280,7 +284,7 @@ fn main() -> Result<()> {
         trickle::run_all(&bin, args.trickle_seconds, &mut report)?;
     }
     if runs(Benchmark::Capture) {
-        capture_cost(&mut report)?;
+        capture_cost(args.rows, &mut report)?;
     }
     println!("{report}");
     if let Some(path) = args.report {
