@@ -28,7 +28,7 @@ fn a_30_second_outage_of_the_service_loses_and_doubles_nothing() {
     )));
     ws.write_config("poll_interval = \"20ms\"\nbatch_size = 200", CRM_TABLES);
     let mut rng = StdRng::seed_from_u64(4);
-    let (mut expected, next_id) = prefill(&ws.source(), &mut rng, 300);
+    let (mut expected, next_id) = prefill(&mut ws.application(), &mut rng, 300);
     let agent = RunningAgent::start(&ws);
     let lake = ws.open_lake();
     wait_for(60, "the initial sync to publish model.json", || {
@@ -37,7 +37,7 @@ fn a_30_second_outage_of_the_service_loses_and_doubles_nothing() {
             .is_some()
     });
 
-    let writer = BackgroundWriter::start(ws.db.clone(), 5, next_id, |rng| {
+    let writer = BackgroundWriter::start(ws.application(), 5, next_id, |rng| {
         Duration::from_millis(rng.random_range(5..25))
     });
     std::thread::sleep(Duration::from_secs(2));

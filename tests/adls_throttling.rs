@@ -33,7 +33,7 @@ fn throttling_responses_are_retried_and_lose_and_double_nothing() {
     ws.lake_section = Some(azurite.lake_section_via(&endpoint, &azurite.account_key_auth()));
     ws.write_config("poll_interval = \"20ms\"\nbatch_size = 200", CRM_TABLES);
     let mut rng = StdRng::seed_from_u64(6);
-    let (mut expected, next_id) = prefill(&ws.source(), &mut rng, 300);
+    let (mut expected, next_id) = prefill(&mut ws.application(), &mut rng, 300);
     let mut agent = RunningAgent::start_logging(&ws, LOG_FILTER);
     let lake = ws.open_lake();
     wait_for(30, "the initial sync to publish model.json", || {
@@ -44,7 +44,7 @@ fn throttling_responses_are_retried_and_lose_and_double_nothing() {
 
     // Slower than the outage test's writer: one request in five waits out a backoff, and
     // each change may touch its own partition files.
-    let writer = BackgroundWriter::start(ws.db.clone(), 7, next_id, |rng| {
+    let writer = BackgroundWriter::start(ws.application(), 7, next_id, |rng| {
         Duration::from_millis(rng.random_range(40..120))
     });
     // The application writes for a while: the time is the workload, not a wait for a state.

@@ -71,12 +71,12 @@ fn random_changes_reach_an_adls_lake_on_azurite_exactly_once() {
 fn random_changes_reach_the_lake_exactly_once(ws: &Workspace) {
     ws.write_config("", CRM_TABLES);
     let mut rng = StdRng::seed_from_u64(20261122);
-    let conn = ws.source();
-    let (mut expected, mut next_id) = prefill(&conn, &mut rng, 150);
+    let mut conn = ws.source();
+    let (mut expected, mut next_id) = prefill(&mut conn, &mut rng, 150);
     for round in 0..4 {
         if round > 0 {
             for _ in 0..300 {
-                random_change(&conn, &mut rng, &mut next_id, &mut expected);
+                conn.random_change(&mut rng, &mut next_id, &mut expected);
             }
         }
         let out = ws.sync();
@@ -464,11 +464,7 @@ fn the_agent_trickles_while_an_application_writes_and_stops_cleanly() {
     // Wait until the agent has trickled everything, then stop it with SIGTERM.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let rows: usize = ws
-            .live_files("reading")
-            .values()
-            .map(Vec::len)
-            .sum::<usize>();
+        let rows = ws.live_row_count("reading");
         if rows >= live_rows {
             break;
         }
@@ -485,11 +481,7 @@ fn the_agent_trickles_while_an_application_writes_and_stops_cleanly() {
         "the agent exits 0 on SIGTERM: {}",
         std::fs::read_to_string(log_path).unwrap_or_default()
     );
-    let rows: usize = ws
-        .live_files("reading")
-        .values()
-        .map(Vec::len)
-        .sum::<usize>();
+    let rows = ws.live_row_count("reading");
     assert_eq!(rows, live_rows, "every change once");
     ws.sync();
     assert_lake_matches_source(&ws, "reading", "id", None);

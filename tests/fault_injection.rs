@@ -225,10 +225,6 @@ fn insert_events(ws: &Workspace, from: i64, n: i64) -> usize {
     n as usize
 }
 
-fn live_rows(ws: &Workspace) -> usize {
-    ws.live_files("event").values().map(Vec::len).sum()
-}
-
 #[test]
 fn a_batch_that_fails_halfway_is_read_again_without_doubling_what_reached_the_lake() {
     let (ws, config, plan) = setup("");
@@ -250,11 +246,11 @@ fn a_batch_that_fails_halfway_is_read_again_without_doubling_what_reached_the_la
     let err = pipeline.trickle_once().unwrap_err();
     assert!(err.is_transient(), "a full disk is worth retrying: {err}");
     assert!(
-        live_rows(&ws) > 0 && live_rows(&ws) < expected,
+        ws.live_row_count("event") > 0 && ws.live_row_count("event") < expected,
         "the failure came halfway"
     );
     pipeline.trickle_once().unwrap();
-    assert_eq!(live_rows(&ws), expected, "every change once");
+    assert_eq!(ws.live_row_count("event"), expected, "every change once");
     pipeline.snapshot().unwrap();
     drop(pipeline);
     assert_lake_matches_source(&ws, "event", "id", None);
@@ -284,7 +280,7 @@ fn an_append_that_reached_the_lake_but_was_not_acknowledged_is_not_written_twice
     pipeline.trickle_once().unwrap();
     pipeline.snapshot().unwrap();
     drop(pipeline);
-    assert_eq!(live_rows(&ws), expected);
+    assert_eq!(ws.live_row_count("event"), expected);
     assert_lake_matches_source(&ws, "event", "id", None);
 }
 
@@ -395,7 +391,7 @@ fn a_full_disk_pauses_the_agent_which_resumes_by_itself_when_space_returns() {
     let expected = insert_events(&ws, 0, 30);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        live_rows(&ws),
+        ws.live_row_count("event"),
         0,
         "nothing can be written while the disk is full"
     );
@@ -405,7 +401,7 @@ fn a_full_disk_pauses_the_agent_which_resumes_by_itself_when_space_returns() {
     );
     plan.lock().unwrap().faults.clear();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while live_rows(&ws) < expected {
+    while ws.live_row_count("event") < expected {
         assert!(
             Instant::now() < deadline,
             "the agent did not resume within 60 s"
@@ -414,7 +410,7 @@ fn a_full_disk_pauses_the_agent_which_resumes_by_itself_when_space_returns() {
     }
     signals.stop.store(true, Ordering::Relaxed);
     agent.join().unwrap().expect("the agent stops cleanly");
-    assert_eq!(live_rows(&ws), expected, "every change once");
+    assert_eq!(ws.live_row_count("event"), expected, "every change once");
     ws.sync();
     assert_lake_matches_source(&ws, "event", "id", None);
 }
@@ -445,7 +441,7 @@ fn a_row_cut_short_by_a_crash_is_removed_before_anything_else_is_written() {
     pipeline.snapshot().unwrap();
     drop(pipeline);
     assert_eq!(
-        live_rows(&ws),
+        ws.live_row_count("event"),
         expected + 4,
         "the torn row is gone and nothing else changed"
     );
@@ -470,14 +466,17 @@ fn an_initial_copy_that_failed_halfway_starts_over_without_doubling() {
     );
     let mut pipeline = open(&ws, &config, &plan);
     assert!(pipeline.reconcile().is_err());
-    assert!(live_rows(&ws) > 0, "part of the copy reached the lake");
+    assert!(
+        ws.live_row_count("event") > 0,
+        "part of the copy reached the lake"
+    );
     drop(pipeline);
     let mut pipeline = open(&ws, &config, &plan);
     pipeline.reconcile().unwrap();
     pipeline.snapshot().unwrap();
     drop(pipeline);
     assert_eq!(
-        live_rows(&ws),
+        ws.live_row_count("event"),
         expected,
         "the copy was taken again from the start, once"
     );

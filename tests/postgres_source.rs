@@ -6,12 +6,13 @@ mod support;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use support::pg::*;
-use support::workload::{CRM_TABLES, Expected, plain, tag_label};
-use support::{RunningAgent, attribute_index, lakelink_bin, wait_for};
+use support::workload::{
+    BackgroundWriter, CRM_TABLES, Expected, assert_live_files_hold_every_change_once, plain,
+    prefill, tag_label,
+};
+use support::{Application, RunningAgent, attribute_index, lakelink_bin, wait_for};
 
 #[test]
 fn random_changes_over_several_tables_and_syncs_reach_the_lake_exactly_once() {
@@ -23,7 +24,7 @@ fn random_changes_over_several_tables_and_syncs_reach_the_lake_exactly_once() {
     for round in 0..4 {
         if round > 0 {
             for _ in 0..300 {
-                random_change(&mut client, &mut rng, &mut next_id, &mut expected);
+                client.random_change(&mut rng, &mut next_id, &mut expected);
             }
         }
         let out = ws.sync();
@@ -142,7 +143,7 @@ fn a_large_transaction_reaches_the_lake_whole_at_one_position() {
         .unwrap();
     ws.sync();
     assert_lake_matches_source(&ws, "reading", "id", plain);
-    let rows: usize = ws.live_files("reading").values().map(Vec::len).sum();
+    let rows = ws.live_row_count("reading");
     assert_eq!(rows, 80000, "every change once");
 }
 
@@ -229,13 +230,7 @@ fn a_column_added_while_streaming_becomes_a_new_attribute_and_a_dropped_one_is_w
         "[[table]]\nname = \"reading\"\n",
     );
     let agent = RunningAgent::start(&ws);
-    let rows = |ws: &PgWorkspace| {
-        ws.live_files("reading")
-            .values()
-            .map(Vec::len)
-            .sum::<usize>()
-    };
-    wait_for(30, "the initial copy", || rows(&ws) == 1);
+    wait_for(30, "the initial copy", || ws.live_row_count("reading") == 1);
     let mut client = ws.client();
     client
         .batch_execute(
@@ -245,14 +240,18 @@ fn a_column_added_while_streaming_becomes_a_new_attribute_and_a_dropped_one_is_w
              UPDATE reading SET unit = 'bar' WHERE id = 1;",
         )
         .unwrap();
-    wait_for(30, "the changes after the new column", || rows(&ws) == 4);
+    wait_for(30, "the changes after the new column", || {
+        ws.live_row_count("reading") == 4
+    });
     client
         .batch_execute(
             "ALTER TABLE reading DROP COLUMN gone;
              INSERT INTO reading VALUES (4, 'd', 'Pa');",
         )
         .unwrap();
-    wait_for(30, "the change after the dropped column", || rows(&ws) == 5);
+    wait_for(30, "the change after the dropped column", || {
+        ws.live_row_count("reading") == 5
+    });
     let log_path = agent.log.clone();
     assert!(
         agent.stop().success(),
@@ -281,32 +280,16 @@ fn a_column_added_while_streaming_becomes_a_new_attribute_and_a_dropped_one_is_w
     assert_eq!(by_id("4").get(unit).unwrap().0, "Pa");
 }
 
-/// An application thread making random changes until told to stop; returns what it did.
-fn start_writer(
-    ws: &PgWorkspace,
-    seed: u64,
-    next_id: i64,
-    stop: &Arc<AtomicBool>,
-) -> std::thread::JoinHandle<(Expected, i64)> {
-    let stop = Arc::clone(stop);
-    let mut client = ws.client();
-    std::thread::spawn(move || {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut expected = Expected::default();
-        let mut next_id = next_id;
-        while !stop.load(Ordering::Relaxed) {
-            random_change(&mut client, &mut rng, &mut next_id, &mut expected);
-            std::thread::sleep(Duration::from_micros(rng.random_range(0..2000)));
-        }
-        (expected, next_id)
-    })
+/// How long the application pauses after each change.
+fn writer_pause(rng: &mut StdRng) -> Duration {
+    Duration::from_micros(rng.random_range(0..2000))
 }
 
 /// The live rows of each CRM table now.
 fn live_rows(ws: &PgWorkspace) -> Expected {
     let mut counted = Expected::default();
     for table in ["account", "contact", "tag"] {
-        counted.add(table, ws.live_files(table).values().map(Vec::len).sum());
+        counted.add(table, ws.live_row_count(table));
     }
     counted
 }
@@ -319,15 +302,13 @@ fn the_initial_copy_hands_off_exactly_while_the_application_writes() {
     let (_, next_id) = prefill(&mut ws.client(), &mut rng, 300);
     // The application writes while the tables are linked and copied: every change is either
     // in a copy or streamed after it, never both, never neither.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = start_writer(&ws, 97, next_id, &stop);
+    let writer = BackgroundWriter::start(ws.client(), 97, next_id, writer_pause);
     let agent = RunningAgent::start(&ws);
     wait_for(60, "the initial sync", || {
         ws.lake.join("model.json").exists()
     });
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
+    writer.finish();
     let log_path = agent.log.clone();
     assert!(
         agent.stop().success(),
@@ -348,8 +329,7 @@ fn the_agent_stopped_during_writes_catches_up_with_nothing_lost() {
     ws.sync();
     let mut expected = live_rows(&ws);
     // The application writes all along, through a stop and a restart of the agent.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = start_writer(&ws, 100, next_id, &stop);
+    let writer = BackgroundWriter::start(ws.client(), 100, next_id, writer_pause);
     let agent = RunningAgent::start(&ws);
     std::thread::sleep(Duration::from_millis(700));
     let log_path = agent.log.clone();
@@ -362,8 +342,7 @@ fn the_agent_stopped_during_writes_catches_up_with_nothing_lost() {
     std::thread::sleep(Duration::from_millis(1500));
     let agent = RunningAgent::start(&ws);
     std::thread::sleep(Duration::from_millis(700));
-    stop.store(true, Ordering::Relaxed);
-    let (written, _) = writer.join().unwrap();
+    let written = writer.finish();
     for (table, n) in written.live_rows {
         expected.add(table, n);
     }
@@ -620,19 +599,15 @@ fn a_dropped_connection_is_retried_and_nothing_is_lost() {
                 .unwrap();
         }
     }
-    let rows = |ws: &PgWorkspace| {
-        ws.live_files("reading")
-            .values()
-            .map(Vec::len)
-            .sum::<usize>()
-    };
-    wait_for(60, "every insert in the lake", || rows(&ws) == 300);
+    wait_for(60, "every insert in the lake", || {
+        ws.live_row_count("reading") == 300
+    });
     let log = agent.log();
     assert!(log.contains("failed; retrying"), "{log}");
     assert!(log.contains("reconnected"), "{log}");
     assert!(agent.stop().success());
     ws.sync();
-    assert_eq!(rows(&ws), 300, "every change once");
+    assert_eq!(ws.live_row_count("reading"), 300, "every change once");
     assert_lake_matches_source(&ws, "reading", "id", plain);
 }
 
@@ -647,20 +622,16 @@ fn a_retyped_column_is_reported_and_its_values_keep_flowing() {
         "[[table]]\nname = \"reading\"\n",
     );
     let agent = RunningAgent::start(&ws);
-    let rows = |ws: &PgWorkspace| {
-        ws.live_files("reading")
-            .values()
-            .map(Vec::len)
-            .sum::<usize>()
-    };
-    wait_for(30, "the initial copy", || rows(&ws) == 1);
+    wait_for(30, "the initial copy", || ws.live_row_count("reading") == 1);
     ws.client()
         .batch_execute(
             "ALTER TABLE reading ALTER COLUMN value TYPE text;
              INSERT INTO reading VALUES (2, 'twenty');",
         )
         .unwrap();
-    wait_for(30, "the change after the new type", || rows(&ws) == 2);
+    wait_for(30, "the change after the new type", || {
+        ws.live_row_count("reading") == 2
+    });
     wait_for(30, "the warning", || {
         agent.log().contains("relink the table")
     });
@@ -730,9 +701,8 @@ fn a_partitioned_table_is_captured_under_its_own_name() {
         key[0].to_string()
     };
     assert_lake_matches_source(&ws, "event", "id", first_of_key);
-    let rows = |table: &str| ws.live_files(table).values().map(Vec::len).sum::<usize>();
     // The copy's row, the insert, and the key change's delete and insert.
-    assert_eq!(rows("event"), 4);
+    assert_eq!(ws.live_row_count("event"), 4);
     let full: i64 = ws
         .client()
         .query_one(
@@ -784,8 +754,7 @@ fn a_table_linked_while_the_agent_streams_another_hands_off_exactly() {
     wait_for(60, "the first table", || {
         ws.lake.join("model.json").exists()
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = start_writer(&ws, 95, next_id, &stop);
+    let writer = BackgroundWriter::start(ws.client(), 95, next_id, writer_pause);
     std::thread::sleep(Duration::from_millis(300));
     // `lakelink link` edits the config; the running agent links the table while the
     // application writes to it and to the table already streaming.
@@ -800,8 +769,7 @@ fn a_table_linked_while_the_agent_streams_another_hands_off_exactly() {
         .join("Microsoft.Athena.TrickleFeedService/account-model.json");
     wait_for(60, "the table linked while running", || linked.exists());
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
+    writer.finish();
     let log_path = agent.log.clone();
     assert!(
         agent.stop().success(),
@@ -823,8 +791,9 @@ fn a_truncate_is_reported_with_what_to_do() {
     ws.client()
         .batch_execute("TRUNCATE a; INSERT INTO a VALUES (2);")
         .unwrap();
-    let rows = |ws: &PgWorkspace| ws.live_files("a").values().map(Vec::len).sum::<usize>();
-    wait_for(30, "the insert after the truncate", || rows(&ws) == 2);
+    wait_for(30, "the insert after the truncate", || {
+        ws.live_row_count("a") == 2
+    });
     wait_for(30, "the warning", || {
         agent.log().contains("TRUNCATE is not captured")
     });

@@ -5,11 +5,15 @@
 #![allow(dead_code)]
 
 pub mod agent_http;
+pub mod application;
 pub mod azurite;
 pub mod crash;
+pub mod crash_harness;
 pub mod pg;
 pub mod throttling_proxy;
 pub mod workload;
+
+pub use application::{Application, Source};
 
 use lakelink_model::FieldKind;
 use lakelink_model::cdm::Model;
@@ -93,6 +97,17 @@ impl Workspace {
     /// Writes the config with `[engine]` extras and `[[table]]` sections. Snapshots are hourly
     /// unless the extras set `snapshot_interval`.
     pub fn write_config(&self, engine_extra: &str, tables: &str) {
+        self.write_config_for_source(
+            "[source]\nkind = \"sqlite\"\npath = \"source.db\"\n",
+            engine_extra,
+            tables,
+        );
+    }
+
+    /// Writes the config with the `[source]` section `source`, this workspace's lake,
+    /// `[engine]` extras and `[[table]]` sections: one place fills in the engine's defaults,
+    /// whichever the source.
+    pub fn write_config_for_source(&self, source: &str, engine_extra: &str, tables: &str) {
         let sets = |key: &str| {
             engine_extra
                 .lines()
@@ -111,7 +126,7 @@ impl Workspace {
             .clone()
             .unwrap_or_else(|| "[lake]\nkind = \"local\"\npath = \"lake\"\n".to_string());
         let text = format!(
-            "[source]\nkind = \"sqlite\"\npath = \"source.db\"\n\n{lake}\n[engine]\n{defaults}state = \"state.db\"\n{engine_extra}\n\n{tables}\n"
+            "{source}\n{lake}\n[engine]\n{defaults}state = \"state.db\"\n{engine_extra}\n\n{tables}\n"
         );
         std::fs::write(&self.config, text).expect("write config");
     }
@@ -188,6 +203,12 @@ impl Workspace {
     pub fn model(&self) -> Model {
         let bytes = self.lake_file("model.json").expect("model.json");
         serde_json::from_slice(&bytes).expect("model.json parses")
+    }
+
+    /// How many rows the live files of `table` hold in all: every change once, so tests count
+    /// changes with it.
+    pub fn live_row_count(&self, table: &str) -> usize {
+        self.live_files(table).values().map(Vec::len).sum()
     }
 
     /// Every live file of `table`, by partition.
@@ -313,20 +334,22 @@ pub fn assert_lake_matches_source(ws: &Workspace, table: &str, key: &str, genera
 }
 
 /// [`assert_lake_matches_source`] for a table whose Id is not the text of one column:
-/// `id_to_key` maps the lake's Id to the text of the source column `key`.
+/// `id_to_key` maps the lake's Id to the text of the source column `key`. Any source: the
+/// oracle is the same for SQLite and PostgreSQL.
 pub fn assert_lake_matches_source_by(
-    ws: &Workspace,
+    ws: &impl Source,
     table: &str,
     key: &str,
     id_to_key: fn(&str) -> String,
     generation: Option<u64>,
 ) {
-    let conn = ws.source();
-    let columns = source_columns(&conn, table);
-    let expected = source_rows(&conn, table, key);
-    let (header, rows) = ws.read(table, generation);
+    let (columns, expected) = ws.application().source_rows(table, key);
+    let (header, rows) = ws.workspace().read(table, generation);
     assert_rows_match_source(table, &columns, &expected, &header, &rows, id_to_key);
 }
+
+/// A source table's columns (names and kinds) and its rows keyed by one column's text.
+pub type SourceTableRows = (Vec<(String, FieldKind)>, BTreeMap<String, Vec<Value>>);
 
 /// Asserts that the rows a reader got for `table` (`header` and `rows`, as `lakelink read`
 /// prints them) are the `expected` source rows, keyed by the text of the key column: the

@@ -3,8 +3,8 @@
 //! pointing the real `lakelink` binary at it, an oracle comparing `lakelink read` with the
 //! source table, and the CRM workload of [`super::workload`] in PostgreSQL's SQL.
 
-use super::Workspace;
-use super::workload::{Expected, created, fold_live_files, tricky_text};
+use super::workload::{Expected, created, tricky_text};
+use super::{Application, Source, SourceTableRows, Workspace};
 use lakelink_model::FieldKind;
 use lakelink_model::value::Value;
 use postgres::{Client, NoTls, SimpleQueryMessage};
@@ -94,23 +94,8 @@ impl PgWorkspace {
 
     /// Writes the config with `[source]` extras, `[engine]` extras and `[[table]]` sections.
     pub fn write_config_with(&self, source_extra: &str, engine_extra: &str, tables: &str) {
-        let sets = |key: &str| {
-            engine_extra
-                .lines()
-                .any(|l| l.split('=').next().is_some_and(|k| k.trim() == key))
-        };
-        let mut defaults = String::new();
-        if !sets("snapshot_interval") {
-            defaults.push_str("snapshot_interval = \"1h\"\n");
-        }
-        if !sets("listen") {
-            defaults.push_str("listen = \"127.0.0.1:0\"\n");
-        }
-        let text = format!(
-            "{}\n[lake]\nkind = \"local\"\npath = \"lake\"\n\n[engine]\n{defaults}state = \"state.db\"\n{engine_extra}\n\n{tables}\n",
-            self.source_section(source_extra)
-        );
-        std::fs::write(&self.config, text).expect("write config");
+        self.ws
+            .write_config_for_source(&self.source_section(source_extra), engine_extra, tables);
     }
 
     /// Writes the config with `[engine]` extras and `[[table]]` sections.
@@ -190,9 +175,6 @@ fn expected_value(text: Option<&str>, kind: FieldKind) -> Value {
     }
 }
 
-/// A source table's columns (names and kinds) and its rows keyed by one column's text.
-pub type SourceTableRows = (Vec<(String, FieldKind)>, BTreeMap<String, Vec<Value>>);
-
 /// The columns of a source table (names and kinds) and its rows keyed by column `key`.
 pub fn source_rows(client: &mut Client, table: &str, key: &str) -> SourceTableRows {
     let columns: Vec<(String, FieldKind)> = client
@@ -237,34 +219,7 @@ pub fn assert_lake_matches_source(
     key: &str,
     id_to_key: fn(&str) -> String,
 ) {
-    let (columns, expected) = source_rows(&mut ws.client(), table, key);
-    let (header, rows) = ws.read(table, None);
-    super::assert_rows_match_source(table, &columns, &expected, &header, &rows, id_to_key);
-}
-
-/// Every live file of `table` holds each change once: as many rows as `expected` counts, and
-/// replaying them gives the source's rows.
-pub fn assert_live_files_hold_every_change_once(
-    ws: &PgWorkspace,
-    table: &'static str,
-    key: &str,
-    id_to_key: fn(&str) -> String,
-    expected: &Expected,
-) {
-    let (live, rows) = fold_live_files(ws, table);
-    assert_eq!(
-        rows, expected.live_rows[table],
-        "{table}: the live files hold {rows} rows for {} expected",
-        expected.live_rows[table]
-    );
-    let (_, source) = source_rows(&mut ws.client(), table, key);
-    let replayed: std::collections::BTreeSet<String> =
-        live.keys().map(|id| id_to_key(id)).collect();
-    assert_eq!(
-        replayed.into_iter().collect::<Vec<_>>(),
-        source.keys().cloned().collect::<Vec<_>>(),
-        "{table}: replaying the live files does not give the source's rows"
-    );
+    super::assert_lake_matches_source_by(ws, table, key, id_to_key, None);
 }
 
 /// The CRM schema of [`super::workload::CRM_SCHEMA`] in PostgreSQL. `tag` has no primary
@@ -295,7 +250,7 @@ fn pick(client: &mut Client, sql: &str, rng: &mut StdRng) -> Option<String> {
 }
 
 /// One random change to one table, in its own transaction; counts the live rows it adds.
-pub fn random_change(
+fn random_change(
     client: &mut Client,
     rng: &mut StdRng,
     next_id: &mut i64,
@@ -443,20 +398,37 @@ pub fn random_change(
     }
 }
 
-/// Makes `changes` random changes before the tables are linked; returns the live rows the
-/// copy will make and the next free id.
-pub fn prefill(client: &mut Client, rng: &mut StdRng, changes: usize) -> (Expected, i64) {
-    let mut next_id = 0;
-    for _ in 0..changes {
-        random_change(client, rng, &mut next_id, &mut Expected::default());
+/// The CRM workload in PostgreSQL's SQL.
+impl Application for Client {
+    fn random_change(&mut self, rng: &mut StdRng, next_id: &mut i64, expected: &mut Expected) {
+        random_change(self, rng, next_id, expected);
     }
-    let mut expected = Expected::default();
-    for table in ["account", "contact", "tag"] {
-        let n: i64 = client
+
+    fn row_count(&mut self, table: &str) -> usize {
+        let n: i64 = self
             .query_one(&format!("SELECT count(*) FROM {table}"), &[])
             .unwrap()
             .get(0);
-        expected.add(table, n as usize);
+        n as usize
     }
-    (expected, next_id)
+
+    fn source_rows(&mut self, table: &str, key: &str) -> SourceTableRows {
+        source_rows(self, table, key)
+    }
+}
+
+impl Source for PgWorkspace {
+    type Application = Client;
+
+    fn workspace(&self) -> &Workspace {
+        &self.ws
+    }
+
+    fn application(&self) -> Client {
+        self.client()
+    }
+
+    fn write_config(&self, engine_extra: &str, tables: &str) {
+        PgWorkspace::write_config(self, engine_extra, tables);
+    }
 }

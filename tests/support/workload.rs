@@ -1,13 +1,13 @@
 //! A random workload over a CRM-like schema, and the checks that the lake holds every change
-//! of it exactly once. Shared by the end-to-end tests and the crash harness.
+//! of it exactly once. Shared by the end-to-end tests and the crash harness, for every source
+//! (through [`Application`]); the SQL here is SQLite's, PostgreSQL's is in `pg.rs`.
 
-use super::{Workspace, attribute_index, source_rows};
+use super::{Application, Source, SourceTableRows, Workspace, attribute_index};
 use lakelink_model::csv_row::Record;
 use rand::RngExt;
 use rand::rngs::StdRng;
 use rusqlite::{Connection, params};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -83,12 +83,7 @@ fn month_of(created: &str) -> &str {
 }
 
 /// One random change to one table; returns the number of live rows it adds.
-pub fn random_change(
-    conn: &Connection,
-    rng: &mut StdRng,
-    next_id: &mut i64,
-    expected: &mut Expected,
-) {
+fn random_change(conn: &Connection, rng: &mut StdRng, next_id: &mut i64, expected: &mut Expected) {
     let pick = |conn: &Connection, sql: &str, rng: &mut StdRng| -> Option<String> {
         let n: i64 = conn
             .query_row(&format!("SELECT count(*) FROM ({sql})"), [], |r| r.get(0))
@@ -247,6 +242,27 @@ pub fn random_change(
     }
 }
 
+/// The CRM workload in SQLite's SQL.
+impl Application for Connection {
+    fn random_change(&mut self, rng: &mut StdRng, next_id: &mut i64, expected: &mut Expected) {
+        random_change(self, rng, next_id, expected);
+    }
+
+    fn row_count(&mut self, table: &str) -> usize {
+        let n: i64 = self
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        n as usize
+    }
+
+    fn source_rows(&mut self, table: &str, key: &str) -> SourceTableRows {
+        (
+            super::source_columns(self, table),
+            super::source_rows(self, table, key),
+        )
+    }
+}
+
 /// Folds a table's live files (every change, in order) into the latest image per Id, and
 /// checks positions never go back within a file.
 pub fn fold_live_files(ws: &Workspace, table: &str) -> (BTreeMap<String, Record>, usize) {
@@ -308,29 +324,26 @@ pub fn plain(id: &str) -> String {
     id.to_string()
 }
 
+/// Every live file of `table` holds each change once: as many rows as `expected` counts, and
+/// replaying them gives the source's rows.
 pub fn assert_live_files_hold_every_change_once(
-    ws: &Workspace,
+    ws: &impl Source,
     table: &'static str,
     key: &str,
     id_to_key: fn(&str) -> String,
     expected: &Expected,
 ) {
-    let (live, rows) = fold_live_files(ws, table);
+    let (live, rows) = fold_live_files(ws.workspace(), table);
     assert_eq!(
         rows, expected.live_rows[table],
         "{table}: the live files hold {rows} rows for {} expected",
         expected.live_rows[table]
     );
-    let conn = ws.source();
-    let source = source_rows(&conn, table, key);
-    let replayed: Vec<String> = live
-        .keys()
-        .map(|id| id_to_key(id))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let (_, source) = ws.application().source_rows(table, key);
+    let replayed: std::collections::BTreeSet<String> =
+        live.keys().map(|id| id_to_key(id)).collect();
     assert_eq!(
-        replayed,
+        replayed.into_iter().collect::<Vec<_>>(),
         source.keys().cloned().collect::<Vec<_>>(),
         "{table}: replaying the live files does not give the source's rows"
     );
@@ -338,33 +351,33 @@ pub fn assert_live_files_hold_every_change_once(
 
 /// Makes `changes` random changes before the tables are linked (they reach the lake through
 /// the initial copy), and returns the live rows the copy will make and the next free id.
-pub fn prefill(conn: &Connection, rng: &mut StdRng, changes: usize) -> (Expected, i64) {
+pub fn prefill(
+    application: &mut impl Application,
+    rng: &mut StdRng,
+    changes: usize,
+) -> (Expected, i64) {
     let mut next_id = 0;
     for _ in 0..changes {
-        random_change(conn, rng, &mut next_id, &mut Expected::default());
+        application.random_change(rng, &mut next_id, &mut Expected::default());
     }
     let mut expected = Expected::default();
     for table in ["account", "contact", "tag"] {
-        let n: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap();
-        expected.add(table, n as usize);
+        expected.add(table, application.row_count(table));
     }
     (expected, next_id)
 }
 
-/// An application on its own thread making [`random_change`]s to the SQLite database until
-/// told to stop.
+/// An application on its own thread making random changes to its source until told to stop.
 pub struct BackgroundWriter {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Expected>,
 }
 
 impl BackgroundWriter {
-    /// Starts writing to `db`, new rows from `next_id` on, with a generator seeded by `seed`,
-    /// pausing `pause(rng)` after each change.
+    /// Starts `application` writing, new rows from `next_id` on, with a generator seeded by
+    /// `seed`, pausing `pause(rng)` after each change.
     pub fn start(
-        db: PathBuf,
+        mut application: impl Application,
         seed: u64,
         next_id: i64,
         pause: fn(&mut StdRng) -> Duration,
@@ -373,13 +386,11 @@ impl BackgroundWriter {
         let thread = {
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
-                let conn = Connection::open(db).unwrap();
-                conn.busy_timeout(Duration::from_secs(30)).unwrap();
                 let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(seed);
                 let mut expected = Expected::default();
                 let mut next_id = next_id;
                 while !stop.load(Ordering::Relaxed) {
-                    random_change(&conn, &mut rng, &mut next_id, &mut expected);
+                    application.random_change(&mut rng, &mut next_id, &mut expected);
                     std::thread::sleep(pause(&mut rng));
                 }
                 expected
