@@ -62,8 +62,7 @@ fn tables_are_linked_and_unlinked_by_editing_the_config() {
     wait_for(30, "table a to leave model.json", || entities(&ws) == ["b"]);
     assert_eq!(trigger_count(&conn), 3, "a's triggers were removed");
     assert!(ws.lake.join("a/1.csv").exists(), "a's folder stays");
-    let log = agent.log();
-    assert!(agent.stop().success(), "{log}");
+    agent.stop_cleanly();
     assert_lake_matches_source(&ws, "b", "id", None);
 }
 
@@ -96,7 +95,7 @@ fn an_invalid_edit_is_rejected_and_the_agent_keeps_syncing_on_the_last_good_conf
     conn.execute("INSERT INTO a VALUES (2, 'a2')", []).unwrap();
     wait_for(30, "a's new row", || ws.read("a", None).1.len() == 2);
     assert_eq!(entities(&ws), ["a"]);
-    assert!(agent.stop().success());
+    agent.stop_cleanly();
 }
 
 #[test]
@@ -124,5 +123,5 @@ fn reading_the_config_does_not_reload_it() {
         1,
         "only the one edit is a change:\n{log}"
     );
-    assert!(agent.stop().success());
+    agent.stop_cleanly();
 }

@@ -74,7 +74,7 @@ fn metrics_and_status_follow_the_changes() {
         text.contains("agent running") && text.contains("Completed"),
         "{text}"
     );
-    assert!(agent.stop().success());
+    agent.stop_cleanly();
     let out = ws.lakelink(&["status", "--config", "{config}"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -131,7 +131,7 @@ fn link_and_unlink_edit_the_config_and_the_running_agent_follows() {
     let out = ws.lakelink(&["unlink", "--config", "{config}", "nope"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("table \"nope\" is not linked"));
-    assert!(agent.stop().success());
+    agent.stop_cleanly();
 }
 
 #[test]

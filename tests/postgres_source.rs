@@ -252,12 +252,7 @@ fn a_column_added_while_streaming_becomes_a_new_attribute_and_a_dropped_one_is_w
     wait_for(30, "the change after the dropped column", || {
         ws.live_row_count("reading") == 5
     });
-    let log_path = agent.log.clone();
-    assert!(
-        agent.stop().success(),
-        "{}",
-        std::fs::read_to_string(log_path).unwrap()
-    );
+    agent.stop_cleanly();
     ws.sync();
     let model = ws.model();
     let unit = attribute_index(&model, "reading", "unit");
@@ -309,12 +304,7 @@ fn the_initial_copy_hands_off_exactly_while_the_application_writes() {
     });
     std::thread::sleep(Duration::from_millis(300));
     writer.finish();
-    let log_path = agent.log.clone();
-    assert!(
-        agent.stop().success(),
-        "{}",
-        std::fs::read_to_string(&log_path).unwrap()
-    );
+    agent.stop_cleanly();
     ws.sync();
     assert_lake_matches_source(&ws, "account", "accountid", plain);
     assert_lake_matches_source(&ws, "tag", "label", tag_label);
@@ -332,12 +322,7 @@ fn the_agent_stopped_during_writes_catches_up_with_nothing_lost() {
     let writer = BackgroundWriter::start(ws.client(), 100, next_id, writer_pause);
     let agent = RunningAgent::start(&ws);
     std::thread::sleep(Duration::from_millis(700));
-    let log_path = agent.log.clone();
-    assert!(
-        agent.stop().success(),
-        "{}",
-        std::fs::read_to_string(&log_path).unwrap()
-    );
+    agent.stop_cleanly();
     // Stopped for a while: the slot keeps every change.
     std::thread::sleep(Duration::from_millis(1500));
     let agent = RunningAgent::start(&ws);
@@ -346,7 +331,7 @@ fn the_agent_stopped_during_writes_catches_up_with_nothing_lost() {
     for (table, n) in written.live_rows {
         expected.add(table, n);
     }
-    assert!(agent.stop().success());
+    agent.stop_cleanly();
     ws.sync();
     assert_live_files_hold_every_change_once(&ws, "account", "accountid", plain, &expected);
     assert_live_files_hold_every_change_once(&ws, "contact", "contactid", plain, &expected);
@@ -605,7 +590,7 @@ fn a_dropped_connection_is_retried_and_nothing_is_lost() {
     let log = agent.log();
     assert!(log.contains("failed; retrying"), "{log}");
     assert!(log.contains("reconnected"), "{log}");
-    assert!(agent.stop().success());
+    agent.stop_cleanly();
     ws.sync();
     assert_eq!(ws.live_row_count("reading"), 300, "every change once");
     assert_lake_matches_source(&ws, "reading", "id", plain);
@@ -635,7 +620,7 @@ fn a_retyped_column_is_reported_and_its_values_keep_flowing() {
     wait_for(30, "the warning", || {
         agent.log().contains("relink the table")
     });
-    assert!(agent.stop().success());
+    agent.stop_cleanly();
 }
 
 #[test]
@@ -770,12 +755,7 @@ fn a_table_linked_while_the_agent_streams_another_hands_off_exactly() {
     wait_for(60, "the table linked while running", || linked.exists());
     std::thread::sleep(Duration::from_millis(300));
     writer.finish();
-    let log_path = agent.log.clone();
-    assert!(
-        agent.stop().success(),
-        "{}",
-        std::fs::read_to_string(&log_path).unwrap()
-    );
+    agent.stop_cleanly();
     ws.sync();
     assert_lake_matches_source(&ws, "account", "accountid", plain);
 }
@@ -797,5 +777,5 @@ fn a_truncate_is_reported_with_what_to_do() {
     wait_for(30, "the warning", || {
         agent.log().contains("TRUNCATE is not captured")
     });
-    assert!(agent.stop().success());
+    agent.stop_cleanly();
 }

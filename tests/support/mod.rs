@@ -458,6 +458,17 @@ impl RunningAgent {
         Some(line[at..].split_whitespace().next()?.to_string())
     }
 
+    /// Stops the agent with SIGTERM and fails, with its whole log, unless it exits cleanly.
+    pub fn stop_cleanly(self) {
+        let log = self.log.clone();
+        let status = self.stop();
+        assert!(
+            status.success(),
+            "the agent exited with {status}; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+
     /// Stops the agent with SIGTERM and returns its exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
