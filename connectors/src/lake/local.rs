@@ -436,13 +436,6 @@ mod tests {
         LakePath::from_raw(path)
     }
 
-    fn read_all(lake: &LocalLake, path: &str, start: u64, end: Option<u64>) -> String {
-        let mut s = String::new();
-        let mut reader = lake.read(&p(path), start, end).unwrap();
-        reader.read_to_string(&mut s).unwrap();
-        s
-    }
-
     fn names_in(dir: &Path) -> Vec<String> {
         let mut names: Vec<_> = fs::read_dir(dir)
             .unwrap()
@@ -457,68 +450,31 @@ mod tests {
     // a folder on disk.
 
     #[test]
-    fn create_is_create_only_and_leaves_nothing_when_abandoned() {
+    fn a_write_in_progress_is_a_temporary_file_that_listings_skip_and_drop_removes() {
         let (_d, lake) = lake();
-        let t1 = p("t/Snapshot/t-T1.csv");
-        let mut f = lake.create(&t1).unwrap();
-        f.write_all(b"row\n").unwrap();
-        assert_eq!(lake.size(&t1).unwrap(), None, "invisible until committed");
-        f.commit().unwrap();
-        assert_eq!(read_all(&lake, "t/Snapshot/t-T1.csv", 0, None), "row\n");
-        assert!(matches!(
-            lake.create(&t1),
-            Err(LakeError::AlreadyExists { .. })
-        ));
-        // Another writer takes the name between create and commit: the first commit wins.
-        let mut late = lake.create(&p("t/Snapshot/t-T2.csv")).unwrap();
-        let mut first = lake.create(&p("t/Snapshot/t-T2.csv")).unwrap();
-        first.write_all(b"first").unwrap();
-        first.commit().unwrap();
-        late.write_all(b"late").unwrap();
-        assert!(matches!(
-            late.commit(),
-            Err(LakeError::AlreadyExists { .. })
-        ));
-        assert_eq!(read_all(&lake, "t/Snapshot/t-T2.csv", 0, None), "first");
-        let t3 = p("t/Snapshot/t-T3.csv");
-        let mut abandoned = lake.create(&t3).unwrap();
-        abandoned.write_all(b"x").unwrap();
-        drop(abandoned);
-        assert_eq!(lake.size(&t3).unwrap(), None);
-        let names = names_in(&lake.root().join("t/Snapshot"));
-        assert_eq!(names, ["t-T1.csv", "t-T2.csv"], "no temporary file left");
-    }
-
-    #[test]
-    fn replace_list_and_delete() {
-        let (_d, lake) = lake();
-        let m = LakePath::model();
-        lake.replace(&m, b"{ a longer first version }").unwrap();
-        lake.replace(&m, b"{2}").unwrap();
-        assert_eq!(
-            read_all(&lake, "model.json", 0, None),
-            "{2}",
-            "no tail of the old"
-        );
         lake.append(&p("a/1.csv"), 0, b"x\n").unwrap();
-        lake.replace(&p("a/b/m.json"), b"{}").unwrap();
-        // A write in progress has a temporary file, which listings skip.
-        let pending = lake.create(&p("a/2.csv")).unwrap();
-        assert_eq!(names_in(&lake.root().join("a")).len(), 3);
-        let entry = |path: &str, is_dir| LakeEntry {
-            path: p(path),
-            is_dir,
-        };
-        let root = lake.list(&p("")).unwrap();
-        assert_eq!(root, [entry("a", true), entry("model.json", false)]);
-        let a = lake.list(&p("a")).unwrap();
-        assert_eq!(a, [entry("a/1.csv", false), entry("a/b", true)]);
+        let mut pending = lake.create(&p("a/2.csv")).unwrap();
+        pending.write_all(b"row\n").unwrap();
+        assert_eq!(
+            names_in(&lake.root().join("a")).len(),
+            2,
+            "1.csv and a temporary file"
+        );
+        let listed: Vec<_> = lake
+            .list(&p("a"))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(listed, [p("a/1.csv")]);
+        // Abandoned without a commit: dropping it takes its temporary file away.
         drop(pending);
-        assert!(lake.list(&p("none")).unwrap().is_empty());
-        lake.delete(&m).unwrap();
-        lake.delete(&m).unwrap();
-        lake.delete(&p("no/such/file")).unwrap();
-        assert_eq!(lake.size(&m).unwrap(), None);
+        assert_eq!(lake.size(&p("a/2.csv")).unwrap(), None);
+        assert_eq!(
+            names_in(&lake.root().join("a")),
+            ["1.csv"],
+            "no temporary file left"
+        );
     }
 
     #[test]
