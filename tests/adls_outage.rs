@@ -30,12 +30,7 @@ fn a_30_second_outage_of_the_service_loses_and_doubles_nothing() {
     let mut rng = StdRng::seed_from_u64(4);
     let (mut expected, next_id) = prefill(&mut ws.application(), &mut rng, 300);
     let agent = RunningAgent::start(&ws);
-    let lake = ws.open_lake();
-    wait_for(60, "the initial sync to publish model.json", || {
-        lake.size(&lakelink_model::lake_path::LakePath::model())
-            .unwrap()
-            .is_some()
-    });
+    ws.wait_for_publish(60);
 
     let writer = BackgroundWriter::start(ws.application(), 5, next_id, |rng| {
         Duration::from_millis(rng.random_range(5..25))

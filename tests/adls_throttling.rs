@@ -35,12 +35,7 @@ fn throttling_responses_are_retried_and_lose_and_double_nothing() {
     let mut rng = StdRng::seed_from_u64(6);
     let (mut expected, next_id) = prefill(&mut ws.application(), &mut rng, 300);
     let mut agent = RunningAgent::start_logging(&ws, LOG_FILTER);
-    let lake = ws.open_lake();
-    wait_for(30, "the initial sync to publish model.json", || {
-        lake.size(&lakelink_model::lake_path::LakePath::model())
-            .unwrap()
-            .is_some()
-    });
+    ws.wait_for_publish(30);
 
     // Slower than the outage test's writer: one request in five waits out a backoff, and
     // each change may touch its own partition files.

@@ -39,7 +39,8 @@ pub const INSERT: &str = "INSERT INTO account VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7
 /// The values of the `i`th generated account, in the order of [`INSERT`]'s parameters.
 pub fn account(rng: &mut StdRng, i: u64) -> [Value; 7] {
     let year = 2019 + (i % 8) as i32;
-    // Drawn in this order so that a seed keeps giving the same table.
+    // Drawn in this order, and `employees` as an i32, so that a seed keeps giving the same
+    // table.
     let created = timestamp_in(rng, year);
     let id = uuid(rng);
     let revenue = (rng.random_range(0.0..5e7f64) * 100.0).round() / 100.0;

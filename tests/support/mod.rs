@@ -68,6 +68,15 @@ impl Workspace {
         lakelink_engine::pipeline::open_lake(&config.lake).expect("open the lake")
     }
 
+    /// Waits until the lake, whatever kind it is, holds a model.json: the initial sync has
+    /// published.
+    pub fn wait_for_publish(&self, seconds: u64) {
+        let lake = self.open_lake();
+        wait_for(seconds, "the initial sync to publish model.json", || {
+            lake.size(&LakePath::model()).unwrap().is_some()
+        });
+    }
+
     /// The whole content of `path` in the lake, or `None` when it does not exist.
     pub fn lake_file(&self, path: &str) -> Option<Vec<u8>> {
         use std::io::Read as _;
