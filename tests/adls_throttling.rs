@@ -50,9 +50,13 @@ fn throttling_responses_are_retried_and_lose_and_double_nothing() {
 
     // The agent keeps up by itself, still throttled: it says every table is durable through
     // the source's newest change (reading the lake itself is the slow, final check below).
-    let newest: i64 = ws
-        .source()
-        .query_row("SELECT max(pos) FROM _lakelink_log", [], |r| r.get(0))
+    let source = ws.source();
+    let newest: i64 = source
+        .query_row(
+            &format!("SELECT max(pos) FROM {}", change_log(&source)),
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     wait_for(10, "the agent to name its status endpoint", || {
         agent.status_address().is_some()

@@ -408,7 +408,11 @@ fn unlinking_removes_capture_and_the_entity_but_keeps_the_folder() {
     assert!(ws.lake.join("b/1.csv").exists(), "the folder stays");
     conn.execute("INSERT INTO b VALUES (2, 'z')", []).unwrap();
     let pending: i64 = conn
-        .query_row("SELECT count(*) FROM _lakelink_log", [], |r| r.get(0))
+        .query_row(
+            &format!("SELECT count(*) FROM {}", change_log(&conn)),
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(pending, 0, "an unlinked table is no longer captured");
 }

@@ -206,9 +206,12 @@ fn prepare(workload: &Workload, path: &Path, capture: Capture) -> Result<Connect
     match capture {
         Capture::None => {}
         Capture::Lakelink => {
-            let mut source = SqliteSource::open(&SqliteSourceConfig {
-                path: path.to_path_buf(),
-            })?;
+            let mut source = SqliteSource::open(
+                &SqliteSourceConfig {
+                    path: path.to_path_buf(),
+                },
+                "bench",
+            )?;
             let described = source.describe_table("account")?;
             source.install_capture(&CaptureSpec {
                 link: 1,
@@ -218,6 +221,7 @@ fn prepare(workload: &Workload, path: &Path, capture: Capture) -> Result<Connect
                     key: described.primary_key,
                     partition_column: Some(workload.partition_column),
                     columns: described.columns,
+                    fills: Vec::new(),
                 },
                 added_from: None,
             })?;

@@ -28,7 +28,7 @@ impl Database for Sqlite {
         self.conn.execute_batch(sql).expect("application SQL");
     }
     fn open(&self) -> Box<dyn Source> {
-        Box::new(SqliteSource::open(&self.config).expect("open the SQLite source"))
+        Box::new(SqliteSource::open(&self.config, "contract").expect("open the SQLite source"))
     }
 }
 
@@ -131,6 +131,7 @@ fn spec(source: &mut dyn Source) -> CaptureSpec {
             columns: table.columns,
             key: vec![0],
             partition_column: Some(2),
+            fills: Vec::new(),
         },
         added_from: None,
     }

@@ -47,13 +47,26 @@ impl Signals {
     }
 }
 
+/// What one `lakelink sync` pass did.
+#[derive(Debug)]
+pub struct SyncOutcome {
+    /// The snapshot it published, if anything changed.
+    pub published: Option<Published>,
+    /// Tables that are stopped (table, why); the others were synced.
+    pub stopped: Vec<(String, String)>,
+}
+
 /// One pass: link what is new, trickle everything pending, snapshot now.
-pub fn sync_once(config: Config, stop: Arc<AtomicBool>) -> Result<Option<Published>, EngineError> {
+pub fn sync_once(config: Config, stop: Arc<AtomicBool>) -> Result<SyncOutcome, EngineError> {
     let mut pipeline = Pipeline::open(config, stop)?;
     pipeline.reconcile()?;
     pipeline.check_schemas()?;
     pipeline.catch_up()?;
-    pipeline.snapshot()
+    let published = pipeline.snapshot()?;
+    Ok(SyncOutcome {
+        published,
+        stopped: pipeline.stopped_tables(),
+    })
 }
 
 /// The next instant, strictly after `now`, that is a whole multiple of `interval` since the

@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use lakelink_engine::agent::{self, Signals};
 use lakelink_engine::config::{Config, LakeConfig, LocalLakeConfig};
-use lakelink_engine::pipeline::open_lake;
+use lakelink_engine::pipeline::{self, open_lake};
 use lakelink_engine::{config_edit, read, status};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -147,12 +147,23 @@ fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Sync { config } => {
             let config = Config::load(&config)?;
-            match agent::sync_once(config, Arc::new(AtomicBool::new(false)))? {
+            let outcome = agent::sync_once(config, Arc::new(AtomicBool::new(false)))?;
+            match outcome.published {
                 Some(p) => println!(
                     "published generation {} at position {} ({} snapshot files)",
                     p.generation, p.position, p.files_written
                 ),
                 None => println!("nothing changed; model.json stays as it is"),
+            }
+            if !outcome.stopped.is_empty() {
+                // The other tables were synced; a stopped one needs a person, so the pass
+                // fails (a cron job then reports it) with each table's line.
+                let lines: Vec<String> = outcome
+                    .stopped
+                    .iter()
+                    .map(|(table, reason)| pipeline::stop_line(table, reason))
+                    .collect();
+                anyhow::bail!("{}", lines.join(" | "));
             }
         }
         Command::Status { config } => {

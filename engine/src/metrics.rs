@@ -98,6 +98,8 @@ pub struct TableProgress {
     pub partitions: usize,
     /// Its newest snapshot generation.
     pub last_snapshot: Option<u64>,
+    /// Why it was stopped, if it was.
+    pub stopped: Option<String>,
 }
 
 impl Metrics {
@@ -137,6 +139,10 @@ impl Metrics {
                 } else {
                     since.elapsed().as_secs_f64()
                 };
+                if let Some(reason) = &p.stopped {
+                    t.state = "Stopped".to_string();
+                    t.last_error = Some(reason.clone());
+                }
             }
         });
     }
@@ -310,6 +316,7 @@ mod tests {
                 live_rows: 6,
                 partitions: 1,
                 last_snapshot: None,
+                stopped: None,
             }],
         );
         m.record_retry("source_busy", "busy");

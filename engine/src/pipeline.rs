@@ -10,7 +10,7 @@ use crate::manifest;
 use crate::metrics::{Metrics, TableProgress};
 use crate::recovery;
 use crate::snapshot;
-use crate::state::{LinkRecord, LiveFile, StateStore, SyncState};
+use crate::state::{HistoryMark, LinkRecord, LiveFile, StateStore, SyncState};
 use crate::table_feed::TableFeed;
 use crate::table_schema;
 #[cfg(feature = "adls")]
@@ -23,7 +23,8 @@ use lakelink_model::change::{LinkId, Position};
 use lakelink_model::datetime::UtcDateTime;
 use lakelink_model::lake::{Lake, WriterLock};
 use lakelink_model::lake_path::{LakePath, TableName};
-use lakelink_model::source::{CaptureSpec, Source};
+use lakelink_model::schema::ColumnFill;
+use lakelink_model::source::{CaptureSpec, ExistingRows, Source, SourceError};
 use lakelink_model::value::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
@@ -67,9 +68,11 @@ pub fn open_lake(config: &LakeConfig) -> Result<Box<dyn Lake>, EngineError> {
     })
 }
 
-fn open_source(config: &SourceConfig) -> Result<Box<dyn Source>, EngineError> {
+/// Opens the source a config names; `capture_name` sets this lake's capture objects apart
+/// from other lakes' in the same database (see [`StateStore::capture_name`]).
+fn open_source(config: &SourceConfig, capture_name: &str) -> Result<Box<dyn Source>, EngineError> {
     Ok(match config {
-        SourceConfig::Sqlite(c) => Box::new(SqliteSource::open(c)?),
+        SourceConfig::Sqlite(c) => Box::new(SqliteSource::open(c, capture_name)?),
         #[cfg(feature = "postgres")]
         SourceConfig::Postgres(c) => Box::new(PostgresSource::open(c)?),
     })
@@ -110,8 +113,8 @@ impl Pipeline {
             now_text()
         );
         let lock = lake.lock_writer(&holder)?;
-        let source = open_source(&config.source)?;
         let mut state = StateStore::open(&config.engine.state, &lake.describe())?;
+        let source = open_source(&config.source, &state.capture_name()?)?;
         recovery::remove_abandoned_files(lake.as_ref())?;
         recovery::settle_publish(lake.as_ref(), &mut state, &now_text())?;
         let mut pipeline = Pipeline {
@@ -131,6 +134,15 @@ impl Pipeline {
                 // An initial sync a crash interrupted starts over when the table is linked.
                 continue;
             }
+            if let Some(reason) = &record.stopped {
+                // Stopped tables stay stopped, and say so at every start, until relinked.
+                tracing::error!(table = %record.table, "{}", stop_line(&record.table, reason));
+                let name = table_name(&record.table)?;
+                let files = pipeline.state.live_files(&record.table)?;
+                let feed = TableFeed::new(record, name, files);
+                pipeline.feeds.insert(feed.record.table.clone(), feed);
+                continue;
+            }
             if !pipeline
                 .config
                 .tables
@@ -144,8 +156,18 @@ impl Pipeline {
             let name = table_name(&record.table)?;
             let files = pipeline.state.live_files(&record.table)?;
             let files = recovery::repair_live_files(pipeline.lake.as_ref(), &record, &name, files)?;
-            pipeline.state.commit_batch(&files, &[])?;
+            pipeline.state.commit_batch(&files, &[], None)?;
             let source_table = pipeline.source_table(&record.table);
+            if let Some(reason) = pipeline.source.capture_broken(record.link, &source_table)? {
+                // Gone (or replaced) while the agent was stopped: reinstalling capture would
+                // capture another table, or fail for every table.
+                let name = table_name(&record.table)?;
+                let feed = TableFeed::new(record, name, files);
+                let table = feed.record.table.clone();
+                pipeline.feeds.insert(table.clone(), feed);
+                pipeline.stop_table(&table, reason)?;
+                continue;
+            }
             pipeline.source.install_capture(&CaptureSpec {
                 link: record.link,
                 table: source_table,
@@ -157,8 +179,50 @@ impl Pipeline {
             pipeline.write_trickle_manifest(&feed)?;
             pipeline.feeds.insert(feed.record.table.clone(), feed);
         }
+        if let Some(at) = pipeline.common_position() {
+            // The mark is recorded with every checkpoint that moves the common position, so
+            // it names `at` unless a crash came between a copy and its mark.
+            let mark = pipeline.state.history_mark()?.filter(|h| h.position == at);
+            let mark = mark.and_then(|h| h.mark);
+            pipeline.source.resume_at(at, mark.as_deref())?;
+        }
         pipeline.report_progress(&HashMap::new())?;
         Ok(pipeline)
+    }
+
+    /// Tables stopped because their capture could no longer be exact, with why.
+    pub fn stopped_tables(&self) -> Vec<(String, String)> {
+        self.feeds
+            .values()
+            .filter_map(|f| Some((f.record.table.clone(), f.record.stopped.clone()?)))
+            .collect()
+    }
+
+    /// Stops a table whose changes can no longer reach the lake exactly: its capture is
+    /// removed, its files and its last published snapshot stay as they are, and one line says
+    /// why and what to do. The other tables keep flowing.
+    fn stop_table(&mut self, table: &str, reason: String) -> Result<(), EngineError> {
+        let source_table = self.source_table(table);
+        let Some(feed) = self.feeds.get_mut(table) else {
+            return Ok(());
+        };
+        if feed.record.stopped.is_some() {
+            return Ok(());
+        }
+        feed.discard_buffers();
+        feed.record.stopped = Some(reason.clone());
+        let link = feed.record.link;
+        self.state.set_stopped(table, &reason)?;
+        self.by_link.remove(&link);
+        let line = stop_line(table, &reason);
+        tracing::error!(table, "{line}");
+        self.metrics
+            .record_error("table_stopped", &line, Some(table));
+        // The application should not keep paying for capture nobody reads.
+        if let Err(e) = self.source.remove_capture(link, &source_table) {
+            tracing::warn!(table, error = %e, "could not remove the stopped table's capture; it is removed when the table is relinked");
+        }
+        Ok(())
     }
 
     /// The registry this pipeline reports to.
@@ -189,6 +253,7 @@ impl Pipeline {
                     live_rows: f.files().map(|x| x.rows).sum(),
                     partitions: f.files().count(),
                     last_snapshot: f.files().filter_map(|x| x.snapshot_generation).max(),
+                    stopped: f.record.stopped.clone(),
                 }
             })
             .collect();
@@ -280,6 +345,7 @@ impl Pipeline {
             mode: table.mode,
             granularity: table.granularity,
             completed_at: None,
+            stopped: None,
         };
         self.state.put_link(&record)?;
         let spec = CaptureSpec {
@@ -319,7 +385,11 @@ impl Pipeline {
                 let mut feed = feed;
                 for (position, chunk) in receiver {
                     for row in &chunk {
-                        feed.copy_row(row, position, &now);
+                        feed.copy_row(row, position, &now)
+                            .map_err(|reason| EngineError::Link {
+                                table: feed.record.table.clone(),
+                                reason,
+                            })?;
                     }
                     if feed.buffered_bytes() >= FLUSH_BYTES {
                         feed.flush(lake)?;
@@ -362,7 +432,22 @@ impl Pipeline {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (read, encoded, rows)
         });
-        let feed = encoded?;
+        let feed = match encoded {
+            Err(refused @ EngineError::Link { .. }) => {
+                // The table cannot be linked as it is: take capture back out, so that the
+                // application does not keep paying for it, and forget the link.
+                progress.finish();
+                self.source.remove_capture(link, &table.source_name())?;
+                self.state.remove_link(name.as_str())?;
+                for entry in self.lake.list(&LakePath::table_dir(&name))? {
+                    if !entry.is_dir && entry.path.file_name().ends_with(".csv") {
+                        self.lake.delete(&entry.path)?;
+                    }
+                }
+                return Err(refused);
+            }
+            other => other?,
+        };
         let position = position?;
         progress.finish();
         if self.stop.load(Ordering::Relaxed) {
@@ -382,6 +467,13 @@ impl Pipeline {
         );
         self.by_link.insert(link, feed.record.table.clone());
         self.feeds.insert(feed.record.table.clone(), feed);
+        if self.common_position() == Some(position) {
+            // The first table (or one copied at the lowest position) sets where every table
+            // resumes from: mark the source's history there.
+            let mark = self.source.history_mark(position)?;
+            self.state
+                .set_history_mark(&HistoryMark { position, mark })?;
+        }
         self.report_progress(&HashMap::new())?;
         Ok(())
     }
@@ -418,58 +510,111 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Picks up columns added to linked tables since the last look.
+    /// Looks at every linked table after a schema change: a table whose capture broke
+    /// (dropped, recreated, renamed) or that changed in a way its lake entity cannot follow
+    /// is stopped; columns added are picked up.
     pub fn check_schemas(&mut self) -> Result<(), EngineError> {
         let version = self.source.schema_version()?;
         if self.schema_version == Some(version) {
             return Ok(());
         }
         self.schema_version = Some(version);
-        let tables: Vec<String> = self.feeds.keys().cloned().collect();
+        let tables: Vec<String> = self
+            .feeds
+            .values()
+            .filter(|f| f.record.stopped.is_none() && f.record.state == SyncState::Completed)
+            .map(|f| f.record.table.clone())
+            .collect();
         for table in tables {
-            let source_table = self.source_table(&table);
-            let described = self.source.describe_table(&source_table)?;
-            let feed = &self.feeds[&table];
-            let known = &feed.record.schema.columns;
-            let same_prefix = described.columns.len() >= known.len()
-                && known
-                    .iter()
-                    .zip(&described.columns)
-                    .all(|(a, b)| a.name == b.name && a.declared_type == b.declared_type);
-            if !same_prefix {
-                tracing::warn!(
-                    table,
-                    "columns were renamed, dropped or retyped; new rows keep the linked columns; relink the table to take the new shape"
-                );
-                continue;
+            if let Some(reason) = self.check_schema(&table)? {
+                self.stop_table(&table, reason)?;
             }
-            if described.columns.len() == known.len() {
-                continue;
-            }
-            let mut schema = feed.record.schema.clone();
-            let added: Vec<String> = described.columns[known.len()..]
-                .iter()
-                .map(|c| c.name.clone())
-                .collect();
-            schema.columns = described.columns;
-            self.source.install_capture(&CaptureSpec {
-                link: feed.record.link,
-                table: source_table,
-                schema: schema.clone(),
-                added_from: Some(known.len()),
-            })?;
-            let feed = self.feeds.get_mut(&table).expect("feed listed above");
-            feed.widen(schema);
-            self.state.put_link(&feed.record)?;
-            let feed = &self.feeds[&table];
-            self.write_trickle_manifest(feed)?;
-            tracing::info!(
-                table,
-                ?added,
-                "columns added; they are captured from now on"
-            );
         }
         Ok(())
+    }
+
+    /// One table of [`Pipeline::check_schemas`]: `Some(reason)` when it must stop.
+    fn check_schema(&mut self, table: &str) -> Result<Option<String>, EngineError> {
+        let source_table = self.source_table(table);
+        let link = self.feeds[table].record.link;
+        if let Some(reason) = self.source.capture_broken(link, &source_table)? {
+            return Ok(Some(reason));
+        }
+        let described = match self.source.describe_table(&source_table) {
+            Ok(d) => d,
+            Err(SourceError::TableNotFound { .. }) => {
+                return Ok(Some(format!(
+                    "{source_table:?} is gone from the source (dropped or renamed)"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let known = self.feeds[table].record.schema.columns.clone();
+        let drift = table_schema::compare(&known, &described.columns);
+        if let Some((old, new)) = drift.renamed.first() {
+            if known.iter().all(|c| c.number.is_none()) {
+                // SQLite rewrites the capture triggers with a renamed column, so its values
+                // keep flowing under the name the lake knows.
+                tracing::warn!(
+                    table, column = %old, renamed_to = %new,
+                    "a column was renamed; its values keep flowing under the linked name; relink the table to take the new name"
+                );
+                return Ok(None);
+            }
+            return Ok(Some(format!(
+                "column {old:?} was renamed to {new:?}, so changes from then on carry it under a name the lake does not know"
+            )));
+        }
+        if !drift.retyped.is_empty() || !drift.dropped.is_empty() {
+            tracing::warn!(
+                table, retyped = ?drift.retyped, dropped = ?drift.dropped,
+                "columns were dropped or retyped; new rows keep the linked columns (a dropped one written empty); relink the table to take the new shape"
+            );
+        }
+        if drift.added.is_empty() {
+            return Ok(None);
+        }
+        let mut schema = self.feeds[table].record.schema.clone();
+        let mut candidate = schema.columns.clone();
+        candidate.extend(drift.added.iter().cloned());
+        if let Err(reason) = table_schema::check_names(&candidate) {
+            return Ok(Some(format!("a column was added: {reason}")));
+        }
+        for column in &drift.added {
+            let index = schema.columns.len();
+            match self.source.existing_rows(&source_table, &column.name)? {
+                ExistingRows::Null => {}
+                ExistingRows::Value(value) => schema.fills.push(ColumnFill {
+                    column: index,
+                    value,
+                }),
+                ExistingRows::Unknown(reason) => {
+                    return Ok(Some(format!(
+                        "column {:?} was added: {reason}",
+                        column.name
+                    )));
+                }
+            }
+            schema.columns.push(column.clone());
+        }
+        let added: Vec<String> = drift.added.iter().map(|c| c.name.clone()).collect();
+        self.source.install_capture(&CaptureSpec {
+            link,
+            table: source_table,
+            schema: schema.clone(),
+            added_from: Some(known.len()),
+        })?;
+        let feed = self.feeds.get_mut(table).expect("a linked table");
+        feed.widen(schema);
+        self.state.put_link(&feed.record)?;
+        let feed = &self.feeds[table];
+        self.write_trickle_manifest(feed)?;
+        tracing::info!(
+            table,
+            ?added,
+            "columns added; they are captured from now on"
+        );
+        Ok(None)
     }
 
     /// The name the source knows a linked table by (its configured schema, if any, in
@@ -486,7 +631,7 @@ impl Pipeline {
     fn common_position(&self) -> Option<Position> {
         self.feeds
             .values()
-            .filter(|f| f.record.state == SyncState::Completed)
+            .filter(|f| f.record.state == SyncState::Completed && f.record.stopped.is_none())
             .map(|f| f.record.position)
             .min()
     }
@@ -516,6 +661,17 @@ impl Pipeline {
         }
         let now = now_text();
         let mut files = Vec::new();
+        // Tables whose capture broke in this batch: their changes before the break are
+        // written, then they stop.
+        let mut stopping: BTreeMap<String, String> = BTreeMap::new();
+        let mut broken_at: HashMap<LinkId, Position> = HashMap::new();
+        for broken in &batch.broken {
+            if let Some(table) = self.by_link.get(&broken.link) {
+                let reason = format!("{} (at position {})", broken.reason, broken.position);
+                stopping.insert(table.clone(), reason);
+                broken_at.insert(broken.link, broken.position);
+            }
+        }
         for change in &batch.changes {
             let Some(feed) = self
                 .by_link
@@ -527,7 +683,19 @@ impl Pipeline {
             if change.position <= feed.record.position {
                 continue;
             }
-            feed.apply(change, &now);
+            if broken_at
+                .get(&change.link)
+                .is_some_and(|&at| change.position >= at)
+            {
+                continue;
+            }
+            if let Err(problem) = feed.apply(change, &now) {
+                let reason = format!("{problem} (at position {})", change.position);
+                stopping.entry(feed.record.table.clone()).or_insert(reason);
+                // The table's later changes in this batch are not written either.
+                self.by_link.remove(&change.link);
+                continue;
+            }
             if feed.buffered_bytes() >= FLUSH_BYTES {
                 files.extend(feed.flush(self.lake.as_ref())?);
             }
@@ -535,9 +703,15 @@ impl Pipeline {
         let mut positions = Vec::new();
         let mut manifests = Vec::new();
         for feed in self.feeds.values_mut() {
+            if feed.record.stopped.is_some() {
+                continue;
+            }
             files.extend(feed.flush(self.lake.as_ref())?);
             if feed.take_new_partitions() {
                 manifests.push(feed.record.table.clone());
+            }
+            if stopping.contains_key(&feed.record.table) {
+                continue;
             }
             if batch.end > feed.record.position {
                 feed.record.position = batch.end;
@@ -547,7 +721,18 @@ impl Pipeline {
         for table in manifests {
             self.write_trickle_manifest(&self.feeds[&table])?;
         }
-        self.state.commit_batch(&files, &positions)?;
+        let history = match positions.is_empty() {
+            true => None,
+            false => Some(HistoryMark {
+                position: batch.end,
+                mark: self.source.history_mark(batch.end)?,
+            }),
+        };
+        self.state
+            .commit_batch(&files, &positions, history.as_ref())?;
+        for (table, reason) in stopping {
+            self.stop_table(&table, reason)?;
+        }
         if let Some(upto) = self.common_position() {
             self.source.acknowledge(upto)?;
         }
@@ -616,6 +801,13 @@ impl Pipeline {
         )?;
         Ok(())
     }
+}
+
+/// The one line that says a table stopped, why, and how to resume it.
+pub fn stop_line(table: &str, reason: &str) -> String {
+    format!(
+        "table {table:?} stopped: {reason}; its lake files stay as they are; to resume it, relink it (remove its [[table]] from the config, sync, then add it back), which copies it afresh"
+    )
 }
 
 fn table_name(name: &str) -> Result<TableName, EngineError> {

@@ -84,21 +84,40 @@ pub fn settle_publish(
                 "names generation {m} but the checkpoint store has never published; point [engine] state at this lake's checkpoint store"
             ),
         }),
-        (None, Some(p)) => Err(EngineError::Manifest {
-            path: model_path.to_string(),
-            reason: format!(
-                "is missing but generation {p} was published; restore it by copying _lakelink/models/model-T{p}.json to model.json"
-            ),
-        }),
-        (m, p) => Err(EngineError::Manifest {
-            path: model_path.to_string(),
-            reason: format!(
-                "names generation {} but the checkpoint store published {}; restore model.json from _lakelink/models/model-T{}.json",
-                m.unwrap_or(0),
-                p.unwrap_or(0),
-                p.unwrap_or(0)
-            ),
-        }),
+        (None, Some(p)) => {
+            let kept = LakePath::published_model(p);
+            let advice = if lake.size(&kept)?.is_some() {
+                format!("restore it by copying {kept} to model.json")
+            } else {
+                "the lake's files are gone too; to start over, move the checkpoint store ([engine] state) aside and sync, which copies every table afresh".to_string()
+            };
+            Err(EngineError::Manifest {
+                path: model_path.to_string(),
+                reason: format!("is missing but generation {p} was published; {advice}"),
+            })
+        }
+        (m, p) => {
+            let (m, p) = (m.unwrap_or(0), p.unwrap_or(0));
+            let kept = LakePath::published_model(p);
+            // Advice names only a file that is there. Following it is safe: the next publish
+            // takes a generation above every one the lake holds, so nothing published is
+            // written again.
+            let advice = if lake.size(&kept)?.is_some() {
+                format!(
+                    "if this is the lake's own checkpoint store, restore model.json by copying {kept} to model.json (readers see generation {p} until the next publish); otherwise point [engine] state at the store this lake was written with"
+                )
+            } else {
+                format!(
+                    "{kept} is gone too, so point [engine] state at the store this lake was written with"
+                )
+            };
+            Err(EngineError::Manifest {
+                path: model_path.to_string(),
+                reason: format!(
+                    "names generation {m} but the checkpoint store published {p}; {advice}"
+                ),
+            })
+        }
     }
 }
 

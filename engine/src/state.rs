@@ -112,6 +112,10 @@ pub struct LinkRecord {
     pub granularity: Granularity,
     /// When the initial copy completed (lake date-time text).
     pub completed_at: Option<String>,
+    /// Why the table was stopped (its capture could no longer be exact); `None` while it
+    /// flows. A stopped table keeps its files and its last published snapshot, and flows
+    /// again only when it is relinked.
+    pub stopped: Option<String>,
 }
 
 /// One live file's durable state.
@@ -150,6 +154,15 @@ impl LiveFile {
             snapshot_generation: None,
         }
     }
+}
+
+/// The source's mark of a position (see `Source::history_mark`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryMark {
+    /// The position.
+    pub position: Position,
+    /// The source's mark of it.
+    pub mark: Option<String>,
 }
 
 /// The last published manifest.
@@ -223,7 +236,17 @@ impl StateStore {
                  CREATE TABLE IF NOT EXISTS pending_snapshot (
                     generation INTEGER NOT NULL, position INTEGER NOT NULL,
                     signature TEXT NOT NULL, cuts TEXT NOT NULL);",
-            )
+            )?;
+            // Added to layout 1 in place: a store without it has no stopped table.
+            let has_stopped: bool = c.query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('links') WHERE name = 'stopped'",
+                [],
+                |r| r.get(0),
+            )?;
+            if !has_stopped {
+                c.execute_batch("ALTER TABLE links ADD COLUMN stopped TEXT")?;
+            }
+            Ok(())
         })?;
         let format = store.meta("format")?;
         match format.as_deref() {
@@ -261,10 +284,26 @@ impl StateStore {
                 what: "opening",
                 source,
             })?;
-        Ok(Some(StateStore {
+        let store = StateStore {
             path: path.to_path_buf(),
             conn,
-        }))
+        };
+        // A store no agent of this version opened yet has no `stopped` column; reading it
+        // must not change it, so the column is added to the view only.
+        store.run("reading links", |c| {
+            let has_stopped: bool = c.query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('links') WHERE name = 'stopped'",
+                [],
+                |r| r.get(0),
+            )?;
+            if !has_stopped {
+                c.execute_batch(
+                    "CREATE TEMP VIEW links AS SELECT *, NULL AS stopped FROM main.links",
+                )?;
+            }
+            Ok(())
+        })?;
+        Ok(Some(store))
     }
 
     fn run<T>(
@@ -311,7 +350,8 @@ impl StateStore {
     pub fn links(&self) -> Result<Vec<LinkRecord>, StateError> {
         let rows = self.run("reading links", |c| {
             let mut stmt = c.prepare(
-                "SELECT name, link, state, position, schema, mode, granularity, completed_at
+                "SELECT name, link, state, position, schema, mode, granularity, completed_at,
+                        stopped
                  FROM links ORDER BY name",
             )?;
             stmt.query_map([], |r| {
@@ -324,13 +364,24 @@ impl StateStore {
                     r.get::<_, String>(5)?,
                     r.get::<_, String>(6)?,
                     r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()
         })?;
         rows.into_iter()
             .map(
-                |(table, link, state, position, schema, mode, granularity, completed_at)| {
+                |(
+                    table,
+                    link,
+                    state,
+                    position,
+                    schema,
+                    mode,
+                    granularity,
+                    completed_at,
+                    stopped,
+                )| {
                     let damaged = |reason: String| StateError::Damaged {
                         path: self.path.clone(),
                         table: table.clone(),
@@ -347,6 +398,7 @@ impl StateStore {
                         granularity: serde_json::from_str(&granularity)
                             .map_err(|e| damaged(e.to_string()))?,
                         completed_at,
+                        stopped,
                         table,
                     })
                 },
@@ -358,11 +410,13 @@ impl StateStore {
     pub fn put_link(&self, link: &LinkRecord) -> Result<(), StateError> {
         self.run("writing a link", |c| {
             c.execute(
-                "INSERT INTO links (name, link, state, position, schema, mode, granularity, completed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO links (name, link, state, position, schema, mode, granularity, completed_at,
+                                    stopped)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (name) DO UPDATE SET link = excluded.link, state = excluded.state,
                    position = excluded.position, schema = excluded.schema, mode = excluded.mode,
-                   granularity = excluded.granularity, completed_at = excluded.completed_at",
+                   granularity = excluded.granularity, completed_at = excluded.completed_at,
+                   stopped = excluded.stopped",
                 params![
                     link.table,
                     link.link,
@@ -371,11 +425,31 @@ impl StateStore {
                     json(&link.schema),
                     json(&link.mode),
                     json(&link.granularity),
-                    link.completed_at
+                    link.completed_at,
+                    link.stopped
                 ],
             )
             .map(drop)
         })
+    }
+
+    /// Records that a table stopped, and why.
+    pub fn set_stopped(&self, table: &str, reason: &str) -> Result<(), StateError> {
+        self.run("stopping a table", |c| {
+            c.execute(
+                "UPDATE links SET stopped = ?2 WHERE name = ?1",
+                [table, reason],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Records the source's history mark of the position every table resumes from.
+    pub fn set_history_mark(&self, history: &HistoryMark) -> Result<(), StateError> {
+        self.set_meta(
+            "history",
+            &serde_json::to_string(history).unwrap_or_default(),
+        )
     }
 
     /// Forgets a table and its live files.
@@ -419,11 +493,13 @@ impl StateStore {
         })
     }
 
-    /// Records appended files and advanced table positions in one transaction.
+    /// Records appended files and advanced table positions in one transaction, with the
+    /// source's history mark of the position every table is now durable through.
     pub fn commit_batch(
         &mut self,
         files: &[LiveFile],
         positions: &[(String, Position)],
+        history: Option<&HistoryMark>,
     ) -> Result<(), StateError> {
         self.transaction("committing a batch", |tx| {
             for f in files {
@@ -435,8 +511,50 @@ impl StateStore {
                     params![table, position.0],
                 )?;
             }
+            if let Some(h) = history {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('history', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [serde_json::to_string(h).unwrap_or_default()],
+                )?;
+            }
             Ok(())
         })
+    }
+
+    /// The source's history mark last recorded by [`StateStore::commit_batch`].
+    pub fn history_mark(&self) -> Result<Option<HistoryMark>, StateError> {
+        Ok(self
+            .meta("history")?
+            .and_then(|text| serde_json::from_str(&text).ok()))
+    }
+
+    /// The name that sets this lake's capture objects in the source apart from every other
+    /// lake's (SQLite: its change log and triggers), made when the store is new. A store made
+    /// before lakes had one, with tables linked under the unsuffixed names, keeps those: an
+    /// empty name.
+    pub fn capture_name(&self) -> Result<String, StateError> {
+        if let Some(name) = self.meta("capture_name")? {
+            return Ok(name);
+        }
+        let legacy: bool = self.run("reading links", |c| {
+            c.query_row("SELECT count(*) > 0 FROM links", [], |r| r.get(0))
+        })?;
+        let name = if legacy {
+            String::new()
+        } else {
+            use std::hash::BuildHasher as _;
+            // RandomState is seeded randomly per process; the time and path make two stores
+            // made by one process differ too.
+            let seed = std::collections::hash_map::RandomState::new().hash_one((
+                std::time::SystemTime::now(),
+                std::process::id(),
+                &self.path,
+            ));
+            format!("{:08x}", seed as u32)
+        };
+        self.set_meta("capture_name", &name)?;
+        Ok(name)
     }
 
     /// Marks a table's initial sync complete at `position`, with its files, in one transaction.

@@ -119,16 +119,24 @@ pub fn report(config: &Config) -> Result<String, EngineError> {
             .filter_map(|f| f.snapshot_generation)
             .max()
             .map_or_else(|| "-".to_string(), |g| format!("T{g}"));
+        let state = if link.stopped.is_some() {
+            "Stopped"
+        } else {
+            link.state.as_str()
+        };
         let _ = writeln!(
             out,
             "{:<24} {:<11} {:>12} {:>10} {:>10} {:>9}",
             link.table,
-            link.state.as_str(),
+            state,
             link.position,
             rows,
             files.len(),
             snapshot
         );
+        if let Some(reason) = &link.stopped {
+            let _ = writeln!(out, "  stopped: {reason}");
+        }
     }
     for l in links
         .iter()

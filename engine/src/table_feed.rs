@@ -11,6 +11,8 @@
 use crate::error::EngineError;
 use crate::row_layout::RowLayout;
 use crate::state::{LinkRecord, LiveFile};
+use crate::table_schema;
+use lakelink_model::FieldKind;
 use lakelink_model::change::{Change, ChangeKind, Position};
 use lakelink_model::lake::Lake;
 use lakelink_model::lake_path::{DEFAULT_PARTITION, LakePath, TableName};
@@ -125,8 +127,40 @@ impl TableFeed {
         }
     }
 
-    /// Adds one row of the initial copy, taken at `position`.
-    pub fn copy_row(&mut self, row: &[Value], position: Position, written_at: &str) {
+    /// Why the key of a full row cannot be an `Id` of its own (see
+    /// [`table_schema::key_problem`]); checked only when a key value could be NULL or of a
+    /// foreign storage class, so a typed, non-null key costs one match per column.
+    fn key_problem(&self, row: &[Value]) -> Option<String> {
+        let schema = &self.record.schema;
+        let suspect = schema.key.iter().any(|&k| {
+            let blob_column = schema.columns[k].column_type.kind == FieldKind::Blob;
+            matches!(
+                (row.get(k), blob_column),
+                (None | Some(Value::Null), _)
+                    | (Some(Value::Blob(_)), false)
+                    | (
+                        Some(Value::Integer(_) | Value::Real(_) | Value::Text(_)),
+                        true
+                    )
+            )
+        });
+        if !suspect {
+            return None;
+        }
+        table_schema::key_problem(schema, &schema.key_of_row(row))
+    }
+
+    /// Adds one row of the initial copy, taken at `position`; refuses (writing nothing) a row
+    /// whose key cannot be an `Id` of its own.
+    pub fn copy_row(
+        &mut self,
+        row: &[Value],
+        position: Position,
+        written_at: &str,
+    ) -> Result<(), String> {
+        if let Some(problem) = self.key_problem(row) {
+            return Err(problem);
+        }
         let id = self.id_of_row(row);
         let mut partition = std::mem::take(&mut self.partition);
         self.write_partition(self.record.schema.partition_value(row), &mut partition);
@@ -134,6 +168,7 @@ impl TableFeed {
             layout.image_row(out, &id, row, position, written_at)
         });
         self.partition = partition;
+        Ok(())
     }
 
     /// Changes applied, and rows and bytes appended to the lake, since the last call.
@@ -141,8 +176,14 @@ impl TableFeed {
         std::mem::take(&mut self.progress)
     }
 
-    /// Adds the rows of one captured change.
-    pub fn apply(&mut self, change: &Change, written_at: &str) {
+    /// Adds the rows of one captured change; refuses (writing nothing) a change whose new key
+    /// cannot be an `Id` of its own.
+    pub fn apply(&mut self, change: &Change, written_at: &str) -> Result<(), String> {
+        if change.kind != ChangeKind::Delete
+            && let Some(problem) = self.key_problem(&change.row)
+        {
+            return Err(problem);
+        }
         self.progress.0 += 1;
         let schema = &self.record.schema;
         let position = change.position;
@@ -180,6 +221,7 @@ impl TableFeed {
                 });
             }
         }
+        Ok(())
     }
 
     fn push(

@@ -62,4 +62,20 @@ pub struct ChangeBatch {
     /// Everything at or before this position has been read (it may lie past the last change
     /// when the source skipped entries that belong to no link).
     pub end: Position,
+    /// Links whose changes the source can no longer capture exactly. The batch holds a broken
+    /// link's changes from before the break only; the engine writes them and stops the table.
+    pub broken: Vec<BrokenLink>,
+}
+
+/// A link whose capture broke: from `position` on, its changes cannot be delivered exactly
+/// (the table was renamed, a column was renamed, ...). Nothing of it at or after `position`
+/// is in the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenLink {
+    /// The link.
+    pub link: LinkId,
+    /// The first position whose changes are missing.
+    pub position: Position,
+    /// What happened and what to do, for the one line that stops the table.
+    pub reason: String,
 }

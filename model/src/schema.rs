@@ -16,10 +16,14 @@ pub struct SourceColumn {
     pub declared_type: String,
     /// What the declared type means for the lake.
     pub column_type: ColumnType,
+    /// The source's own number for the column, which a rename keeps (PostgreSQL's
+    /// `attnum`); `None` where the source has no such number (SQLite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<i64>,
 }
 
 /// A linked table's schema as the lake sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableSchema {
     /// Source columns, in source order; change rows are indexed the same way.
     pub columns: Vec<SourceColumn>,
@@ -30,6 +34,57 @@ pub struct TableSchema {
     /// How many columns the table had when it was linked. They stand before
     /// `versionnumber`; columns added later are appended after `IsDelete`.
     pub linked_width: usize,
+    /// Values that rows written before a column was added hold in the source: an
+    /// `ADD COLUMN ... DEFAULT` gives every existing row the default without a logged change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fills: Vec<ColumnFill>,
+}
+
+/// The value an added column holds in every row that existed when it was added.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnFill {
+    /// Index of the added column.
+    pub column: usize,
+    /// The value (never NULL: NULL needs no fill).
+    #[serde(with = "stored_value")]
+    pub value: Value,
+}
+
+/// [`Value`] in the checkpoint store: doubles by their bits, so NaN and infinities survive.
+mod stored_value {
+    use crate::value::Value;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Stored {
+        Null,
+        Integer(i64),
+        RealBits(u64),
+        Text(String),
+        Blob(Vec<u8>),
+    }
+
+    pub fn serialize<S: Serializer>(value: &Value, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Value::Null => Stored::Null,
+            Value::Integer(i) => Stored::Integer(*i),
+            Value::Real(f) => Stored::RealBits(f.to_bits()),
+            Value::Text(t) => Stored::Text(t.clone()),
+            Value::Blob(b) => Stored::Blob(b.clone()),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        Ok(match Stored::deserialize(d)? {
+            Stored::Null => Value::Null,
+            Stored::Integer(i) => Value::Integer(i),
+            Stored::RealBits(b) => Value::Real(f64::from_bits(b)),
+            Stored::Text(t) => Value::Text(t),
+            Stored::Blob(b) => Value::Blob(b),
+        })
+    }
 }
 
 /// The names of the system attributes, which no source column may take.
@@ -189,6 +244,7 @@ mod tests {
             name: name.into(),
             declared_type: declared.into(),
             column_type: ColumnType::from_sqlite_declared(declared),
+            number: None,
         }
     }
 
@@ -203,6 +259,7 @@ mod tests {
             key: vec![0],
             partition_column: None,
             linked_width: 2,
+            fills: Vec::new(),
         };
         let names: Vec<_> = schema.attributes().into_iter().map(|a| a.name).collect();
         assert_eq!(
@@ -228,6 +285,7 @@ mod tests {
             key: vec![0, 1],
             partition_column: None,
             linked_width: 2,
+            fills: Vec::new(),
         };
         let id = schema.id_of_key(&[Value::Integer(7), Value::Text("x\"y".into())]);
         assert_eq!(id, Value::Text(r#"[7,"x\"y"]"#.into()));

@@ -18,7 +18,7 @@ pub struct SourceTable {
 }
 
 /// What capture of one linked table needs to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CaptureSpec {
     /// The link's number, carried by every change.
     pub link: LinkId,
@@ -30,6 +30,19 @@ pub struct CaptureSpec {
     /// capture was last installed. Changes captured in between lack their values; the source
     /// fills in what it can know exactly (see [`Source::install_capture`]).
     pub added_from: Option<usize>,
+}
+
+/// What the rows that existed when a column was added hold in it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExistingRows {
+    /// NULL: the column has no default, so nothing needs filling in.
+    Null,
+    /// Every such row holds this value (`ADD COLUMN ... DEFAULT` applies it without a logged
+    /// change).
+    Value(Value),
+    /// The rows were given values the source cannot tell (a volatile default that rewrote the
+    /// table); the reason says so.
+    Unknown(String),
 }
 
 /// A database lakelink captures changes from.
@@ -46,6 +59,13 @@ pub struct CaptureSpec {
 ///   splitting the changes that share a position.
 /// - [`Source::acknowledge`] tells the source that everything up to `upto` is durable in the
 ///   lake, so it may discard it. Until then a change stays readable, whatever crashes.
+/// - A link whose capture breaks (the table dropped, recreated, renamed, its capture objects
+///   removed by someone else) is reported, never silently skipped: by
+///   [`Source::capture_broken`], and by a batch's `broken` list when the break shows in the
+///   changes themselves.
+/// - A source whose history went back (positions given again to other changes: a database
+///   restored from an older copy, a change log emptied by hand) fails every read with
+///   [`SourceError::WentBack`] rather than deliver changes at reused positions.
 pub trait Source: Send {
     /// One line naming the source for messages, e.g. `SQLite database /data/crm.db`.
     fn describe(&self) -> String;
@@ -84,6 +104,23 @@ pub trait Source: Send {
 
     /// Everything up to `upto` is durable in the lake.
     fn acknowledge(&mut self, upto: Position) -> Result<(), SourceError>;
+
+    /// Why capture of `link` (of `table`) no longer stands, or `None` when it is intact. Cheap
+    /// enough to ask after every schema change.
+    fn capture_broken(&mut self, link: LinkId, table: &str) -> Result<Option<String>, SourceError>;
+
+    /// What the table's existing rows hold in `column`, just added.
+    fn existing_rows(&mut self, table: &str, column: &str) -> Result<ExistingRows, SourceError>;
+
+    /// A short text that identifies the source's history at `position` (a position the
+    /// source gave out), to be kept with the checkpoint and handed back by
+    /// [`Source::resume_at`]; `None` when the source needs none.
+    fn history_mark(&mut self, position: Position) -> Result<Option<String>, SourceError>;
+
+    /// Called once the engine knows where it resumes: every table is durable through
+    /// `position`, whose history mark was `mark`. Fails with [`SourceError::WentBack`] when
+    /// the source's history no longer holds that position as it was.
+    fn resume_at(&mut self, position: Position, mark: Option<&str>) -> Result<(), SourceError>;
 }
 
 /// What a source operation can fail with.
@@ -140,6 +177,15 @@ pub enum SourceError {
         /// The source.
         source_name: String,
         /// What is wrong and what to change.
+        reason: String,
+    },
+    /// The source's positions went back: changes after the checkpoint would reuse positions
+    /// the lake already holds.
+    #[error("{source_name}: {reason}")]
+    WentBack {
+        /// The source.
+        source_name: String,
+        /// What was seen and what to do.
         reason: String,
     },
     /// The database failed.

@@ -29,6 +29,24 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The name of the change log lakelink made in a SQLite database (each lake's own:
+/// `_lakelink_<capture name>_log`); panics when there is none or more than one.
+pub fn change_log(conn: &Connection) -> String {
+    let names: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name LIKE '\\_lakelink%\\_log' ESCAPE '\\'",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    match names.as_slice() {
+        [one] => one.clone(),
+        other => panic!("expected one lakelink change log, found {other:?}"),
+    }
+}
+
 /// The binary under test.
 pub fn lakelink_bin() -> &'static str {
     env!("CARGO_BIN_EXE_lakelink")

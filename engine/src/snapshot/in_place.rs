@@ -30,6 +30,39 @@ pub struct InPlaceInput<'a> {
     pub integer_ids: bool,
     /// Memory budget for sorting, in bytes.
     pub sort_budget: usize,
+    /// The fields a row written before a column was added gets for it: (field index, the
+    /// value's encoded field), in field order. A row that ends before such a field was
+    /// written before the column existed, and holds the column's value for existing rows.
+    pub fills: &'a [(usize, String, bool)],
+}
+
+/// Writes `record` as a row; `created` replaces its `SinkCreatedOn`; fields the record ends
+/// before are filled in from `fills` (empty between them).
+fn write_row(
+    out: &mut Vec<u8>,
+    record: &Record,
+    created: Option<&str>,
+    fills: &[(usize, String, bool)],
+) {
+    let padded_to = fills.last().map_or(0, |(i, _, _)| i + 1);
+    if created.is_none() && record.len() >= padded_to {
+        record.write_to(out);
+        return;
+    }
+    let mut row = RowWriter::new(out);
+    for (i, (text, quoted)) in record.iter().enumerate() {
+        match created {
+            Some(created) if i == SINK_CREATED_ON => row.quoted(created),
+            _ => row.field(text, quoted),
+        }
+    }
+    for i in record.len()..padded_to {
+        match fills.iter().find(|(at, _, _)| *at == i) {
+            Some((_, text, quoted)) => row.field(text, *quoted),
+            None => row.null(),
+        }
+    }
+    row.finish();
 }
 
 /// Writes the partition's state at the cut to `out`; returns the number of rows.
@@ -97,7 +130,7 @@ pub fn write_in_place(
         if take_previous_only {
             if let Some((_, record)) = next_previous.take() {
                 bytes.clear();
-                record.write_to(&mut bytes);
+                write_row(&mut bytes, &record, None, input.fills);
                 out.write_all(&bytes)
                     .map_err(|e| csv_err(input.live)(e.into()))?;
                 rows += 1;
@@ -142,15 +175,7 @@ pub fn write_in_place(
         }
         if let Some(record) = image {
             bytes.clear();
-            let mut row = RowWriter::new(&mut bytes);
-            for (i, (text, quoted)) in record.iter().enumerate() {
-                if i == SINK_CREATED_ON {
-                    row.quoted(&created);
-                } else {
-                    row.field(text, quoted);
-                }
-            }
-            row.finish();
+            write_row(&mut bytes, &record, Some(&created), input.fills);
             out.write_all(&bytes)
                 .map_err(|e| csv_err(input.live)(e.into()))?;
             rows += 1;

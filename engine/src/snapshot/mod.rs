@@ -24,9 +24,11 @@ use crate::state::{PendingSnapshot, StateStore, SyncState};
 use crate::table_feed::TableFeed;
 use in_place::{InPlaceInput, write_in_place};
 use lakelink_model::change::Position;
+use lakelink_model::csv_row::{CsvReader, Record, RowWriter};
 use lakelink_model::lake::{Lake, LakeError, NewFile};
 use lakelink_model::lake_path::LakePath;
 use lakelink_model::schema::AttributeRole;
+use lakelink_model::value_codec::write_value;
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
@@ -64,7 +66,7 @@ pub fn publish(
     let last = state.published()?;
     let cuts: Vec<(String, String, u64)> = feeds
         .values()
-        .filter(|f| f.record.state == SyncState::Completed)
+        .filter(|f| f.record.state == SyncState::Completed && f.record.stopped.is_none())
         .flat_map(|f| f.files())
         .filter(|f| f.len > f.snapshot_len)
         .map(|f| (f.table.clone(), f.partition.clone(), f.len))
@@ -72,7 +74,8 @@ pub fn publish(
     if cuts.is_empty() && last.as_ref().is_some_and(|p| p.signature == signature) {
         return Ok(None);
     }
-    let generation = last.as_ref().map_or(1, |p| p.generation + 1);
+    let recorded = last.as_ref().map_or(0, |p| p.generation);
+    let generation = recorded.max(retention::highest_generation(lake)?) + 1;
     state.begin_pending(&PendingSnapshot {
         generation,
         position,
@@ -122,6 +125,39 @@ fn create_unpublished(lake: &dyn Lake, path: &LakePath) -> Result<Box<dyn NewFil
     }
 }
 
+/// Each filled column's field index and encoded value (see [`InPlaceInput::fills`]).
+fn fill_fields(feed: &TableFeed) -> Vec<(usize, String, bool)> {
+    let attributes = feed.layout().attributes();
+    let mut out: Vec<(usize, String, bool)> = feed
+        .record
+        .schema
+        .fills
+        .iter()
+        .filter_map(|fill| {
+            let at = attributes
+                .iter()
+                .position(|a| a.role == AttributeRole::Column(fill.column))?;
+            let mut bytes = Vec::new();
+            let mut row = RowWriter::new(&mut bytes);
+            write_value(
+                &mut row,
+                &fill.value,
+                attributes[at].kind,
+                &mut String::new(),
+            );
+            row.finish();
+            let mut record = Record::default();
+            CsvReader::new(bytes.as_slice(), 0)
+                .read_record(&mut record)
+                .ok()?;
+            let (text, quoted) = record.get(0)?;
+            Some((at, text.to_string(), quoted))
+        })
+        .collect();
+    out.sort_by_key(|(at, _, _)| *at);
+    out
+}
+
 fn write_partition(
     lake: &dyn Lake,
     feed: &TableFeed,
@@ -165,6 +201,7 @@ fn write_partition(
                 is_delete,
                 integer_ids: feed.record.schema.id_kind() == lakelink_model::FieldKind::Integer,
                 sort_budget: SORT_BUDGET,
+                fills: &fill_fields(feed),
             };
             write_in_place(lake, &input, &mut out)?;
         }

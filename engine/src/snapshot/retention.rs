@@ -39,6 +39,28 @@ pub fn partition_path(lake: &dyn Lake, entity: &str, location: &str) -> LakePath
     })
 }
 
+/// The highest generation the lake has published: model.json's and the kept manifests'.
+/// A new generation must lie above it, whatever the checkpoint store says: a store restored
+/// from an older copy (or a model.json put back from a kept manifest, as lakelink's own
+/// advice says) must never make a publish write over a published file. A snapshot file is
+/// published only once a manifest of its generation or a later one is written, and retention
+/// deletes a file only after every manifest that names it; so snapshot files of a higher
+/// generation than every manifest were never published (a publish that failed before its
+/// manifest), and the retried publish may replace them.
+pub fn highest_generation(lake: &dyn Lake) -> Result<u64, EngineError> {
+    let mut highest = 0;
+    if lake.size(&LakePath::model())?.is_some() {
+        // A model.json that does not parse is refused on start; here it adds nothing.
+        if let Ok(model) = read_model(lake, &LakePath::model()) {
+            highest = model.generation;
+        }
+    }
+    for entry in lake.list(&LakePath::published_models_dir())? {
+        highest = highest.max(entry.path.generation().unwrap_or(0));
+    }
+    Ok(highest)
+}
+
 /// Applies retention after generation `current` was published.
 pub fn apply(lake: &dyn Lake, keep: u32, current: u64) -> Result<Removed, EngineError> {
     let mut removed = Removed::default();

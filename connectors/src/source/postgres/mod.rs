@@ -22,7 +22,7 @@ use errors::source_error;
 use lakelink_model::change::{ChangeBatch, LinkId, Position};
 use lakelink_model::column_type::FieldKind;
 use lakelink_model::schema::SourceColumn;
-use lakelink_model::source::{CaptureSpec, Source, SourceError, SourceTable};
+use lakelink_model::source::{CaptureSpec, ExistingRows, Source, SourceError, SourceTable};
 use lakelink_model::value::Value;
 use postgres::{Client, NoTls};
 use publication::QualifiedTable;
@@ -209,7 +209,8 @@ impl Source for PostgresSource {
                         CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, \
                         CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, \
                         coalesce((SELECT k.ord::int4 FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
-                                  WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.attnum = a.attnum), 0) \
+                                  WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.attnum = a.attnum), 0), \
+                        a.attnum::int8 \
                  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
                  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
                  ORDER BY a.attnum",
@@ -229,6 +230,7 @@ impl Source for PostgresSource {
                     name: row.get(0),
                     declared_type: row.get(1),
                     column_type: types::column_type(row.get(2), row.get(3)),
+                    number: Some(row.get(5)),
                 }
             })
             .collect();
@@ -243,12 +245,20 @@ impl Source for PostgresSource {
         let oids: Vec<u32> = self.links.values().map(|l| l.oid).collect();
         let bump = self.schema_bump;
         let name = self.name.clone();
+        let slot = self.config.slot.clone();
         let client = self.connection()?;
+        // Columns, and each table's name, schema and publication membership: a rename, a
+        // move, a drop or a table leaving the publication changes the number too.
         let row = client
             .query_one(
-                "SELECT coalesce(sum(hashtext(attrelid::text || ':' || attnum || ':' || attname || ':' || atttypid || ':' || atttypmod || ':' || attisdropped)), 0)::int8 \
-                 FROM pg_attribute WHERE attrelid = ANY($1) AND attnum > 0",
-                &[&oids],
+                "SELECT (coalesce((SELECT sum(hashtext(attrelid::text || ':' || attnum || ':' || attname || ':' || atttypid || ':' || atttypmod || ':' || attisdropped || ':' || atthasmissing)) \
+                                   FROM pg_attribute WHERE attrelid = ANY($1) AND attnum > 0), 0) \
+                       + coalesce((SELECT sum(hashtext(c.oid::text || ':' || c.relname || ':' || c.relnamespace || ':' || \
+                                   EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid \
+                                           WHERE p.pubname = $2 AND r.prrelid = c.oid))) \
+                                   FROM pg_class c WHERE c.oid = ANY($1)), 0) \
+                       + (SELECT count(*) FROM pg_class c WHERE c.oid = ANY($1)))::int8",
+                &[&oids, &slot],
             )
             .map_err(|e| source_error(&name, "reading the schema version", e))?;
         let hash: i64 = row.get(0);
@@ -279,6 +289,23 @@ impl Source for PostgresSource {
         }
         publication::add_table(client, &slot, &table)
             .map_err(|e| err("adding the table to the publication", e))?;
+        if spec.added_from.is_none() {
+            let generated: Vec<String> = client
+                .query(
+                    "SELECT attname::text FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated <> '' ORDER BY attnum",
+                    &[&oid],
+                )
+                .map_err(|e| err("reading the table's columns", e))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if !generated.is_empty() {
+                tracing::warn!(
+                    table = %table.sql(), columns = ?generated,
+                    "generated columns are not in the lake: PostgreSQL before version 18 does not send them to logical decoding"
+                );
+            }
+        }
         self.links.insert(
             spec.link,
             LinkInfo {
@@ -300,14 +327,19 @@ impl Source for PostgresSource {
 
     fn remove_capture(&mut self, link: LinkId, table: &str) -> Result<(), SourceError> {
         let known = self.links.remove(&link);
-        let (schema, table) = match &known {
-            Some(info) => (Some(info.table.schema.as_str()), info.table.name.as_str()),
-            None => (None, table),
+        // By OID when known, so that a table renamed since still leaves the publication.
+        let (schema, table, oid) = match &known {
+            Some(info) => (
+                Some(info.table.schema.as_str()),
+                info.table.name.as_str(),
+                Some(info.oid),
+            ),
+            None => (None, table, None),
         };
         let name = self.name.clone();
         let slot = self.config.slot.clone();
         let client = self.connection()?;
-        publication::remove_table(client, &slot, schema, table)
+        publication::remove_table(client, &slot, schema, table, oid)
             .map_err(|e| source_error(&name, &format!("removing {table:?} from capture"), e))
     }
 
@@ -386,6 +418,95 @@ impl Source for PostgresSource {
                 &[&slot, &(upto.0 + 1)],
             )
             .map_err(|e| source_error(&name, "advancing the replication slot", e))?;
+        Ok(())
+    }
+
+    fn capture_broken(&mut self, link: LinkId, table: &str) -> Result<Option<String>, SourceError> {
+        let Some(info) = self.links.get(&link).cloned() else {
+            return Ok(None);
+        };
+        let name = self.name.clone();
+        let slot = self.config.slot.clone();
+        let client = self.connection()?;
+        let row = client
+            .query_opt(
+                "SELECT n.nspname::text, c.relname::text, \
+                        EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid \
+                                WHERE p.pubname = $2 AND r.prrelid = c.oid) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+                &[&info.oid, &slot],
+            )
+            .map_err(|e| source_error(&name, "looking the table up", e))?;
+        let linked = info.table.sql();
+        Ok(match row {
+            None => Some(format!(
+                "{linked} was dropped (a table of that name now, if any, is another table), so its changes since are not captured"
+            )),
+            Some(row) => {
+                let now = QualifiedTable {
+                    schema: row.get(0),
+                    name: row.get(1),
+                };
+                let published: bool = row.get(2);
+                if now != info.table {
+                    let what = if now.schema == info.table.schema {
+                        "renamed"
+                    } else {
+                        "moved"
+                    };
+                    Some(format!("{linked} was {what} to {}", now.sql()))
+                } else if !published {
+                    Some(format!(
+                        "{linked} left the publication {slot:?} (ALTER PUBLICATION ... DROP TABLE outside lakelink), so its changes since are not captured"
+                    ))
+                } else {
+                    let _ = table;
+                    None
+                }
+            }
+        })
+    }
+
+    fn existing_rows(&mut self, table: &str, column: &str) -> Result<ExistingRows, SourceError> {
+        let (_, oid) = self.resolve(table)?;
+        let name = self.name.clone();
+        let client = self.connection()?;
+        let row = client
+            .query_opt(
+                "SELECT a.atthasmissing, (a.attmissingval::text::text[])[1], a.atthasdef, \
+                        CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, \
+                        CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END \
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+                 WHERE a.attrelid = $1 AND a.attname = $2 AND NOT a.attisdropped",
+                &[&oid, &column],
+            )
+            .map_err(|e| source_error(&name, "reading the column's default", e))?;
+        let Some(row) = row else {
+            return Ok(ExistingRows::Null);
+        };
+        let has_missing: bool = row.get(0);
+        let missing: Option<String> = row.get(1);
+        let has_default: bool = row.get(2);
+        let kind = types::column_type(row.get(3), row.get(4)).kind;
+        Ok(match (has_missing, missing, has_default) {
+            // ADD COLUMN with a constant default: existing rows read the stored value.
+            (true, Some(text), _) => ExistingRows::Value(types::from_text(text, kind)),
+            (true, None, _) | (false, _, false) => ExistingRows::Null,
+            // A volatile default is written into every row by a table rewrite, which logical
+            // decoding does not report (so is a default set after the column was added).
+            (false, _, true) => ExistingRows::Unknown(
+                "it has a default that PostgreSQL wrote into the existing rows by rewriting the table (a volatile default such as random() or now()), which logical decoding does not report".into(),
+            ),
+        })
+    }
+
+    fn history_mark(&mut self, _position: Position) -> Result<Option<String>, SourceError> {
+        // Commit LSNs only go forward in one server's history, and a server restored from a
+        // backup has no slot for lakelink to read.
+        Ok(None)
+    }
+
+    fn resume_at(&mut self, _position: Position, _mark: Option<&str>) -> Result<(), SourceError> {
         Ok(())
     }
 }

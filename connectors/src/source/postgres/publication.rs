@@ -113,19 +113,21 @@ pub fn add_table(
 /// link is reported busy and retried with backoff.
 const ADD_LOCK_TIMEOUT: &str = "5s";
 
-/// Removes the table from the publication (if it is there, by name in any schema when the
-/// schema is unknown); when no table is left, drops the slot and the publication.
+/// Removes the table from the publication (if it is there: by OID when known, so that a
+/// renamed table leaves too; else by name, in any schema when the schema is unknown); when
+/// no table is left, drops the slot and the publication.
 pub fn remove_table(
     client: &mut Client,
     slot: &str,
     schema: Option<&str>,
     table: &str,
+    oid: Option<u32>,
 ) -> Result<(), postgres::Error> {
     let members = client.query(
         "SELECT n.nspname::text, c.relname::text FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid \
          JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE p.pubname = $1 AND c.relname = $2 AND ($3::text IS NULL OR n.nspname = $3)",
-        &[&slot, &table, &schema],
+         WHERE p.pubname = $1 AND (c.oid = $4 OR ($4::oid IS NULL AND c.relname = $2 AND ($3::text IS NULL OR n.nspname = $3)))",
+        &[&slot, &table, &schema, &oid],
     )?;
     for row in members {
         let qualified = QualifiedTable {

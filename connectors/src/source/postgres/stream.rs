@@ -7,7 +7,7 @@ use super::pgoutput::{self, Message, RelationColumn, TupleValue};
 use super::{LinkInfo, PostgresSource};
 use crate::source::postgres::errors::source_error;
 use crate::source::postgres::types;
-use lakelink_model::change::{Change, ChangeBatch, ChangeKind, LinkId, Position};
+use lakelink_model::change::{BrokenLink, Change, ChangeBatch, ChangeKind, LinkId, Position};
 use lakelink_model::source::SourceError;
 use lakelink_model::value::Value;
 use postgres::fallible_iterator::FallibleIterator;
@@ -30,8 +30,8 @@ pub fn read_changes(
     max: usize,
 ) -> Result<ChangeBatch, SourceError> {
     let mut batch = ChangeBatch {
-        changes: Vec::new(),
         end: after,
+        ..ChangeBatch::default()
     };
     if source.links.is_empty() {
         return Ok(batch);
@@ -39,11 +39,10 @@ pub fn read_changes(
     let name = source.name.clone();
     let slot = source.config.slot.clone();
     let err = |what: &str, e| source_error(&name, what, e);
-    let by_table: HashMap<(String, String), LinkId> = source
-        .links
-        .iter()
-        .map(|(id, l)| ((l.table.schema.clone(), l.table.name.clone()), *id))
-        .collect();
+    // By OID, which a rename or a move to another schema keeps: the changes of a renamed
+    // table are never mistaken for another table's, nor skipped (the engine stops the table
+    // when it sees the rename).
+    let by_oid: HashMap<u32, LinkId> = source.links.iter().map(|(id, l)| (l.oid, *id)).collect();
     source.connection()?;
     // Disjoint borrows: the connection streams while the links are looked up.
     let client = &mut source.client;
@@ -88,6 +87,7 @@ pub fn read_changes(
     let mut limit = max.max(1).saturating_mul(3).saturating_add(64);
     loop {
         batch.changes.clear();
+        batch.broken.clear();
         batch.end = after;
         let rows_limit = i32::try_from(limit).unwrap_or(i32::MAX);
         let params: [&(dyn postgres::types::ToSql + Sync); 3] = [&slot, &rows_limit, &slot];
@@ -121,14 +121,9 @@ pub fn read_changes(
                         batch.end = Position(commit_lsn);
                     }
                 }
-                Message::Relation {
-                    oid,
-                    namespace,
-                    name: relname,
-                    columns,
-                } => {
+                Message::Relation { oid, columns, .. } => {
                     relations.remove(&oid);
-                    let Some(&link) = by_table.get(&(namespace, relname)) else {
+                    let Some(&link) = by_oid.get(&oid) else {
                         continue;
                     };
                     let info = &links[&link];
@@ -157,6 +152,9 @@ pub fn read_changes(
                     if position <= after {
                         continue;
                     }
+                    if batch.broken.iter().any(|b| b.link == relation.link) {
+                        continue;
+                    }
                     if relation.unknown_columns {
                         let info = &links[&relation.link];
                         let shape = (relation.link, relation.columns.len());
@@ -173,6 +171,25 @@ pub fn read_changes(
                         }
                     }
                     let info = &links[&relation.link];
+                    if relation.unknown_columns
+                        && let Some(missing) = relation
+                            .positions
+                            .iter()
+                            .zip(&info.columns)
+                            .find_map(|(at, c)| at.is_none().then_some(c))
+                    {
+                        // A linked column is missing and an unknown one is there: a renamed
+                        // column (the engine, which looked once, kept the table). Writing on
+                        // would write its values as empty.
+                        batch.broken.push(BrokenLink {
+                            link: relation.link,
+                            position,
+                            reason: format!(
+                                "column {missing:?} is no longer sent under that name (renamed, or dropped and another added), so its values would be written empty"
+                            ),
+                        });
+                        continue;
+                    }
                     let c = change(&name, info, relation, position, message)?;
                     batch.changes.push(c);
                 }

@@ -12,13 +12,50 @@
 //! Log columns are untyped, so every value is kept with the storage class it had. Key and
 //! image values go to positional columns (`k0..`, `c0..`) that are added as links need them;
 //! a column added to a linked table widens the log and the triggers without a relink.
+//!
+//! Every lake has capture objects of its own, named by its checkpoint store's capture name
+//! (`_lakelink_<name>_log`, `_lakelink_<name>_<link>_insert`, ...), so that two lakes fed
+//! from one database never share a log or a trigger: each trims only its own log, and link
+//! numbers (which start at 1 in every store) cannot collide. A store made before capture
+//! names existed keeps the unsuffixed names (`_lakelink_log`, `_lakelink_<link>_insert`).
 
 use lakelink_model::change::LinkId;
 use lakelink_model::source::CaptureSpec;
 use rusqlite::{Connection, TransactionBehavior};
 
-/// The change log table.
-pub(super) const LOG_TABLE: &str = "_lakelink_log";
+/// The names of one lake's capture objects in the database.
+#[derive(Debug, Clone)]
+pub(super) struct CaptureNames {
+    /// The change log table.
+    pub log: String,
+    /// What every trigger name starts with.
+    trigger_prefix: String,
+}
+
+impl CaptureNames {
+    /// The names for a checkpoint store's capture name (empty: the unsuffixed names).
+    pub fn new(capture_name: &str) -> CaptureNames {
+        if capture_name.is_empty() {
+            return CaptureNames {
+                log: "_lakelink_log".into(),
+                trigger_prefix: "_lakelink_".into(),
+            };
+        }
+        CaptureNames {
+            log: format!("_lakelink_{capture_name}_log"),
+            trigger_prefix: format!("_lakelink_{capture_name}_"),
+        }
+    }
+
+    /// The trigger of `link` for `what` (`insert`, `update`, `delete`).
+    pub fn trigger(&self, link: LinkId, what: &str) -> String {
+        format!("{}{link}_{what}", self.trigger_prefix)
+    }
+}
+
+/// The columns every change log starts with; a table of the log's name without them is not
+/// lakelink's and is never altered.
+const LOG_COLUMNS: [&str; 4] = ["pos", "link", "op", "opart"];
 
 /// Operation codes stored in the log's `op` column.
 const OP_INSERT: i64 = 1;
@@ -30,16 +67,34 @@ pub(super) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn trigger_name(link: LinkId, what: &str) -> String {
-    format!("_lakelink_{link}_{what}")
+/// Whether a table of the log's name exists that lakelink did not make: its columns are not
+/// the log's. Such a table belongs to the application and must not be touched.
+pub(super) fn foreign_log(conn: &Connection, names: &CaptureNames) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare_cached("SELECT name FROM pragma_table_info(?1) ORDER BY cid")?;
+    let columns: Vec<String> = stmt
+        .query_map([&names.log], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if columns.is_empty() {
+        return Ok(false);
+    }
+    let positional =
+        |c: &str| (c.starts_with('k') || c.starts_with('c')) && c[1..].parse::<usize>().is_ok();
+    Ok(columns.len() < LOG_COLUMNS.len()
+        || columns[..LOG_COLUMNS.len()] != LOG_COLUMNS
+        || !columns[LOG_COLUMNS.len()..].iter().all(|c| positional(c)))
 }
 
 /// Installs or widens the log and the link's triggers, in one write transaction so that no
 /// change of the table slips between the old triggers and the new.
-pub(super) fn install(conn: &mut Connection, spec: &CaptureSpec) -> rusqlite::Result<()> {
+pub(super) fn install(
+    conn: &mut Connection,
+    names: &CaptureNames,
+    spec: &CaptureSpec,
+) -> rusqlite::Result<()> {
+    let log = &names.log;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
+        "CREATE TABLE IF NOT EXISTS {log} (
             pos INTEGER PRIMARY KEY,
             link INTEGER NOT NULL,
             op INTEGER NOT NULL,
@@ -47,12 +102,12 @@ pub(super) fn install(conn: &mut Connection, spec: &CaptureSpec) -> rusqlite::Re
         );"
     ))?;
     let schema = &spec.schema;
-    let (keys, images) = log_width(&tx)?;
+    let (keys, images) = log_width(&tx, names)?;
     for k in keys..schema.key.len() {
-        tx.execute_batch(&format!("ALTER TABLE {LOG_TABLE} ADD COLUMN k{k}"))?;
+        tx.execute_batch(&format!("ALTER TABLE {log} ADD COLUMN k{k}"))?;
     }
     for c in images..schema.columns.len() {
-        tx.execute_batch(&format!("ALTER TABLE {LOG_TABLE} ADD COLUMN c{c}"))?;
+        tx.execute_batch(&format!("ALTER TABLE {log} ADD COLUMN c{c}"))?;
     }
     let table = quote_ident(&spec.table);
     let col = |i: usize, side: &str| format!("{side}.{}", quote_ident(&schema.columns[i].name));
@@ -65,9 +120,9 @@ pub(super) fn install(conn: &mut Connection, spec: &CaptureSpec) -> rusqlite::Re
         .map_or_else(|| "NULL".to_string(), |i| col(i, "OLD"));
     let link = spec.link;
     let (ins, upd, del) = (
-        trigger_name(link, "insert"),
-        trigger_name(link, "update"),
-        trigger_name(link, "delete"),
+        names.trigger(link, "insert"),
+        names.trigger(link, "update"),
+        names.trigger(link, "delete"),
     );
     let sep = |v: &[String]| {
         if v.is_empty() {
@@ -81,14 +136,14 @@ pub(super) fn install(conn: &mut Connection, spec: &CaptureSpec) -> rusqlite::Re
          DROP TRIGGER IF EXISTS {upd};
          DROP TRIGGER IF EXISTS {del};
          CREATE TRIGGER {ins} AFTER INSERT ON {table} BEGIN
-           INSERT INTO {LOG_TABLE} (link, op{cols}) VALUES ({link}, {OP_INSERT}{vals});
+           INSERT INTO {log} (link, op{cols}) VALUES ({link}, {OP_INSERT}{vals});
          END;
          CREATE TRIGGER {upd} AFTER UPDATE ON {table} BEGIN
-           INSERT INTO {LOG_TABLE} (link, op, opart{keys}{cols})
+           INSERT INTO {log} (link, op, opart{keys}{cols})
              VALUES ({link}, {OP_UPDATE}, {old_partition}{old_keys}{vals});
          END;
          CREATE TRIGGER {del} AFTER DELETE ON {table} BEGIN
-           INSERT INTO {LOG_TABLE} (link, op, opart{keys})
+           INSERT INTO {log} (link, op, opart{keys})
              VALUES ({link}, {OP_DELETE}, {old_partition}{old_keys});
          END;",
         cols = sep(&image_names),
@@ -97,7 +152,7 @@ pub(super) fn install(conn: &mut Connection, spec: &CaptureSpec) -> rusqlite::Re
         old_keys = sep(&old_key),
     ))?;
     if let Some(from) = spec.added_from {
-        backfill_added_columns(&tx, spec, from)?;
+        backfill_added_columns(&tx, log, spec, from)?;
     }
     tx.commit()
 }
@@ -108,6 +163,7 @@ pub(super) fn install(conn: &mut Connection, spec: &CaptureSpec) -> rusqlite::Re
 /// Runs in the widening transaction, so no change can slip in between.
 fn backfill_added_columns(
     tx: &rusqlite::Transaction<'_>,
+    log: &str,
     spec: &CaptureSpec,
     from: usize,
 ) -> rusqlite::Result<usize> {
@@ -139,11 +195,11 @@ fn backfill_added_columns(
         .map(|(i, &k)| format!("l2.k{i} IS l.c{k}"))
         .collect();
     let sql = format!(
-        "UPDATE {LOG_TABLE} AS l SET {sets}
+        "UPDATE {log} AS l SET {sets}
          FROM {table} AS t
          WHERE l.link = ?1 AND l.op IN ({OP_INSERT}, {OP_UPDATE}) AND {same_row}
            AND NOT EXISTS (
-             SELECT 1 FROM {LOG_TABLE} AS l2
+             SELECT 1 FROM {log} AS l2
              WHERE l2.link = ?1 AND l2.pos > l.pos
                AND ((l2.op IN ({OP_INSERT}, {OP_UPDATE}) AND {later_image})
                     OR (l2.op IN ({OP_UPDATE}, {OP_DELETE}) AND {later_old})))",
@@ -154,9 +210,7 @@ fn backfill_added_columns(
     );
     let filled = tx.execute(&sql, [spec.link])?;
     let pending: i64 = tx.query_row(
-        &format!(
-            "SELECT count(*) FROM {LOG_TABLE} WHERE link = ?1 AND op IN ({OP_INSERT}, {OP_UPDATE})"
-        ),
+        &format!("SELECT count(*) FROM {log} WHERE link = ?1 AND op IN ({OP_INSERT}, {OP_UPDATE})"),
         [spec.link],
         |r| r.get(0),
     )?;
@@ -170,42 +224,121 @@ fn backfill_added_columns(
     Ok(filled)
 }
 
-/// Drops the link's triggers and its pending log entries.
-pub(super) fn remove(conn: &mut Connection, link: LinkId) -> rusqlite::Result<()> {
+/// Drops the link's triggers and its pending log entries before `keep_from` (the position
+/// the other links resume from, whose entry marks the log's history; see
+/// [`history_mark`]). The newest entry stays too, so the next position is one past it.
+pub(super) fn remove(
+    conn: &mut Connection,
+    names: &CaptureNames,
+    link: LinkId,
+    keep_from: i64,
+) -> rusqlite::Result<()> {
+    let log = &names.log;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for what in ["insert", "update", "delete"] {
         tx.execute_batch(&format!(
             "DROP TRIGGER IF EXISTS {}",
-            trigger_name(link, what)
+            names.trigger(link, what)
         ))?;
     }
     let has_log: bool = tx.query_row(
         "SELECT count(*) > 0 FROM sqlite_schema WHERE name = ?1",
-        [LOG_TABLE],
+        [log],
         |r| r.get(0),
     )?;
-    if has_log {
+    if has_log && !foreign_log(&tx, names)? {
         tx.execute(
-            &format!("DELETE FROM {LOG_TABLE} WHERE link = ?1 AND pos < (SELECT max(pos) FROM {LOG_TABLE})"),
-            [link],
+            &format!(
+                "DELETE FROM {log} WHERE link = ?1 AND pos < ?2 AND pos < (SELECT max(pos) FROM {log})"
+            ),
+            rusqlite::params![link, keep_from],
         )?;
     }
     tx.commit()
 }
 
+/// The table a link's triggers are attached to, or `None` when any of them is gone (the
+/// table was dropped, or dropped and created again, which drops its triggers).
+pub(super) fn captured_table(
+    conn: &Connection,
+    names: &CaptureNames,
+    link: LinkId,
+) -> rusqlite::Result<Option<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT tbl_name FROM sqlite_schema WHERE type = 'trigger' AND name IN (?1, ?2, ?3)",
+    )?;
+    let tables: Vec<String> = stmt
+        .query_map(
+            [
+                names.trigger(link, "insert"),
+                names.trigger(link, "update"),
+                names.trigger(link, "delete"),
+            ],
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(match tables.as_slice() {
+        [a, b, c] if a == b && b == c => Some(a.clone()),
+        _ => None,
+    })
+}
+
 /// The last position given to a change (0 before the first).
-pub(super) fn last_position(conn: &Connection) -> rusqlite::Result<i64> {
+pub(super) fn last_position(conn: &Connection, names: &CaptureNames) -> rusqlite::Result<i64> {
     conn.query_row(
-        &format!("SELECT coalesce(max(pos), 0) FROM {LOG_TABLE}"),
+        &format!("SELECT coalesce(max(pos), 0) FROM {}", names.log),
         [],
         |r| r.get(0),
     )
 }
 
+/// A short digest of the log entry at `position`, or `None` when there is none: the mark of
+/// the log's history at that position. An entry is never rewritten and the entry at the
+/// position every link resumes from is never trimmed, so a different digest (or none) there
+/// means the log went back: the database was restored from an older copy, or the log was
+/// emptied, and its positions are being given out again.
+pub(super) fn history_mark(
+    conn: &Connection,
+    names: &CaptureNames,
+    position: i64,
+) -> rusqlite::Result<Option<String>> {
+    use sha2::Digest as _;
+    let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {} WHERE pos = ?1", names.log))?;
+    let mut rows = stmt.query([position])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let mut digest = sha2::Sha256::new();
+    for i in 0..row.as_ref().column_count() {
+        use rusqlite::types::ValueRef;
+        // Each value with its storage class and length, so that no two entries share bytes.
+        match row.get_ref(i)? {
+            ValueRef::Null => digest.update([0]),
+            ValueRef::Integer(v) => {
+                digest.update([1]);
+                digest.update(v.to_le_bytes());
+            }
+            ValueRef::Real(v) => {
+                digest.update([2]);
+                digest.update(v.to_bits().to_le_bytes());
+            }
+            ValueRef::Text(b) | ValueRef::Blob(b) => {
+                digest.update([3]);
+                digest.update((b.len() as u64).to_le_bytes());
+                digest.update(b);
+            }
+        }
+    }
+    let bytes = digest.finalize();
+    Ok(Some(
+        bytes[..8].iter().map(|b| format!("{b:02x}")).collect(),
+    ))
+}
+
 /// How many key columns (`k0..`) and image columns (`c0..`) the log has.
-pub(super) fn log_width(conn: &Connection) -> rusqlite::Result<(usize, usize)> {
+pub(super) fn log_width(conn: &Connection, log: &CaptureNames) -> rusqlite::Result<(usize, usize)> {
     let mut stmt = conn.prepare_cached("SELECT name FROM pragma_table_info(?1)")?;
-    let names = stmt.query_map([LOG_TABLE], |r| r.get::<_, String>(0))?;
+    let names = stmt.query_map([&log.log], |r| r.get::<_, String>(0))?;
     let (mut keys, mut images) = (0, 0);
     for name in names {
         let name = name?;
@@ -219,7 +352,7 @@ pub(super) fn log_width(conn: &Connection) -> rusqlite::Result<(usize, usize)> {
 }
 
 /// The query that reads changes after a position: `pos, link, op, opart, k.., c..`.
-pub(super) fn select_changes_sql(keys: usize, images: usize) -> String {
+pub(super) fn select_changes_sql(names: &CaptureNames, keys: usize, images: usize) -> String {
     let mut columns = vec![
         "pos".to_string(),
         "link".into(),
@@ -229,18 +362,23 @@ pub(super) fn select_changes_sql(keys: usize, images: usize) -> String {
     columns.extend((0..keys).map(|k| format!("k{k}")));
     columns.extend((0..images).map(|c| format!("c{c}")));
     format!(
-        "SELECT {} FROM {LOG_TABLE} WHERE pos > ?1 ORDER BY pos LIMIT ?2",
-        columns.join(", ")
+        "SELECT {} FROM {} WHERE pos > ?1 ORDER BY pos LIMIT ?2",
+        columns.join(", "),
+        names.log
     )
 }
 
-/// Deletes log entries at or before `upto`: they are durable in the lake. The newest entry
-/// stays, so that the next position is still one past it.
-pub(super) fn discard_through(conn: &Connection, upto: i64) -> rusqlite::Result<usize> {
+/// Deletes log entries before `upto`: they are durable in the lake. The entry at `upto`
+/// stays as the mark of the log's history there ([`history_mark`]), and the newest entry
+/// stays so that the next position is still one past it.
+pub(super) fn discard_before(
+    conn: &Connection,
+    names: &CaptureNames,
+    upto: i64,
+) -> rusqlite::Result<usize> {
+    let log = &names.log;
     conn.execute(
-        &format!(
-            "DELETE FROM {LOG_TABLE} WHERE pos <= ?1 AND pos < (SELECT max(pos) FROM {LOG_TABLE})"
-        ),
+        &format!("DELETE FROM {log} WHERE pos < ?1 AND pos < (SELECT max(pos) FROM {log})"),
         [upto],
     )
 }

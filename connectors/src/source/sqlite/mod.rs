@@ -7,11 +7,11 @@
 mod capture;
 mod values;
 
-use capture::quote_ident;
+use capture::{CaptureNames, quote_ident};
 use lakelink_model::change::{Change, ChangeBatch, ChangeKind, LinkId, Position};
 use lakelink_model::column_type::ColumnType;
 use lakelink_model::schema::SourceColumn;
-use lakelink_model::source::{CaptureSpec, Source, SourceError, SourceTable};
+use lakelink_model::source::{CaptureSpec, ExistingRows, Source, SourceError, SourceTable};
 use lakelink_model::value::Value;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use serde::Deserialize;
@@ -52,11 +52,20 @@ pub struct SqliteSource {
     conn: Connection,
     identity: (u64, u64),
     links: HashMap<LinkId, LinkInfo>,
+    names: CaptureNames,
+    /// The position every link resumes from and the log's history mark there, checked by
+    /// every read: a log that went back must never deliver changes at reused positions.
+    anchor: Option<(Position, Option<String>)>,
 }
 
 impl SqliteSource {
-    /// Opens the database (which must exist) and switches it to WAL mode.
-    pub fn open(config: &SqliteSourceConfig) -> Result<SqliteSource, SourceError> {
+    /// Opens the database (which must exist) and switches it to WAL mode. `capture_name` sets
+    /// this lake's change log and triggers apart from other lakes' (empty: the unsuffixed
+    /// names of stores made before capture names).
+    pub fn open(
+        config: &SqliteSourceConfig,
+        capture_name: &str,
+    ) -> Result<SqliteSource, SourceError> {
         let path = config.path.clone();
         let name = format!("SQLite database {}", path.display());
         let meta = std::fs::metadata(&path).map_err(|e| SourceError::Database {
@@ -83,7 +92,49 @@ impl SqliteSource {
             conn,
             identity: (meta.dev(), meta.ino()),
             links: HashMap::new(),
+            names: CaptureNames::new(capture_name),
+            anchor: None,
         })
+    }
+
+    /// The change log of this lake's capture.
+    pub fn log_table(&self) -> &str {
+        &self.names.log
+    }
+
+    /// Fails with [`SourceError::WentBack`] unless the log still reaches `after` and still
+    /// holds, at the anchor, the entry it held when the anchor was set.
+    fn check_history(
+        &self,
+        conn: &Connection,
+        last: i64,
+        after: Position,
+    ) -> Result<(), SourceError> {
+        let log = &self.names.log;
+        if last < after.0 {
+            return Err(self.went_back(format!(
+                "its change log {log} went back: its newest position is {last}, but the lake holds changes through {after}"
+            )));
+        }
+        if let Some((at, Some(mark))) = &self.anchor {
+            let now = capture::history_mark(conn, &self.names, at.0)
+                .map_err(|e| self.err("reading the change log", e))?;
+            if now.as_deref() != Some(mark.as_str()) {
+                return Err(self.went_back(format!(
+                    "its change log {log} went back: the entry at position {at}, which the lake holds, is gone or different"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn went_back(&self, what: String) -> SourceError {
+        SourceError::WentBack {
+            source_name: self.name.clone(),
+            reason: format!(
+                "{what}; the database was restored from an older copy or the log was emptied by hand, so new changes would reuse positions the lake already holds. Nothing was written. To go on from the database as it is now, relink every table (unlink them all, sync, then link them again)"
+            ),
+        }
     }
 
     /// The database file.
@@ -160,7 +211,11 @@ impl Source for SqliteSource {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT name, type, pk FROM pragma_table_info(?1) ORDER BY cid")
+            // table_xinfo lists generated columns too (hidden 2: virtual, 3: stored), which
+            // triggers and the copy read like any other; hidden 1 is a virtual table's.
+            .prepare(
+                "SELECT name, type, pk FROM pragma_table_xinfo(?1) WHERE hidden IN (0, 2, 3) ORDER BY cid",
+            )
             .map_err(|e| self.err("reading the table's columns", e))?;
         let rows = stmt
             .query_map([table], |r| {
@@ -184,6 +239,7 @@ impl Source for SqliteSource {
                     column_type: ColumnType::from_sqlite_declared(&declared),
                     name,
                     declared_type: declared,
+                    number: None,
                 }
             })
             .collect();
@@ -203,7 +259,18 @@ impl Source for SqliteSource {
 
     fn install_capture(&mut self, spec: &CaptureSpec) -> Result<(), SourceError> {
         self.check_identity()?;
-        capture::install(&mut self.conn, spec)
+        if capture::foreign_log(&self.conn, &self.names)
+            .map_err(|e| self.err("reading the schema", e))?
+        {
+            return Err(SourceError::Unusable {
+                source_name: self.name.clone(),
+                reason: format!(
+                    "a table named {} exists that lakelink did not make, and lakelink leaves it alone; rename the application's table, or give this lake a new checkpoint store ([engine] state) so that its capture gets other names",
+                    self.names.log
+                ),
+            });
+        }
+        capture::install(&mut self.conn, &self.names, spec)
             .map_err(|e| self.err("installing capture triggers", e))?;
         self.links.insert(
             spec.link,
@@ -218,7 +285,8 @@ impl Source for SqliteSource {
 
     fn remove_capture(&mut self, link: LinkId, table: &str) -> Result<(), SourceError> {
         self.check_identity()?;
-        capture::remove(&mut self.conn, link)
+        let keep_from = self.anchor.as_ref().map_or(i64::MAX, |(at, _)| at.0);
+        capture::remove(&mut self.conn, &self.names, link, keep_from)
             .map_err(|e| db_error(&self.name, &format!("removing capture of {table:?}"), e))?;
         self.links.remove(&link);
         Ok(())
@@ -238,8 +306,10 @@ impl Source for SqliteSource {
             .conn
             .transaction()
             .map_err(|e| err("starting the copy", e))?;
-        let position =
-            Position(capture::last_position(&tx).map_err(|e| err("reading the log position", e))?);
+        let position = Position(
+            capture::last_position(&tx, &self.names)
+                .map_err(|e| err("reading the log position", e))?,
+        );
         let columns: Vec<String> = spec
             .schema
             .columns
@@ -275,16 +345,17 @@ impl Source for SqliteSource {
         let links = &self.links;
         let err = |e| db_error(name, "reading changes", e);
         let mut batch = ChangeBatch {
-            changes: Vec::new(),
             end: after,
+            ..ChangeBatch::default()
         };
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         // One read transaction: the log's last position and the entries come from the same
         // state, so when the batch is not full everything up to that position has been read.
-        let tx = self.conn.transaction().map_err(err)?;
-        let last = capture::last_position(&tx).map_err(err)?;
-        let (key_cols, image_cols) = capture::log_width(&tx).map_err(err)?;
-        let sql = capture::select_changes_sql(key_cols, image_cols);
+        let tx = self.conn.unchecked_transaction().map_err(err)?;
+        let last = capture::last_position(&tx, &self.names).map_err(err)?;
+        self.check_history(&tx, last, after)?;
+        let (key_cols, image_cols) = capture::log_width(&tx, &self.names).map_err(err)?;
+        let sql = capture::select_changes_sql(&self.names, key_cols, image_cols);
         let mut read_rows = 0usize;
         let mut bytes = 0usize;
         {
@@ -347,7 +418,7 @@ impl Source for SqliteSource {
             // Before any link the change log may not exist yet: nothing was captured.
             return Ok(Position(0));
         }
-        capture::last_position(&self.conn)
+        capture::last_position(&self.conn, &self.names)
             .map(Position)
             .map_err(|e| self.err("reading the log position", e))
     }
@@ -366,7 +437,7 @@ impl Source for SqliteSource {
 
     fn acknowledge(&mut self, upto: Position) -> Result<(), SourceError> {
         self.check_identity()?;
-        match capture::discard_through(&self.conn, upto.0) {
+        match capture::discard_before(&self.conn, &self.names, upto.0) {
             Ok(_) => Ok(()),
             // Trimming the log is housekeeping: if the application holds the write lock, the
             // next acknowledgement trims the same entries.
@@ -381,5 +452,73 @@ impl Source for SqliteSource {
             }
             Err(e) => Err(self.err("trimming the change log", e)),
         }
+    }
+
+    fn capture_broken(&mut self, link: LinkId, table: &str) -> Result<Option<String>, SourceError> {
+        self.check_identity()?;
+        let attached = capture::captured_table(&self.conn, &self.names, link)
+            .map_err(|e| self.err("reading the schema", e))?;
+        Ok(match attached {
+            None => Some(format!(
+                "its capture triggers are gone: {table:?} was dropped, or dropped and created again (as ALTER TABLE's 12-step procedure does), so changes since were not captured"
+            )),
+            Some(now) if !now.eq_ignore_ascii_case(table) => {
+                Some(format!("{table:?} was renamed to {now:?}"))
+            }
+            Some(_) => None,
+        })
+    }
+
+    fn existing_rows(&mut self, table: &str, column: &str) -> Result<ExistingRows, SourceError> {
+        self.check_identity()?;
+        let found: Option<(Option<String>, i64)> = self
+            .conn
+            .query_row(
+                "SELECT dflt_value, hidden FROM pragma_table_xinfo(?1) WHERE name = ?2",
+                [table, column],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(self.err("reading the table's columns", e)),
+            })?;
+        match found {
+            None => Ok(ExistingRows::Null),
+            Some((_, hidden)) if hidden != 0 => Ok(ExistingRows::Unknown(
+                "it is generated from other columns, so the existing rows hold values no logged change carries".into(),
+            )),
+            Some((None, _)) => Ok(ExistingRows::Null),
+            // ALTER TABLE ... ADD COLUMN takes only constant defaults, which every existing
+            // row reads; evaluating the expression gives the value with its storage class.
+            Some((Some(default), _)) => {
+                let value = self
+                    .conn
+                    .query_row(&format!("SELECT ({default})"), [], |r| {
+                        Ok(values::from_sql(r.get_ref(0)?, table, column, Position(0)))
+                    })
+                    .map_err(|e| self.err("reading the column's default", e))?;
+                Ok(match value {
+                    Value::Null => ExistingRows::Null,
+                    value => ExistingRows::Value(value),
+                })
+            }
+        }
+    }
+
+    fn history_mark(&mut self, position: Position) -> Result<Option<String>, SourceError> {
+        self.check_identity()?;
+        let mark = capture::history_mark(&self.conn, &self.names, position.0)
+            .map_err(|e| self.err("reading the change log", e))?;
+        self.anchor = Some((position, mark.clone()));
+        Ok(mark)
+    }
+
+    fn resume_at(&mut self, position: Position, mark: Option<&str>) -> Result<(), SourceError> {
+        self.check_identity()?;
+        self.anchor = Some((position, mark.map(str::to_string)));
+        let last = capture::last_position(&self.conn, &self.names)
+            .map_err(|e| self.err("reading the log position", e))?;
+        self.check_history(&self.conn, last, position)
     }
 }
