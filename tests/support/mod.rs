@@ -10,6 +10,7 @@ pub mod azurite;
 pub mod crash;
 pub mod crash_harness;
 pub mod pg;
+pub mod stopped_table;
 pub mod throttling_proxy;
 pub mod workload;
 
@@ -281,10 +282,13 @@ pub fn parse_csv(bytes: &[u8]) -> Vec<Record> {
     out
 }
 
-/// The columns of a source table: names and how their values are written.
+/// The columns of a source table as the application sees them (generated columns included,
+/// which `table_info` leaves out): names and how their values are written.
 pub fn source_columns(conn: &Connection, table: &str) -> Vec<(String, FieldKind)> {
     let mut stmt = conn
-        .prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")
+        .prepare(
+            "SELECT name, type FROM pragma_table_xinfo(?1) WHERE hidden IN (0, 2, 3) ORDER BY cid",
+        )
         .unwrap();
     stmt.query_map([table], |r| {
         let declared: String = r.get(1)?;
@@ -483,6 +487,20 @@ impl RunningAgent {
             .find(|l| l.contains("serving /metrics and /status"))?;
         let at = line.find("address=")? + "address=".len();
         Some(line[at..].split_whitespace().next()?.to_string())
+    }
+
+    /// Asks the agent for a snapshot now (SIGUSR1, as `systemctl kill -s USR1` does) and
+    /// waits until it has published a newer generation than the lake of `ws` had.
+    pub fn snapshot_now(&self, ws: &Workspace) {
+        let before = ws.model().generation;
+        let sent = Command::new("kill")
+            .args(["-USR1", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -USR1 {} failed", self.child.id());
+        wait_for(30, "a snapshot published after SIGUSR1", || {
+            ws.model().generation > before
+        });
     }
 
     /// Stops the agent with SIGTERM and fails, with its whole log, unless it exits cleanly.
