@@ -222,7 +222,7 @@ impl Pipeline {
         if let Err(e) = self.source.remove_capture(link, &source_table) {
             tracing::warn!(table, error = %e, "could not remove the stopped table's capture; it is removed when the table is relinked");
         }
-        Ok(())
+        self.report_progress(&HashMap::new())
     }
 
     /// The registry this pipeline reports to.

@@ -17,11 +17,16 @@ const DEFAULT_PARTITION_COLUMN: &str = "createdon";
 /// The lake schema of `table` as the source describes it now.
 pub fn resolve(source: &mut dyn Source, table: &TableSettings) -> Result<TableSchema, EngineError> {
     let name = table.name.as_str();
-    let described = source.describe_table(&table.source_name())?;
     let link_err = |reason: String| EngineError::Link {
         table: name.to_string(),
         reason,
     };
+    if name.to_ascii_lowercase().starts_with(RESERVED_PREFIX) {
+        return Err(link_err(format!(
+            "names starting with {RESERVED_PREFIX:?} are reserved for lakelink's own objects (its change log, triggers and lake folder); link only application tables"
+        )));
+    }
+    let described = source.describe_table(&table.source_name())?;
     let find = |column: &str, setting: &'static str| {
         described
             .columns
@@ -50,11 +55,6 @@ pub fn resolve(source: &mut dyn Source, table: &TableSettings) -> Result<TableSc
         Some(column) => Some(find(column, "partition_by")?),
         None => find(DEFAULT_PARTITION_COLUMN, "partition_by").ok(),
     };
-    if name.to_ascii_lowercase().starts_with(RESERVED_PREFIX) {
-        return Err(link_err(format!(
-            "names starting with {RESERVED_PREFIX:?} are reserved for lakelink's own objects (its change log, triggers and lake folder); link only application tables"
-        )));
-    }
     check_names(&described.columns).map_err(link_err)?;
     for &k in &key {
         let column = &described.columns[k];
