@@ -49,20 +49,30 @@ fn write_other(conn: &Connection) -> impl FnMut(i64) + '_ {
     }
 }
 
-/// Runs the `sqlite3` shell on `db` with one dot-command (`.backup`, `.restore`), as an
-/// operator would.
-fn sqlite3(db: &Path, command: &str) {
-    let out = std::process::Command::new("sqlite3")
-        .arg(db)
-        .arg(command)
-        .output()
-        .expect("the sqlite3 command-line shell (Debian: apt-get install sqlite3)");
-    assert!(
-        out.status.success(),
-        "sqlite3 {} {command:?}: {}",
-        db.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Copies the database `db` to `to` with SQLite's online backup, as the `sqlite3` shell's
+/// `.backup` does.
+fn backup(db: &Path, to: &Path) {
+    Connection::open(db)
+        .unwrap()
+        .backup(
+            rusqlite::MAIN_DB,
+            to,
+            None::<fn(rusqlite::backup::Progress)>,
+        )
+        .unwrap_or_else(|e| panic!("back {} up to {}: {e}", db.display(), to.display()));
+}
+
+/// Restores the database `db` in place (same file, same inode) from the copy `from`, as the
+/// `sqlite3` shell's `.restore` does.
+fn restore(db: &Path, from: &Path) {
+    Connection::open(db)
+        .unwrap()
+        .restore(
+            rusqlite::MAIN_DB,
+            from,
+            None::<fn(rusqlite::backup::Progress)>,
+        )
+        .unwrap_or_else(|e| panic!("restore {} from {}: {e}", db.display(), from.display()));
 }
 
 /// The application's tables `which` as it sees them: the definition of each and of its
@@ -505,8 +515,8 @@ fn a_database_restored_in_place_from_an_older_backup_is_refused_and_the_lake_is_
     let ws = Workspace::new(T_AND_OTHER);
     ws.write_config("", &tables(&["t", "other"]));
     ws.sync();
-    let backup = ws.dir.path().join("old.db");
-    sqlite3(&ws.db, &format!(".backup \"{}\"", backup.display()));
+    let backup_copy = ws.dir.path().join("old.db");
+    backup(&ws.db, &backup_copy);
     {
         let conn = ws.source();
         for id in 10..20 {
@@ -519,7 +529,7 @@ fn a_database_restored_in_place_from_an_older_backup_is_refused_and_the_lake_is_
     // so nothing but the data says it is another database.
     use std::os::unix::fs::MetadataExt as _;
     let inode = std::fs::metadata(&ws.db).unwrap().ino();
-    sqlite3(&ws.db, &format!(".restore \"{}\"", backup.display()));
+    restore(&ws.db, &backup_copy);
     assert_eq!(
         std::fs::metadata(&ws.db).unwrap().ino(),
         inode,
@@ -628,7 +638,7 @@ fn following_the_advice_after_an_old_checkpoint_store_came_back_never_rewrites_p
     assert_eq!(ws.model().generation, 1);
     let state = ws.dir.path().join("state.db");
     let saved = ws.dir.path().join("state-saved.db");
-    sqlite3(&state, &format!(".backup \"{}\"", saved.display()));
+    backup(&state, &saved);
     ws.source()
         .execute_batch(
             "INSERT INTO t VALUES (4, 'four'); UPDATE t SET v = 'uno' WHERE id = 1;
