@@ -546,6 +546,32 @@ fn a_database_restored_in_place_from_an_older_backup_is_refused_and_the_lake_is_
 }
 
 #[test]
+fn widening_capture_is_not_mistaken_for_a_log_that_went_back() {
+    // The last change read is the latest change of its row: widening capture for an added
+    // column fills that log entry's new column in, and adds log columns. Neither is the log
+    // going back.
+    let ws = Workspace::new(T_AND_OTHER);
+    ws.write_config("", &tables(&["t", "other"]));
+    ws.sync();
+    let conn = ws.source();
+    conn.execute("UPDATE t SET v = 'uno' WHERE id = 1", [])
+        .unwrap();
+    ws.sync();
+    conn.execute_batch("ALTER TABLE t ADD COLUMN c TEXT; ALTER TABLE t ADD COLUMN e TEXT;")
+        .unwrap();
+    conn.execute("UPDATE t SET c = 'see' WHERE id = 2", [])
+        .unwrap();
+    ws.sync();
+    conn.execute(
+        "INSERT INTO t (id, v, c, e) VALUES (9, 'nine', 'c9', 'e9')",
+        [],
+    )
+    .unwrap();
+    ws.sync();
+    assert_lake_matches_source(&ws, "t", "id", None);
+}
+
+#[test]
 fn a_change_log_emptied_by_hand_is_refused_and_the_lake_is_left_alone() {
     let ws = Workspace::new(T_AND_OTHER);
     ws.write_config("", &tables(&["t", "other"]));

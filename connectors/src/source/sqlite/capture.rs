@@ -293,8 +293,9 @@ pub(super) fn last_position(conn: &Connection, names: &CaptureNames) -> rusqlite
 }
 
 /// A short digest of the log entry at `position`, or `None` when there is none: the mark of
-/// the log's history at that position. An entry is never rewritten and the entry at the
-/// position every link resumes from is never trimmed, so a different digest (or none) there
+/// the log's history at that position. The digested columns of an entry are never rewritten
+/// and the entry at the position every link resumes from is never trimmed, so a different
+/// digest (or none) there
 /// means the log went back: the database was restored from an older copy, or the log was
 /// emptied, and its positions are being given out again.
 pub(super) fn history_mark(
@@ -303,7 +304,22 @@ pub(super) fn history_mark(
     position: i64,
 ) -> rusqlite::Result<Option<String>> {
     use sha2::Digest as _;
-    let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {} WHERE pos = ?1", names.log))?;
+    // Only what an entry never changes: widening capture adds log columns and fills added
+    // columns of pending entries in (`backfill_added_columns`), but never touches `pos`,
+    // `link`, `op`, `opart`, the first old-key column or the first image column.
+    let (keys, images) = log_width(conn, names)?;
+    let mut columns = vec!["pos", "link", "op", "opart"];
+    if keys > 0 {
+        columns.push("k0");
+    }
+    if images > 0 {
+        columns.push("c0");
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {} FROM {} WHERE pos = ?1",
+        columns.join(", "),
+        names.log
+    ))?;
     let mut rows = stmt.query([position])?;
     let Some(row) = rows.next()? else {
         return Ok(None);

@@ -11,7 +11,8 @@ use capture::{CaptureNames, quote_ident};
 use lakelink_model::change::{Change, ChangeBatch, ChangeKind, LinkId, Position};
 use lakelink_model::column_type::ColumnType;
 use lakelink_model::schema::SourceColumn;
-use lakelink_model::source::{CaptureSpec, ExistingRows, Source, SourceError, SourceTable};
+use lakelink_model::schema::TableSchema;
+use lakelink_model::source::{CaptureSpec, ExistingRows, RowAt, Source, SourceError, SourceTable};
 use lakelink_model::value::Value;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use serde::Deserialize;
@@ -504,6 +505,113 @@ impl Source for SqliteSource {
                 })
             }
         }
+    }
+
+    fn may_lose_deletes(&mut self, table: &str, schema: &TableSchema) -> Result<bool, SourceError> {
+        self.check_identity()?;
+        // REPLACE of a row of the same key is captured as the new image: only a move to
+        // another partition leaves the old one behind. A row replaced for another UNIQUE
+        // constraint leaves the lake with no change at all.
+        if schema.partition_column.is_some() {
+            return Ok(true);
+        }
+        self.conn
+            .query_row(
+                "SELECT count(*) > 0 FROM pragma_index_list(?1) WHERE \"unique\" AND origin <> 'pk'",
+                [table],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err("reading the table's indexes", e))
+    }
+
+    fn rows_at(
+        &mut self,
+        table: &str,
+        schema: &TableSchema,
+        position: Position,
+        keys: &[Vec<Value>],
+    ) -> Result<Vec<RowAt>, SourceError> {
+        self.check_identity()?;
+        let err = |e| db_error(&self.name, "looking rows up", e);
+        let Some((&link, _)) = self.links.iter().find(|(_, l)| l.table == table) else {
+            return Ok(vec![RowAt::Unknown; keys.len()]);
+        };
+        // One read transaction: the rows and the log entries after `position` come from one
+        // state, so a row changed since the position is known as such.
+        let tx = self.conn.unchecked_transaction().map_err(err)?;
+        let (key_cols, _) = capture::log_width(&tx, &self.names).map_err(err)?;
+        let width = schema.key.len().min(key_cols);
+        let mut columns: Vec<String> = (0..width).map(|k| format!("k{k}")).collect();
+        columns.extend(schema.key.iter().map(|k| format!("c{k}")));
+        let mut touched = std::collections::HashSet::new();
+        {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {} FROM {} WHERE pos > ?1 AND link = ?2",
+                    columns.join(", "),
+                    self.names.log
+                ))
+                .map_err(err)?;
+            let mut rows = stmt
+                .query(rusqlite::params![position.0, link])
+                .map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                let old: Vec<Value> = (0..width)
+                    .map(|i| {
+                        row.get_ref(i)
+                            .map(|v| values::from_sql(v, table, "", position))
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(err)?;
+                let new: Vec<Value> = (width..width + schema.key.len())
+                    .map(|i| {
+                        row.get_ref(i)
+                            .map(|v| values::from_sql(v, table, "", position))
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(err)?;
+                touched.insert(format!("{old:?}"));
+                touched.insert(format!("{new:?}"));
+            }
+        }
+        let partition = schema.partition_column.map_or_else(
+            || "NULL".to_string(),
+            |p| quote_ident(&schema.columns[p].name),
+        );
+        let filter: Vec<String> = schema
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| format!("{} = ?{}", quote_ident(&schema.columns[k].name), i + 1))
+            .collect();
+        let mut stmt = tx
+            .prepare(&format!(
+                "SELECT {partition} FROM {} WHERE {}",
+                quote_ident(table),
+                filter.join(" AND ")
+            ))
+            .map_err(err)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if touched.contains(&format!("{key:?}")) {
+                out.push(RowAt::Unknown);
+                continue;
+            }
+            let params: Vec<rusqlite::types::Value> = key.iter().map(values::to_sql).collect();
+            let found = stmt
+                .query_row(rusqlite::params_from_iter(params), |r| {
+                    Ok(values::from_sql(r.get_ref(0)?, table, "", position))
+                })
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(err(e)),
+                })?;
+            out.push(found.map_or(RowAt::Missing, RowAt::Present));
+        }
+        drop(stmt);
+        tx.commit().map_err(err)?;
+        Ok(out)
     }
 
     fn history_mark(&mut self, position: Position) -> Result<Option<String>, SourceError> {
