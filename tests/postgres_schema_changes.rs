@@ -130,6 +130,30 @@ fn a_table_dropped_and_created_again_while_the_agent_runs_stops_until_it_is_reli
     assert_lake_matches_source(&ws, "other", "id", plain);
 }
 
+#[test]
+fn a_table_dropped_and_created_again_while_the_agent_was_stopped_stops_at_the_next_sync() {
+    // The linked table's OID is recorded: a table of the same name made while no agent ran
+    // is another table, never taken for the linked one.
+    let ws = t_and_other();
+    assert_stops_at_sync(
+        &ws,
+        "t",
+        &["dropped"],
+        "other",
+        || {
+            application(
+                &ws,
+                "DROP TABLE t;
+                 CREATE TABLE t (id int PRIMARY KEY, v text);
+                 INSERT INTO t VALUES (1, 'one again'), (7, 'seven');",
+            )
+        },
+        write_other(&ws),
+    );
+    relink(&ws, ENGINE, &tables(&["other"]), &tables(&["t", "other"]));
+    assert_lake_matches_source(&ws, "t", "id", plain);
+}
+
 // Columns added with a default.
 
 /// What the application does to `t`: three columns added with defaults (PostgreSQL keeps

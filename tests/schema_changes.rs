@@ -320,6 +320,54 @@ fn a_table_rebuilt_by_the_twelve_step_alter_procedure_while_the_agent_runs_stops
     assert_lake_matches_source(&ws, "t", "id", None);
 }
 
+#[test]
+fn a_table_rebuilt_while_the_agent_was_stopped_stops_at_the_next_sync_and_the_others_flow() {
+    // The triggers went with the old table while no agent ran: the next start must not
+    // install capture on the new table and carry on as if nothing happened.
+    let ws = Workspace::new(T_AND_OTHER);
+    ws.write_config("", &tables(&["t", "other"]));
+    let conn = ws.application();
+    assert_stops_at_sync(
+        &ws,
+        "t",
+        &["dropped"],
+        "other",
+        || {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE new_t (id INTEGER PRIMARY KEY, v TEXT);
+                 INSERT INTO new_t SELECT id, v FROM t;
+                 DROP TABLE t;
+                 ALTER TABLE new_t RENAME TO t;
+                 COMMIT;
+                 INSERT INTO t VALUES (8, 'eight');",
+            )
+            .unwrap();
+        },
+        write_other(&conn),
+    );
+    relink(&ws, "", &tables(&["other"]), &tables(&["t", "other"]));
+    assert_lake_matches_source(&ws, "t", "id", None);
+}
+
+#[test]
+fn a_table_renamed_while_the_agent_was_stopped_stops_at_the_next_sync() {
+    let ws = Workspace::new(T_AND_OTHER);
+    ws.write_config("", &tables(&["t", "other"]));
+    let conn = ws.application();
+    assert_stops_at_sync(
+        &ws,
+        "t",
+        &["renamed"],
+        "other",
+        || {
+            conn.execute_batch("ALTER TABLE t RENAME TO t2; INSERT INTO t2 VALUES (8, 'eight');")
+                .unwrap();
+        },
+        write_other(&conn),
+    );
+}
+
 // Keys that would collide in the lake.
 
 #[test]

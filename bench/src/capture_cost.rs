@@ -222,6 +222,7 @@ fn prepare(workload: &Workload, path: &Path, capture: Capture) -> Result<Connect
                     partition_column: Some(workload.partition_column),
                     columns: described.columns,
                     fills: Vec::new(),
+                    table_id: None,
                 },
                 added_from: None,
             })?;

@@ -132,6 +132,7 @@ fn spec(source: &mut dyn Source) -> CaptureSpec {
             key: vec![0],
             partition_column: Some(2),
             fills: Vec::new(),
+            table_id: table.id,
         },
         added_from: None,
     }

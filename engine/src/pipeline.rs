@@ -158,7 +158,13 @@ impl Pipeline {
             let files = recovery::repair_live_files(pipeline.lake.as_ref(), &record, &name, files)?;
             pipeline.state.commit_batch(&files, &[], None)?;
             let source_table = pipeline.source_table(&record.table);
-            if let Some(reason) = pipeline.source.capture_broken(record.link, &source_table)? {
+            let spec = CaptureSpec {
+                link: record.link,
+                table: source_table,
+                schema: record.schema.clone(),
+                added_from: None,
+            };
+            if let Some(reason) = pipeline.source.capture_broken(&spec)? {
                 // Gone (or replaced) while the agent was stopped: reinstalling capture would
                 // capture another table, or fail for every table.
                 let name = table_name(&record.table)?;
@@ -168,12 +174,7 @@ impl Pipeline {
                 pipeline.stop_table(&table, reason)?;
                 continue;
             }
-            pipeline.source.install_capture(&CaptureSpec {
-                link: record.link,
-                table: source_table,
-                schema: record.schema.clone(),
-                added_from: None,
-            })?;
+            pipeline.source.install_capture(&spec)?;
             pipeline.by_link.insert(record.link, record.table.clone());
             let feed = TableFeed::new(record, name, files);
             pipeline.write_trickle_manifest(&feed)?;
@@ -537,7 +538,13 @@ impl Pipeline {
     fn check_schema(&mut self, table: &str) -> Result<Option<String>, EngineError> {
         let source_table = self.source_table(table);
         let link = self.feeds[table].record.link;
-        if let Some(reason) = self.source.capture_broken(link, &source_table)? {
+        let spec = CaptureSpec {
+            link,
+            table: source_table.clone(),
+            schema: self.feeds[table].record.schema.clone(),
+            added_from: None,
+        };
+        if let Some(reason) = self.source.capture_broken(&spec)? {
             return Ok(Some(reason));
         }
         let described = match self.source.describe_table(&source_table) {

@@ -71,6 +71,7 @@ pub fn resolve(source: &mut dyn Source, table: &TableSettings) -> Result<TableSc
         key,
         partition_column,
         fills: Vec::new(),
+        table_id: described.id,
     })
 }
 

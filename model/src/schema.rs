@@ -38,6 +38,9 @@ pub struct TableSchema {
     /// `ADD COLUMN ... DEFAULT` gives every existing row the default without a logged change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fills: Vec<ColumnFill>,
+    /// The source's identity of the table when it was linked (see `SourceTable::id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_id: Option<String>,
 }
 
 /// The value an added column holds in every row that existed when it was added.
@@ -260,6 +263,7 @@ mod tests {
             partition_column: None,
             linked_width: 2,
             fills: Vec::new(),
+            table_id: None,
         };
         let names: Vec<_> = schema.attributes().into_iter().map(|a| a.name).collect();
         assert_eq!(
@@ -286,6 +290,7 @@ mod tests {
             partition_column: None,
             linked_width: 2,
             fills: Vec::new(),
+            table_id: None,
         };
         let id = schema.id_of_key(&[Value::Integer(7), Value::Text("x\"y".into())]);
         assert_eq!(id, Value::Text(r#"[7,"x\"y"]"#.into()));

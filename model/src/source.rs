@@ -15,6 +15,10 @@ pub struct SourceTable {
     pub columns: Vec<SourceColumn>,
     /// Indexes of the primary key columns, in key order; empty when there is none.
     pub primary_key: Vec<usize>,
+    /// The source's own identity of the table, which a rename keeps and a table created
+    /// again under the same name does not have (PostgreSQL's OID); `None` where the source
+    /// has none (SQLite, whose capture triggers go with the table instead).
+    pub id: Option<String>,
 }
 
 /// What capture of one linked table needs to know.
@@ -118,9 +122,11 @@ pub trait Source: Send {
     /// Everything up to `upto` is durable in the lake.
     fn acknowledge(&mut self, upto: Position) -> Result<(), SourceError>;
 
-    /// Why capture of `link` (of `table`) no longer stands, or `None` when it is intact. Cheap
-    /// enough to ask after every schema change.
-    fn capture_broken(&mut self, link: LinkId, table: &str) -> Result<Option<String>, SourceError>;
+    /// Why capture of the link `spec` describes no longer stands, or `None` when it is
+    /// intact. Cheap enough to ask after every schema change, and asked on start before
+    /// capture is installed again (so a table dropped and created again while the agent was
+    /// stopped is never taken for the linked one).
+    fn capture_broken(&mut self, spec: &CaptureSpec) -> Result<Option<String>, SourceError>;
 
     /// What the table's existing rows hold in `column`, just added.
     fn existing_rows(&mut self, table: &str, column: &str) -> Result<ExistingRows, SourceError>;

@@ -239,6 +239,7 @@ impl Source for PostgresSource {
         Ok(SourceTable {
             columns,
             primary_key: key.into_iter().map(|(_, i)| i).collect(),
+            id: Some(oid.to_string()),
         })
     }
 
@@ -422,9 +423,30 @@ impl Source for PostgresSource {
         Ok(())
     }
 
-    fn capture_broken(&mut self, link: LinkId, table: &str) -> Result<Option<String>, SourceError> {
-        let Some(info) = self.links.get(&link).cloned() else {
-            return Ok(None);
+    fn capture_broken(&mut self, spec: &CaptureSpec) -> Result<Option<String>, SourceError> {
+        // The OID the link captures: the installed one, or (on start, before capture is
+        // installed again) the one recorded when the table was linked.
+        let (oid, linked) = match self.links.get(&spec.link) {
+            Some(info) => (info.oid, info.table.clone()),
+            None => {
+                let Some(oid) = spec
+                    .schema
+                    .table_id
+                    .as_deref()
+                    .and_then(|id| id.parse().ok())
+                else {
+                    return Ok(None);
+                };
+                let (schema, name) = spec
+                    .table
+                    .split_once('.')
+                    .unwrap_or((DEFAULT_SCHEMA, spec.table.as_str()));
+                let linked = QualifiedTable {
+                    schema: schema.to_string(),
+                    name: name.to_string(),
+                };
+                (oid, linked)
+            }
         };
         let name = self.name.clone();
         let slot = self.config.slot.clone();
@@ -435,13 +457,13 @@ impl Source for PostgresSource {
                         EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid \
                                 WHERE p.pubname = $2 AND r.prrelid = c.oid) \
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-                &[&info.oid, &slot],
+                &[&oid, &slot],
             )
             .map_err(|e| source_error(&name, "looking the table up", e))?;
-        let linked = info.table.sql();
+        let linked_sql = linked.sql();
         Ok(match row {
             None => Some(format!(
-                "{linked} was dropped (a table of that name now, if any, is another table), so its changes since are not captured"
+                "{linked_sql} was dropped (a table of that name now, if any, is another table), so its changes since are not captured"
             )),
             Some(row) => {
                 let now = QualifiedTable {
@@ -449,19 +471,18 @@ impl Source for PostgresSource {
                     name: row.get(1),
                 };
                 let published: bool = row.get(2);
-                if now != info.table {
-                    let what = if now.schema == info.table.schema {
+                if now != linked {
+                    let what = if now.schema == linked.schema {
                         "renamed"
                     } else {
                         "moved"
                     };
-                    Some(format!("{linked} was {what} to {}", now.sql()))
+                    Some(format!("{linked_sql} was {what} to {}", now.sql()))
                 } else if !published {
                     Some(format!(
-                        "{linked} left the publication {slot:?} (ALTER PUBLICATION ... DROP TABLE outside lakelink), so its changes since are not captured"
+                        "{linked_sql} left the publication {slot:?} (ALTER PUBLICATION ... DROP TABLE outside lakelink), so its changes since are not captured"
                     ))
                 } else {
-                    let _ = table;
                     None
                 }
             }

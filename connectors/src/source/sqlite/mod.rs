@@ -248,6 +248,7 @@ impl Source for SqliteSource {
         Ok(SourceTable {
             columns,
             primary_key: pk.into_iter().map(|(_, i)| i).collect(),
+            id: None,
         })
     }
 
@@ -455,7 +456,8 @@ impl Source for SqliteSource {
         }
     }
 
-    fn capture_broken(&mut self, link: LinkId, table: &str) -> Result<Option<String>, SourceError> {
+    fn capture_broken(&mut self, spec: &CaptureSpec) -> Result<Option<String>, SourceError> {
+        let (link, table) = (spec.link, spec.table.as_str());
         self.check_identity()?;
         let attached = capture::captured_table(&self.conn, &self.names, link)
             .map_err(|e| self.err("reading the schema", e))?;
