@@ -137,6 +137,12 @@ impl Pipeline {
             if let Some(reason) = &record.stopped {
                 // Stopped tables stay stopped, and say so at every start, until relinked.
                 tracing::error!(table = %record.table, "{}", stop_line(&record.table, reason));
+                // A crash may have come between recording the stop and removing capture:
+                // remove it again (it is idempotent).
+                let source_table = pipeline.source_table(&record.table);
+                if let Err(e) = pipeline.source.remove_capture(record.link, &source_table) {
+                    tracing::warn!(table = %record.table, error = %e, "could not remove the stopped table's capture; it is removed when the table is relinked");
+                }
                 let name = table_name(&record.table)?;
                 let files = pipeline.state.live_files(&record.table)?;
                 let feed = TableFeed::new(record, name, files);
