@@ -451,6 +451,27 @@ fn a_null_key_inserted_after_linking_stops_the_table() {
 }
 
 #[test]
+fn a_table_stopped_at_the_last_change_read_is_not_mistaken_for_a_log_that_went_back() {
+    // The change that stops `item` is the last one read, so its log entry marks the position
+    // every table resumes from. Removing the stopped table's capture, on every later start,
+    // must keep that entry.
+    let ws = Workspace::new(ITEM_AND_OTHER);
+    ws.write_config("", &tables(&["item", "other"]));
+    ws.sync();
+    let conn = ws.application();
+    conn.execute("INSERT INTO item VALUES (NULL, 'no key')", [])
+        .unwrap();
+    ws.sync_with_stopped_table("item", &["NULL"]);
+    for n in 0..2 {
+        conn.execute("INSERT INTO other VALUES (?1, 'later')", [10 + n])
+            .unwrap();
+        let stderr = ws.sync_with_stopped_table("item", &["NULL"]);
+        assert!(!stderr.contains("went back"), "{stderr}");
+    }
+    assert_lake_matches_source(&ws, "other", "id", None);
+}
+
+#[test]
 fn a_blob_key_inserted_while_the_agent_runs_stops_the_table() {
     let ws = Workspace::new(ITEM_AND_OTHER);
     ws.write_config(ENGINE, &tables(&["item", "other"]));

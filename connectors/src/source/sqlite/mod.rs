@@ -287,7 +287,10 @@ impl Source for SqliteSource {
 
     fn remove_capture(&mut self, link: LinkId, table: &str) -> Result<(), SourceError> {
         self.check_identity()?;
-        let keep_from = self.anchor.as_ref().map_or(i64::MAX, |(at, _)| at.0);
+        // Entries from the anchor on stay: the one there marks the log's history. Before the
+        // anchor is known (removing a stopped table's capture on start) nothing is deleted;
+        // acknowledgements trim those entries later.
+        let keep_from = self.anchor.as_ref().map_or(i64::MIN, |(at, _)| at.0);
         capture::remove(&mut self.conn, &self.names, link, keep_from)
             .map_err(|e| db_error(&self.name, &format!("removing capture of {table:?}"), e))?;
         self.links.remove(&link);
