@@ -362,3 +362,81 @@ fn a_column_isdelete_in_another_case_added_while_the_agent_runs_stops_the_table(
         write_other(&ws),
     );
 }
+
+// Ordinary changes that must not stop a table.
+
+#[test]
+fn a_table_named_in_another_case_in_the_config_is_not_taken_for_a_renamed_one() {
+    // `Account` in the config finds table `account`, as unquoted SQL would; every later start
+    // must see the same table under the OID it was linked with.
+    let ws = PgWorkspace::new(
+        "CREATE TABLE account (id int PRIMARY KEY, v text); INSERT INTO account VALUES (1, 'one');",
+    );
+    ws.write_config(ENGINE, &tables(&["Account"]));
+    ws.sync();
+    application(&ws, "INSERT INTO account VALUES (2, 'two')");
+    ws.sync();
+    application(&ws, "UPDATE account SET v = 'uno' WHERE id = 1");
+    ws.sync();
+    let (header, rows) = ws.read("Account", None);
+    let v = header.iter().position(|h| h == "v").unwrap();
+    let mut values: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0).unwrap().0.to_string(),
+                r.get(v).unwrap().0.to_string(),
+            )
+        })
+        .collect();
+    values.sort();
+    assert_eq!(
+        values,
+        [
+            ("1".to_string(), "uno".to_string()),
+            ("2".into(), "two".into())
+        ],
+        "every sync found the table it linked and kept it flowing"
+    );
+}
+
+#[test]
+fn a_column_dropped_and_added_again_under_its_name_keeps_flowing_into_its_attribute() {
+    // A common way to change a column's type: the new column has another attnum but the
+    // same name, and its values flow into the attribute the lake has.
+    let ws = t_and_other();
+    ws.sync();
+    application(
+        &ws,
+        "ALTER TABLE t DROP COLUMN v; ALTER TABLE t ADD COLUMN v text;
+         UPDATE t SET v = 'again ' || id; INSERT INTO t VALUES (4, 'four');",
+    );
+    ws.sync();
+    application(&ws, "UPDATE t SET v = 'later' WHERE id = 2");
+    ws.sync();
+    assert_lake_matches_source(&ws, "t", "id", plain);
+}
+
+#[test]
+fn the_partition_column_dropped_stops_the_table() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE t (id int PRIMARY KEY, createdon timestamptz, v text);
+         CREATE TABLE other (id int PRIMARY KEY, x text);
+         INSERT INTO t VALUES (1, '2024-05-01', 'one'), (2, '2025-05-01', 'two');
+         INSERT INTO other VALUES (1, 'o1');",
+    );
+    ws.write_config(ENGINE, &tables(&["t", "other"]));
+    assert_stops_at_sync(
+        &ws,
+        "t",
+        &["dropped"],
+        "other",
+        || {
+            application(
+                &ws,
+                "ALTER TABLE t DROP COLUMN createdon; UPDATE t SET v = 'uno' WHERE id = 1;",
+            )
+        },
+        write_other(&ws),
+    );
+}

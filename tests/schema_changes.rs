@@ -368,6 +368,36 @@ fn a_table_renamed_while_the_agent_was_stopped_stops_at_the_next_sync() {
     );
 }
 
+#[test]
+fn a_column_renamed_stops_the_table_and_the_applications_writes_keep_working() {
+    // SQLite rewrites the capture triggers with the new name, but capture installed again
+    // under the linked name would make every write of the application fail: the table stops,
+    // its capture removed, and the application's writes go on.
+    let ws = Workspace::new(T_AND_OTHER);
+    ws.write_config("", &tables(&["t", "other"]));
+    let conn = ws.application();
+    assert_stops_at_sync(
+        &ws,
+        "t",
+        &["renamed"],
+        "other",
+        || {
+            conn.execute_batch(
+                "ALTER TABLE t RENAME COLUMN v TO w; UPDATE t SET w = 'uno' WHERE id = 1;",
+            )
+            .unwrap();
+        },
+        write_other(&conn),
+    );
+    conn.execute_batch(
+        "INSERT INTO t (id, w) VALUES (20, 'twenty'); UPDATE t SET w = 'dos' WHERE id = 2;
+         DELETE FROM t WHERE id = 3;",
+    )
+    .expect("the application's writes work after the table stopped");
+    relink(&ws, "", &tables(&["other"]), &tables(&["t", "other"]));
+    assert_lake_matches_source(&ws, "t", "id", None);
+}
+
 // Keys that would collide in the lake.
 
 #[test]
@@ -462,6 +492,34 @@ fn a_table_stopped_at_the_last_change_read_is_not_mistaken_for_a_log_that_went_b
     conn.execute("INSERT INTO item VALUES (NULL, 'no key')", [])
         .unwrap();
     ws.sync_with_stopped_table("item", &["NULL"]);
+    for n in 0..2 {
+        conn.execute("INSERT INTO other VALUES (?1, 'later')", [10 + n])
+            .unwrap();
+        let stderr = ws.sync_with_stopped_table("item", &["NULL"]);
+        assert!(!stderr.contains("went back"), "{stderr}");
+    }
+    assert_lake_matches_source(&ws, "other", "id", None);
+}
+
+#[test]
+fn a_table_stopped_while_it_alone_held_the_others_back_is_not_mistaken_for_a_log_that_went_back() {
+    // `other` is linked while `item` still has changes to trickle, so it starts ahead; the
+    // batch that stops `item` moves no table, and where every table resumes from jumps to
+    // `other`'s position.
+    let ws = Workspace::new(ITEM_AND_OTHER);
+    ws.write_config("", &tables(&["item"]));
+    ws.sync();
+    let conn = ws.application();
+    conn.execute("UPDATE item SET v = 'uno' WHERE id = 'a'", [])
+        .unwrap();
+    ws.sync();
+    conn.execute_batch(
+        "INSERT INTO item VALUES ('c', 'three'); INSERT INTO item VALUES (NULL, 'no key');",
+    )
+    .unwrap();
+    ws.write_config("", &tables(&["item", "other"]));
+    let first = ws.sync_with_stopped_table("item", &["NULL"]);
+    assert!(!first.contains("went back"), "{first}");
     for n in 0..2 {
         conn.execute("INSERT INTO other VALUES (?1, 'later')", [10 + n])
             .unwrap();

@@ -38,12 +38,20 @@ pub fn snapshot_files<'a>(
 pub fn signature<'a>(feeds: impl Iterator<Item = &'a TableFeed>) -> String {
     let items: Vec<serde_json::Value> = feeds
         .map(|f| {
-            serde_json::json!([
+            let mut item = serde_json::json!([
                 f.name().as_str(),
                 f.record.link,
                 f.record.state.as_str(),
                 f.layout().attributes().len()
-            ])
+            ]);
+            // A table that stopped is a change for readers (model.json says so); one that
+            // flows keeps the signature it always had.
+            if f.record.stopped.is_some()
+                && let Some(items) = item.as_array_mut()
+            {
+                items.push("Stopped".into());
+            }
+            item
         })
         .collect();
     serde_json::Value::Array(items).to_string()
@@ -126,10 +134,16 @@ pub fn build_model<'a>(
             }
         }
         let mut annotations = common_annotations(feed);
-        annotations.push(Annotation::new(
-            "lakelink:SourcePosition",
-            position.to_string(),
-        ));
+        // A stopped table's entity stays as it was last published, cut no later than where
+        // it stopped; it says why.
+        let cut = match &feed.record.stopped {
+            Some(_) => position.min(feed.record.position),
+            None => position,
+        };
+        annotations.push(Annotation::new("lakelink:SourcePosition", cut.to_string()));
+        if let Some(reason) = &feed.record.stopped {
+            annotations.push(Annotation::new("lakelink:Stopped", reason.clone()));
+        }
         annotations.push(Annotation::new("lakelink:Generation", newest.to_string()));
         model.entities.push(entity(feed, annotations, partitions));
     }

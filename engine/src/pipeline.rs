@@ -229,6 +229,15 @@ impl Pipeline {
         if let Err(e) = self.source.remove_capture(link, &source_table) {
             tracing::warn!(table, error = %e, "could not remove the stopped table's capture; it is removed when the table is relinked");
         }
+        // The table may have held the others back: where they all resume from moved, and
+        // its history mark with it.
+        if let Some(at) = self.common_position()
+            && self.state.history_mark()?.is_none_or(|h| h.position != at)
+        {
+            let mark = self.source.history_mark(at)?;
+            self.state
+                .set_history_mark(&HistoryMark { position: at, mark })?;
+        }
         self.report_progress(&HashMap::new())
     }
 
@@ -563,19 +572,69 @@ impl Pipeline {
             Err(e) => return Err(e.into()),
         };
         let known = self.feeds[table].record.schema.columns.clone();
-        let drift = table_schema::compare(&known, &described.columns);
+        let mut drift = table_schema::compare(&known, &described.columns);
         if let Some((old, new)) = drift.renamed.first() {
-            if known.iter().all(|c| c.number.is_none()) {
-                // SQLite rewrites the capture triggers with a renamed column, so its values
-                // keep flowing under the name the lake knows.
-                tracing::warn!(
-                    table, column = %old, renamed_to = %new,
-                    "a column was renamed; its values keep flowing under the linked name; relink the table to take the new name"
-                );
-                return Ok(None);
-            }
+            // SQLite would go on under the old name only until capture is installed again,
+            // which then makes the application's own writes fail; PostgreSQL sends the column
+            // under a name the lake does not know. Neither can be followed.
             return Ok(Some(format!(
-                "column {old:?} was renamed to {new:?}, so changes from then on carry it under a name the lake does not know"
+                "column {old:?} was renamed to {new:?}, which its lake entity cannot follow"
+            )));
+        }
+        let mut schema = self.feeds[table].record.schema.clone();
+        let mut reshaped = false;
+        // Links recorded before columns had numbers and tables an identity get them now.
+        if schema.table_id.is_none() && described.id.is_some() {
+            schema.table_id = described.id.clone();
+            reshaped = true;
+        }
+        for c in schema.columns.iter_mut().filter(|c| c.number.is_none()) {
+            if let Some(now) = described
+                .columns
+                .iter()
+                .find(|d| d.name == c.name && d.number.is_some())
+            {
+                c.number = now.number;
+                reshaped = true;
+            }
+        }
+        // A column dropped and added again under its own name (a way to change its type) is
+        // the same attribute, and its values flow into it again.
+        let mut readded = Vec::new();
+        drift.added.retain(|added| {
+            let Some(k) = schema
+                .columns
+                .iter()
+                .position(|c| c.name == added.name && drift.dropped.contains(&c.name))
+            else {
+                return true;
+            };
+            schema.columns[k].number = added.number;
+            readded.push(added.name.clone());
+            false
+        });
+        drift.dropped.retain(|d| !readded.contains(d));
+        if !readded.is_empty() {
+            reshaped = true;
+            tracing::warn!(
+                table, columns = ?readded,
+                "columns were dropped and added again; their values flow into the same attributes, in the type they were linked with"
+            );
+        }
+        let key_or_partition: Vec<&str> = schema
+            .key
+            .iter()
+            .copied()
+            .chain(schema.partition_column)
+            .map(|i| schema.columns[i].name.as_str())
+            .collect();
+        if let Some(gone) = drift
+            .dropped
+            .iter()
+            .find(|d| key_or_partition.contains(&d.as_str()))
+        {
+            return Ok(Some(format!(
+                "column {gone:?}, which identifies its rows or picks their partition, was dropped"
             )));
         }
         if !drift.retyped.is_empty() || !drift.dropped.is_empty() {
@@ -585,9 +644,13 @@ impl Pipeline {
             );
         }
         if drift.added.is_empty() {
+            if reshaped {
+                let feed = self.feeds.get_mut(table).expect("a linked table");
+                feed.record.schema = schema;
+                self.state.put_link(&feed.record)?;
+            }
             return Ok(None);
         }
-        let mut schema = self.feeds[table].record.schema.clone();
         let mut candidate = schema.columns.clone();
         candidate.extend(drift.added.iter().cloned());
         if let Err(reason) = table_schema::check_names(&candidate) {
@@ -764,6 +827,8 @@ impl Pipeline {
     pub fn catch_up(&mut self) -> Result<usize, EngineError> {
         let mut total = 0;
         for _ in 0..1000 {
+            // A schema change is handled before the batch that follows it is read.
+            self.check_schemas()?;
             let (n, caught_up) = self.trickle_once()?;
             total += n;
             if caught_up {
@@ -835,7 +900,7 @@ impl Pipeline {
 /// The one line that says a table stopped, why, and how to resume it.
 pub fn stop_line(table: &str, reason: &str) -> String {
     format!(
-        "table {table:?} stopped: {reason}; its lake files stay as they are; to resume it, relink it (remove its [[table]] from the config, sync, then add it back), which copies it afresh"
+        "table {table:?} stopped: {reason}; its lake files stay as they are; to resume it, relink it (remove its [[table]] from the config, sync, then add it back), which copies it afresh (until it is back it leaves model.json, and with on_unlink = \"delete\" its live files go)"
     )
 }
 

@@ -159,9 +159,12 @@ pub struct ColumnDrift {
 pub fn compare(known: &[SourceColumn], now: &[SourceColumn]) -> ColumnDrift {
     let mut drift = ColumnDrift::default();
     let mut matched = vec![false; now.len()];
+    let numbered = now.iter().any(|c| c.number.is_some());
     for (i, k) in known.iter().enumerate() {
         let found = match k.number {
             Some(n) => now.iter().position(|c| c.number == Some(n)),
+            // A column linked before numbers were recorded, of a source that has them.
+            None if numbered => now.iter().position(|c| c.name == k.name),
             None => (i < now.len()).then_some(i),
         };
         let Some(at) = found else {

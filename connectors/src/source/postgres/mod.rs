@@ -437,13 +437,20 @@ impl Source for PostgresSource {
                 else {
                     return Ok(None);
                 };
-                let (schema, name) = spec
-                    .table
-                    .split_once('.')
-                    .unwrap_or((DEFAULT_SCHEMA, spec.table.as_str()));
-                let linked = QualifiedTable {
-                    schema: schema.to_string(),
-                    name: name.to_string(),
+                // The configured name as lookups resolve it (case folded as unquoted SQL
+                // would): the linked table when it still resolves to the recorded OID.
+                let linked = match self.resolve(&spec.table) {
+                    Ok((qualified, now)) if now == oid => qualified,
+                    _ => {
+                        let (schema, name) = spec
+                            .table
+                            .split_once('.')
+                            .unwrap_or((DEFAULT_SCHEMA, spec.table.as_str()));
+                        QualifiedTable {
+                            schema: schema.to_string(),
+                            name: name.to_string(),
+                        }
+                    }
                 };
                 (oid, linked)
             }

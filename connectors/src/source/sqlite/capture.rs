@@ -47,6 +47,16 @@ impl CaptureNames {
         }
     }
 
+    /// Whether `trigger` is one of this lake's: the prefix, a link number, what it captures.
+    pub fn owns_trigger(&self, trigger: &str) -> bool {
+        trigger
+            .strip_prefix(&self.trigger_prefix)
+            .and_then(|rest| rest.split_once('_'))
+            .is_some_and(|(link, what)| {
+                link.parse::<LinkId>().is_ok() && ["insert", "update", "delete"].contains(&what)
+            })
+    }
+
     /// The trigger of `link` for `what` (`insert`, `update`, `delete`).
     pub fn trigger(&self, link: LinkId, what: &str) -> String {
         format!("{}{link}_{what}", self.trigger_prefix)
@@ -255,6 +265,22 @@ pub(super) fn remove(
         )?;
     }
     tx.commit()
+}
+
+/// Capture triggers on `table` that are not this lake's: another lake's, or those of a
+/// checkpoint store that was replaced (which then keep writing to a log no agent trims).
+pub(super) fn other_lakes_triggers(
+    conn: &Connection,
+    names: &CaptureNames,
+    table: &str,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE AND name LIKE '\\_lakelink\\_%' ESCAPE '\\' ORDER BY name",
+    )?;
+    let all: Vec<String> = stmt
+        .query_map([table], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(all.into_iter().filter(|t| !names.owns_trigger(t)).collect())
 }
 
 /// The table a link's triggers are attached to, or `None` when any of them is gone (the

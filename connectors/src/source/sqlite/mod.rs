@@ -57,6 +57,10 @@ pub struct SqliteSource {
     /// The position every link resumes from and the log's history mark there, checked by
     /// every read: a log that went back must never deliver changes at reused positions.
     anchor: Option<(Position, Option<String>)>,
+    /// The schema version the engine last asked for: changes are read only while the schema
+    /// is still that one, so that none captured after a column was added is read at the old
+    /// width before the engine widened capture.
+    seen_schema: Option<i64>,
 }
 
 impl SqliteSource {
@@ -95,6 +99,7 @@ impl SqliteSource {
             links: HashMap::new(),
             names: CaptureNames::new(capture_name),
             anchor: None,
+            seen_schema: None,
         })
     }
 
@@ -254,9 +259,12 @@ impl Source for SqliteSource {
 
     fn schema_version(&mut self) -> Result<i64, SourceError> {
         self.check_identity()?;
-        self.conn
+        let version = self
+            .conn
             .query_row("PRAGMA schema_version", [], |r| r.get(0))
-            .map_err(|e| self.err("reading the schema version", e))
+            .map_err(|e| self.err("reading the schema version", e))?;
+        self.seen_schema = Some(version);
+        Ok(version)
     }
 
     fn install_capture(&mut self, spec: &CaptureSpec) -> Result<(), SourceError> {
@@ -274,6 +282,16 @@ impl Source for SqliteSource {
         }
         capture::install(&mut self.conn, &self.names, spec)
             .map_err(|e| self.err("installing capture triggers", e))?;
+        if spec.added_from.is_none() {
+            let others = capture::other_lakes_triggers(&self.conn, &self.names, &spec.table)
+                .map_err(|e| self.err("reading the schema", e))?;
+            if !others.is_empty() {
+                tracing::warn!(
+                    table = %spec.table, triggers = ?others,
+                    "the table has capture triggers of another lake, or of a checkpoint store no longer in use, whose log nothing may trim; if no agent uses them, drop them (DROP TRIGGER ...) and their _lakelink_..._log table"
+                );
+            }
+        }
         self.links.insert(
             spec.link,
             LinkInfo {
@@ -359,6 +377,14 @@ impl Source for SqliteSource {
         let tx = self.conn.unchecked_transaction().map_err(err)?;
         let last = capture::last_position(&tx, &self.names).map_err(err)?;
         self.check_history(&tx, last, after)?;
+        let version: i64 = tx
+            .query_row("PRAGMA schema_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if self.seen_schema.is_some_and(|seen| seen != version) {
+            // The schema changed since the engine last looked: it looks again (and widens
+            // capture for added columns) before anything more is read.
+            return Ok(batch);
+        }
         let (key_cols, image_cols) = capture::log_width(&tx, &self.names).map_err(err)?;
         let sql = capture::select_changes_sql(&self.names, key_cols, image_cols);
         let mut read_rows = 0usize;
@@ -442,7 +468,13 @@ impl Source for SqliteSource {
 
     fn acknowledge(&mut self, upto: Position) -> Result<(), SourceError> {
         self.check_identity()?;
-        match capture::discard_before(&self.conn, &self.names, upto.0) {
+        // Never past the anchor, whose entry marks the log's history (the common position can
+        // move past it without a new mark, when the table holding it back stops).
+        let upto = self
+            .anchor
+            .as_ref()
+            .map_or(upto.0, |(at, _)| upto.0.min(at.0));
+        match capture::discard_before(&self.conn, &self.names, upto) {
             Ok(_) => Ok(()),
             // Trimming the log is housekeeping: if the application holds the write lock, the
             // next acknowledgement trims the same entries.
