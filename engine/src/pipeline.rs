@@ -3,7 +3,7 @@
 //! drive it; everything they share goes through here, so startup, a pass and a reload are one
 //! code path.
 
-use crate::config::{Config, LakeConfig, Mode, OnUnlink, SourceConfig, TableSettings};
+use crate::config::{Config, LakeConfig, OnUnlink, SourceConfig, TableSettings};
 use crate::copy_progress::CopyProgress;
 use crate::error::EngineError;
 use crate::manifest;
@@ -850,26 +850,10 @@ impl Pipeline {
             Some(p) => p,
             None => self.state.published()?.map_or(Position(0), |p| p.position),
         };
-        // Tables whose rows can leave without a captured delete get each row checked.
-        let mut checked = std::collections::BTreeSet::new();
-        for feed in self.feeds.values() {
-            let r = &feed.record;
-            if r.mode == Mode::InPlace
-                && r.stopped.is_none()
-                && snapshot::vanished::checkable(&r.schema)
-                && self
-                    .source
-                    .may_lose_deletes(&self.source_table(&r.table), &r.schema)?
-            {
-                checked.insert(r.table.clone());
-            }
-        }
         let published = snapshot::publish(
             self.lake.as_ref(),
             &mut self.state,
             &mut self.feeds,
-            self.source.as_mut(),
-            &checked,
             position,
             self.config.engine.keep_generations,
             &now_text(),

@@ -258,21 +258,6 @@ impl TableFeed {
         }
     }
 
-    /// Whether rows at `position` can be appended to `partition`'s live file now: the file
-    /// holds nothing later, and nothing at `position` is still to be delivered again (the
-    /// table is durable through `position`, so skip counters left by a restart there are
-    /// spent: they are cleared).
-    pub fn ready_at(&mut self, partition: &str, position: Position) -> bool {
-        match self.files.get_mut(partition) {
-            Some(c) if c.durable.last_position > position => false,
-            Some(c) => {
-                c.skip_at_last = 0;
-                true
-            }
-            None => true,
-        }
-    }
-
     /// Records that a published snapshot covers `partition` up to `cut` bytes.
     pub fn mark_snapshot(&mut self, partition: &str, cut: u64, generation: u64) {
         if let Some(c) = self.files.get_mut(partition) {

@@ -49,19 +49,6 @@ pub enum ExistingRows {
     Unknown(String),
 }
 
-/// A row of a table as the source holds it at a position, for the check of rows that vanished
-/// without a reported delete.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RowAt {
-    /// No row with that key.
-    Missing,
-    /// A row with that key, whose partition column holds this value (NULL when the table is
-    /// not partitioned).
-    Present(Value),
-    /// The source cannot say (the row changed after the position).
-    Unknown,
-}
-
 /// A database lakelink captures changes from.
 ///
 /// # Contract
@@ -130,22 +117,6 @@ pub trait Source: Send {
 
     /// What the table's existing rows hold in `column`, just added.
     fn existing_rows(&mut self, table: &str, column: &str) -> Result<ExistingRows, SourceError>;
-
-    /// Whether rows of the table can leave it, or move to another partition, without a change
-    /// the source reports: SQLite's REPLACE conflict resolution deletes rows without firing
-    /// delete triggers. The engine then checks each row of a snapshot with
-    /// [`Source::rows_at`].
-    fn may_lose_deletes(&mut self, table: &str, schema: &TableSchema) -> Result<bool, SourceError>;
-
-    /// For each key (values in key order), the table's row as of `position`, the position
-    /// every table is durable through.
-    fn rows_at(
-        &mut self,
-        table: &str,
-        schema: &TableSchema,
-        position: Position,
-        keys: &[Vec<Value>],
-    ) -> Result<Vec<RowAt>, SourceError>;
 
     /// A short text that identifies the source's history at `position` (a position the
     /// source gave out), to be kept with the checkpoint and handed back by

@@ -65,13 +65,11 @@ fn write_row(
     row.finish();
 }
 
-/// Writes the partition's state at the cut to `out`, showing `observe` each row written;
-/// returns the number of rows.
+/// Writes the partition's state at the cut to `out`; returns the number of rows.
 pub fn write_in_place(
     lake: &dyn Lake,
     input: &InPlaceInput<'_>,
     out: &mut dyn Write,
-    observe: &mut dyn FnMut(&Record) -> Result<(), EngineError>,
 ) -> Result<u64, EngineError> {
     let csv_err = |path: &LakePath| {
         let path = path.to_string();
@@ -131,7 +129,6 @@ pub fn write_in_place(
         };
         if take_previous_only {
             if let Some((_, record)) = next_previous.take() {
-                observe(&record)?;
                 bytes.clear();
                 write_row(&mut bytes, &record, None, input.fills);
                 out.write_all(&bytes)
@@ -177,7 +174,6 @@ pub fn write_in_place(
             }
         }
         if let Some(record) = image {
-            observe(&record)?;
             bytes.clear();
             write_row(&mut bytes, &record, Some(&created), input.fills);
             out.write_all(&bytes)

@@ -16,7 +16,6 @@ pub mod id_key;
 pub mod in_place;
 pub mod retention;
 pub mod spill_sort;
-pub mod vanished;
 
 use crate::config::Mode;
 use crate::error::EngineError;
@@ -29,9 +28,8 @@ use lakelink_model::csv_row::{CsvReader, Record, RowWriter};
 use lakelink_model::lake::{Lake, LakeError, NewFile};
 use lakelink_model::lake_path::LakePath;
 use lakelink_model::schema::AttributeRole;
-use lakelink_model::source::Source;
 use lakelink_model::value_codec::write_value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
@@ -54,16 +52,11 @@ pub struct Published {
 }
 
 /// Takes a snapshot of every table at `position` and publishes it, unless nothing changed
-/// since the last publish. Every feed must be durable through `position`. The rows of the
-/// tables named in `checked` are looked up in `source` as they are written (see
-/// [`vanished`]).
-#[allow(clippy::too_many_arguments)]
+/// since the last publish. Every feed must be durable through `position`.
 pub fn publish(
     lake: &dyn Lake,
     state: &mut StateStore,
     feeds: &mut BTreeMap<String, TableFeed>,
-    source: &mut dyn Source,
-    checked: &BTreeSet<String>,
     position: Position,
     keep_generations: u32,
     now: &str,
@@ -71,7 +64,7 @@ pub fn publish(
     let started = Instant::now();
     let signature = manifest::signature(feeds.values());
     let last = state.published()?;
-    let mut cuts: Vec<(String, String, u64)> = feeds
+    let cuts: Vec<(String, String, u64)> = feeds
         .values()
         .filter(|f| f.record.state == SyncState::Completed && f.record.stopped.is_none())
         .flat_map(|f| f.files())
@@ -83,52 +76,18 @@ pub fn publish(
     }
     let recorded = last.as_ref().map_or(0, |p| p.generation);
     let generation = recorded.max(retention::highest_generation(lake)?) + 1;
-    let mut pending = PendingSnapshot {
+    state.begin_pending(&PendingSnapshot {
         generation,
         position,
         signature,
         cuts: cuts.clone(),
-    };
-    state.begin_pending(&pending)?;
+    })?;
 
     let mut overrides = SnapshotFiles::new();
-    for i in 0..cuts.len() {
-        let (table, partition) = (cuts[i].0.clone(), cuts[i].1.clone());
-        // A partition with vanished rows is written again, after their delete records, by a
-        // second pass without the check (so a source that kept reporting rows gone could not
-        // hold the publish): the first pass abandoned its file uncommitted.
-        for attempt in 0..2 {
-            let feed = &feeds[&table];
-            let check = (attempt == 0 && checked.contains(&table))
-                .then(|| vanished::VanishedCheck::new(&mut *source, feed, &partition, position));
-            let found = write_partition(lake, feed, &partition, cuts[i].2, generation, check)?;
-            if found.is_empty() {
-                break;
-            }
-            let feed = feeds.get_mut(&table).expect("a cut names a linked table");
-            if !feed.ready_at(&partition, position) {
-                // Never the case once every table is durable through the cut; rather than
-                // write out of order, the rows are left to the next snapshot's check.
-                tracing::warn!(
-                    table,
-                    partition,
-                    "rows left the table without a captured delete; their delete records are written at the next snapshot"
-                );
-                continue;
-            }
-            tracing::warn!(
-                table, partition, rows = found.len(), position = %position,
-                "rows left the table without a captured delete (REPLACE conflict resolution fires no delete trigger unless the application's connection sets PRAGMA recursive_triggers = ON); writing their delete records"
-            );
-            let files = vanished::write_deletes(feed, lake, &found, position, now)?;
-            state.commit_batch(&files, &[], None)?;
-            if let Some(f) = files.iter().find(|f| f.partition == partition) {
-                cuts[i].2 = f.len;
-            }
-            pending.cuts = cuts.clone();
-            state.begin_pending(&pending)?;
-        }
-        overrides.insert((table, partition), generation);
+    for (table, partition, cut) in &cuts {
+        let feed = &feeds[table];
+        write_partition(lake, feed, partition, *cut, generation)?;
+        overrides.insert((table.clone(), partition.clone()), generation);
     }
     let files = manifest::snapshot_files(feeds.values(), &overrides);
     let model = manifest::build_model(lake, feeds.values(), &files, generation, position);
@@ -199,17 +158,13 @@ fn fill_fields(feed: &TableFeed) -> Vec<(usize, String, bool)> {
     out
 }
 
-/// Writes one partition's snapshot file, create-only. With a `check`, every row written is
-/// looked up in the source; when some vanished, the file is abandoned (never committed) and
-/// they are returned.
 fn write_partition(
     lake: &dyn Lake,
     feed: &TableFeed,
     partition: &str,
     cut: u64,
     generation: u64,
-    mut check: Option<vanished::VanishedCheck<'_>>,
-) -> Result<Vec<vanished::Vanished>, EngineError> {
+) -> Result<(), EngineError> {
     let name = feed.name();
     let partitioned = feed.record.schema.partition_column.is_some();
     let path = LakePath::snapshot_file(name, partitioned.then_some(partition), generation);
@@ -248,20 +203,10 @@ fn write_partition(
                 sort_budget: SORT_BUDGET,
                 fills: &fill_fields(feed),
             };
-            let mut observe = |record: &Record| match check.as_mut() {
-                Some(c) => c.observe(record),
-                None => Ok(()),
-            };
-            write_in_place(lake, &input, &mut out, &mut observe)?;
-            if let Some(c) = check.as_mut() {
-                c.look_up()?;
-                if !c.found.is_empty() {
-                    return Ok(std::mem::take(&mut c.found));
-                }
-            }
+            write_in_place(lake, &input, &mut out)?;
         }
     }
     let file = out.into_inner().map_err(|e| io_err(e.into_error()))?;
     file.commit()?;
-    Ok(Vec::new())
+    Ok(())
 }

@@ -22,8 +22,7 @@ use errors::source_error;
 use lakelink_model::change::{ChangeBatch, LinkId, Position};
 use lakelink_model::column_type::FieldKind;
 use lakelink_model::schema::SourceColumn;
-use lakelink_model::schema::TableSchema;
-use lakelink_model::source::{CaptureSpec, ExistingRows, RowAt, Source, SourceError, SourceTable};
+use lakelink_model::source::{CaptureSpec, ExistingRows, Source, SourceError, SourceTable};
 use lakelink_model::value::Value;
 use postgres::{Client, NoTls};
 use publication::QualifiedTable;
@@ -527,25 +526,6 @@ impl Source for PostgresSource {
                 "it has a default that PostgreSQL wrote into the existing rows by rewriting the table (a volatile default such as random() or now()), which logical decoding does not report".into(),
             ),
         })
-    }
-
-    fn may_lose_deletes(
-        &mut self,
-        _table: &str,
-        _schema: &TableSchema,
-    ) -> Result<bool, SourceError> {
-        // Every delete, whatever caused it, is in the write-ahead log.
-        Ok(false)
-    }
-
-    fn rows_at(
-        &mut self,
-        _table: &str,
-        _schema: &TableSchema,
-        _position: Position,
-        keys: &[Vec<Value>],
-    ) -> Result<Vec<RowAt>, SourceError> {
-        Ok(vec![RowAt::Unknown; keys.len()])
     }
 
     fn history_mark(&mut self, _position: Position) -> Result<Option<String>, SourceError> {

@@ -52,9 +52,7 @@ impl CaptureNames {
         trigger
             .strip_prefix(&self.trigger_prefix)
             .and_then(|rest| rest.split_once('_'))
-            .is_some_and(|(link, what)| {
-                link.parse::<LinkId>().is_ok() && ["insert", "update", "delete"].contains(&what)
-            })
+            .is_some_and(|(link, what)| link.parse::<LinkId>().is_ok() && TRIGGERS.contains(&what))
     }
 
     /// The trigger of `link` for `what` (`insert`, `update`, `delete`).
@@ -62,6 +60,16 @@ impl CaptureNames {
         format!("{}{link}_{what}", self.trigger_prefix)
     }
 }
+
+/// What each of a link's triggers is for (the last part of its name): the three that log
+/// changes, and the two that log rows REPLACE may delete (`replace_markers`).
+const TRIGGERS: [&str; 5] = [
+    "insert",
+    "update",
+    "delete",
+    "replace_insert",
+    "replace_update",
+];
 
 /// The columns every change log starts with; a table of the log's name without them is not
 /// lakelink's and is never altered.
@@ -161,6 +169,8 @@ pub(super) fn install(
         keys = sep(&key_names),
         old_keys = sep(&old_key),
     ))?;
+    let markers = super::replace_markers::triggers_sql(&tx, names, spec)?;
+    tx.execute_batch(&markers)?;
     if let Some(from) = spec.added_from {
         backfill_added_columns(&tx, log, spec, from)?;
     }
@@ -245,7 +255,7 @@ pub(super) fn remove(
 ) -> rusqlite::Result<()> {
     let log = &names.log;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for what in ["insert", "update", "delete"] {
+    for what in TRIGGERS {
         tx.execute_batch(&format!(
             "DROP TRIGGER IF EXISTS {}",
             names.trigger(link, what)

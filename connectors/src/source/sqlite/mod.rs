@@ -5,14 +5,14 @@
 //! writers and a copy sees one consistent state while writes go on.
 
 mod capture;
+mod replace_markers;
 mod values;
 
 use capture::{CaptureNames, quote_ident};
 use lakelink_model::change::{Change, ChangeBatch, ChangeKind, LinkId, Position};
 use lakelink_model::column_type::ColumnType;
 use lakelink_model::schema::SourceColumn;
-use lakelink_model::schema::TableSchema;
-use lakelink_model::source::{CaptureSpec, ExistingRows, RowAt, Source, SourceError, SourceTable};
+use lakelink_model::source::{CaptureSpec, ExistingRows, Source, SourceError, SourceTable};
 use lakelink_model::value::Value;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use serde::Deserialize;
@@ -44,6 +44,8 @@ struct LinkInfo {
     table: String,
     columns: Vec<String>,
     key_width: usize,
+    /// Indexes of the key columns in the image.
+    key: Vec<usize>,
 }
 
 /// A SQLite database as a source.
@@ -298,6 +300,7 @@ impl Source for SqliteSource {
                 table: spec.table.clone(),
                 columns: spec.schema.columns.iter().map(|c| c.name.clone()).collect(),
                 key_width: spec.schema.key.len(),
+                key: spec.schema.key.clone(),
             },
         );
         Ok(())
@@ -389,6 +392,8 @@ impl Source for SqliteSource {
         let sql = capture::select_changes_sql(&self.names, key_cols, image_cols);
         let mut read_rows = 0usize;
         let mut bytes = 0usize;
+        // Markers of rows REPLACE may delete, by link, until the link's next change.
+        let mut markers: HashMap<LinkId, Vec<replace_markers::Marker>> = HashMap::new();
         {
             let mut stmt = tx.prepare_cached(&sql).map_err(err)?;
             let mut rows = stmt.query(rusqlite::params![after.0, limit]).map_err(err)?;
@@ -403,17 +408,39 @@ impl Source for SqliteSource {
                     // table); its entries are dropped with the next acknowledgement.
                     continue;
                 };
-                let kind = match read(2)?.as_i64().unwrap_or_default() {
-                    1 => ChangeKind::Insert,
-                    2 => ChangeKind::Update,
-                    _ => ChangeKind::Delete,
-                };
+                let op = read(2)?.as_i64().unwrap_or_default();
                 let value = |v, column: &str| values::from_sql(v, &info.table, column, position);
                 let old_partition = value(read(3)?, "(partition column)");
                 let mut old_key = Vec::with_capacity(info.key_width);
                 for k in 0..info.key_width.min(key_cols) {
                     old_key.push(value(read(4 + k)?, "(key)"));
                 }
+                let kind = match op {
+                    1 => ChangeKind::Insert,
+                    2 => ChangeKind::Update,
+                    3 => ChangeKind::Delete,
+                    _ => {
+                        // A row the next change of the link may have replaced.
+                        let mut values_at = Vec::new();
+                        for (c, column) in info.columns.iter().enumerate().take(image_cols) {
+                            let v = value(read(4 + key_cols + c)?, column);
+                            if !v.is_null() {
+                                values_at.push((c, v));
+                            }
+                        }
+                        markers
+                            .entry(link)
+                            .or_default()
+                            .push(replace_markers::Marker {
+                                position,
+                                op,
+                                key: old_key,
+                                partition: old_partition,
+                                values: values_at,
+                            });
+                        continue;
+                    }
+                };
                 let mut image = Vec::new();
                 if kind != ChangeKind::Delete {
                     let width = info.columns.len().min(image_cols);
@@ -423,22 +450,38 @@ impl Source for SqliteSource {
                     }
                 }
                 bytes += image.iter().chain(&old_key).map(value_size).sum::<usize>();
-                batch.changes.push(Change {
+                let change = Change {
                     position,
                     link,
                     kind,
                     row: image,
                     old_key,
                     old_partition,
-                });
+                };
+                if let Some(pending) = markers.remove(&link) {
+                    batch
+                        .changes
+                        .extend(replace_markers::resolve(pending, &change, &info.key, link));
+                }
+                batch.changes.push(change);
                 if bytes > MAX_BATCH_BYTES {
                     break;
                 }
             }
         }
         tx.commit().map_err(err)?;
-        if read_rows < max && bytes <= MAX_BATCH_BYTES {
+        let complete = read_rows < max && bytes <= MAX_BATCH_BYTES;
+        if complete {
+            // Markers with no change after them, though the log was read to its end: their
+            // statement did not write the row (INSERT OR IGNORE), and replaced nothing.
             batch.end = batch.end.max(Position(last));
+        } else if let Some(first) = markers.values().flatten().map(|m| m.position).min()
+            && first.0 - 1 > after.0
+        {
+            // The change a marker waits for was not read yet: the batch ends before it, so
+            // that the marker and its change are read together next time.
+            batch.changes.retain(|c| c.position < first);
+            batch.end = Position(first.0 - 1);
         }
         Ok(batch)
     }
@@ -542,113 +585,6 @@ impl Source for SqliteSource {
                 })
             }
         }
-    }
-
-    fn may_lose_deletes(&mut self, table: &str, schema: &TableSchema) -> Result<bool, SourceError> {
-        self.check_identity()?;
-        // REPLACE of a row of the same key is captured as the new image: only a move to
-        // another partition leaves the old one behind. A row replaced for another UNIQUE
-        // constraint leaves the lake with no change at all.
-        if schema.partition_column.is_some() {
-            return Ok(true);
-        }
-        self.conn
-            .query_row(
-                "SELECT count(*) > 0 FROM pragma_index_list(?1) WHERE \"unique\" AND origin <> 'pk'",
-                [table],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err("reading the table's indexes", e))
-    }
-
-    fn rows_at(
-        &mut self,
-        table: &str,
-        schema: &TableSchema,
-        position: Position,
-        keys: &[Vec<Value>],
-    ) -> Result<Vec<RowAt>, SourceError> {
-        self.check_identity()?;
-        let err = |e| db_error(&self.name, "looking rows up", e);
-        let Some((&link, _)) = self.links.iter().find(|(_, l)| l.table == table) else {
-            return Ok(vec![RowAt::Unknown; keys.len()]);
-        };
-        // One read transaction: the rows and the log entries after `position` come from one
-        // state, so a row changed since the position is known as such.
-        let tx = self.conn.unchecked_transaction().map_err(err)?;
-        let (key_cols, _) = capture::log_width(&tx, &self.names).map_err(err)?;
-        let width = schema.key.len().min(key_cols);
-        let mut columns: Vec<String> = (0..width).map(|k| format!("k{k}")).collect();
-        columns.extend(schema.key.iter().map(|k| format!("c{k}")));
-        let mut touched = std::collections::HashSet::new();
-        {
-            let mut stmt = tx
-                .prepare(&format!(
-                    "SELECT {} FROM {} WHERE pos > ?1 AND link = ?2",
-                    columns.join(", "),
-                    self.names.log
-                ))
-                .map_err(err)?;
-            let mut rows = stmt
-                .query(rusqlite::params![position.0, link])
-                .map_err(err)?;
-            while let Some(row) = rows.next().map_err(err)? {
-                let old: Vec<Value> = (0..width)
-                    .map(|i| {
-                        row.get_ref(i)
-                            .map(|v| values::from_sql(v, table, "", position))
-                    })
-                    .collect::<Result<_, _>>()
-                    .map_err(err)?;
-                let new: Vec<Value> = (width..width + schema.key.len())
-                    .map(|i| {
-                        row.get_ref(i)
-                            .map(|v| values::from_sql(v, table, "", position))
-                    })
-                    .collect::<Result<_, _>>()
-                    .map_err(err)?;
-                touched.insert(format!("{old:?}"));
-                touched.insert(format!("{new:?}"));
-            }
-        }
-        let partition = schema.partition_column.map_or_else(
-            || "NULL".to_string(),
-            |p| quote_ident(&schema.columns[p].name),
-        );
-        let filter: Vec<String> = schema
-            .key
-            .iter()
-            .enumerate()
-            .map(|(i, &k)| format!("{} = ?{}", quote_ident(&schema.columns[k].name), i + 1))
-            .collect();
-        let mut stmt = tx
-            .prepare(&format!(
-                "SELECT {partition} FROM {} WHERE {}",
-                quote_ident(table),
-                filter.join(" AND ")
-            ))
-            .map_err(err)?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            if touched.contains(&format!("{key:?}")) {
-                out.push(RowAt::Unknown);
-                continue;
-            }
-            let params: Vec<rusqlite::types::Value> = key.iter().map(values::to_sql).collect();
-            let found = stmt
-                .query_row(rusqlite::params_from_iter(params), |r| {
-                    Ok(values::from_sql(r.get_ref(0)?, table, "", position))
-                })
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    e => Err(err(e)),
-                })?;
-            out.push(found.map_or(RowAt::Missing, RowAt::Present));
-        }
-        drop(stmt);
-        tx.commit().map_err(err)?;
-        Ok(out)
     }
 
     fn history_mark(&mut self, position: Position) -> Result<Option<String>, SourceError> {

@@ -26,15 +26,3 @@ pub(super) fn from_sql(v: ValueRef<'_>, table: &str, column: &str, position: Pos
         ValueRef::Blob(bytes) => Value::Blob(bytes.to_vec()),
     }
 }
-
-/// A lakelink value as a SQLite parameter, with its storage class.
-pub(super) fn to_sql(v: &Value) -> rusqlite::types::Value {
-    use rusqlite::types::Value as Sql;
-    match v {
-        Value::Null => Sql::Null,
-        Value::Integer(i) => Sql::Integer(*i),
-        Value::Real(f) => Sql::Real(*f),
-        Value::Text(t) => Sql::Text(t.clone()),
-        Value::Blob(b) => Sql::Blob(b.clone()),
-    }
-}
