@@ -341,7 +341,17 @@ impl Lake for AdlsLake {
                     }
                 }
             }
-            Err(e) => return Err(lake_error("replace", path, &e)),
+            Err(e) => {
+                // The PUT may have landed with its answer lost, and what is retried next may
+                // be other bytes (a manifest that gained a partition meanwhile): the ETag this
+                // agent knows is then stale. The next replace looks the current one up, as on
+                // the first publish since start; the writer lease keeps other writers out.
+                self.published
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&name);
+                return Err(lake_error("replace", path, &e));
+            }
         };
         self.published
             .lock()
