@@ -28,15 +28,6 @@ const T_AND_OTHER: &str = "
     INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three');
     INSERT INTO other VALUES (1, 'o1');";
 
-/// `[[table]]` sections linking `names` with the default options.
-fn tables(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("[[table]]\nname = \"{n}\"\n"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// A workspace over [`T_AND_OTHER`] whose config links both tables.
 fn t_and_other() -> PgWorkspace {
     let ws = PgWorkspace::new(T_AND_OTHER);

@@ -147,6 +147,22 @@ impl Metrics {
         });
     }
 
+    /// Records that a table stopped, and why (before the line that says so is logged, so that
+    /// whoever reads the line and asks for the status sees it stopped).
+    pub fn record_stopped(&self, table: &str, line: &str) {
+        self.with(|inner| {
+            *inner
+                .status
+                .errors
+                .entry("table_stopped".into())
+                .or_default() += 1;
+            inner.status.last_error = Some(line.to_string());
+            let t = inner.status.tables.entry(table.to_string()).or_default();
+            t.state = "Stopped".to_string();
+            t.last_error = Some(line.to_string());
+        });
+    }
+
     /// Forgets a table that was unlinked.
     pub fn forget_table(&self, table: &str) {
         self.with(|inner| {

@@ -222,9 +222,8 @@ impl Pipeline {
         self.state.set_stopped(table, &reason)?;
         self.by_link.remove(&link);
         let line = stop_line(table, &reason);
+        self.metrics.record_stopped(table, &line);
         tracing::error!(table, "{line}");
-        self.metrics
-            .record_error("table_stopped", &line, Some(table));
         // The application should not keep paying for capture nobody reads.
         if let Err(e) = self.source.remove_capture(link, &source_table) {
             tracing::warn!(table, error = %e, "could not remove the stopped table's capture; it is removed when the table is relinked");

@@ -328,3 +328,12 @@ pub fn relink<S: Source>(ws: &S, engine: &str, without: &str, with: &str) {
     ws.write_config(engine, with);
     ws.workspace().sync();
 }
+
+/// `[[table]]` sections linking `names` with the default options.
+pub fn tables(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("[[table]]\nname = \"{n}\"\n"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
