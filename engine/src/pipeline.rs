@@ -233,11 +233,28 @@ impl Pipeline {
         if let Some(at) = self.common_position()
             && self.state.history_mark()?.is_none_or(|h| h.position != at)
         {
-            let mark = self.source.history_mark(at)?;
-            self.state
-                .set_history_mark(&HistoryMark { position: at, mark })?;
+            self.mark_history(at)?;
         }
         self.report_progress(&HashMap::new())
+    }
+
+    /// Records the source's history mark of `position`, where every table now resumes from.
+    fn mark_history(&mut self, position: Position) -> Result<(), EngineError> {
+        let mark = self.source.history_mark(position)?;
+        self.state
+            .set_history_mark(&HistoryMark { position, mark })?;
+        Ok(())
+    }
+
+    /// Deletes a table's live files (a fresh initial sync writes them anew); its snapshot
+    /// files stay for the manifests that name them.
+    fn delete_live_files(&self, name: &TableName) -> Result<(), EngineError> {
+        for entry in self.lake.list(&LakePath::table_dir(name))? {
+            if !entry.is_dir && entry.path.file_name().ends_with(".csv") {
+                self.lake.delete(&entry.path)?;
+            }
+        }
+        Ok(())
     }
 
     /// The registry this pipeline reports to.
@@ -376,11 +393,7 @@ impl Pipeline {
         // A fresh initial sync replaces whatever live files an earlier link or an interrupted
         // copy left; snapshot files stay for the manifests that still name them.
         self.state.clear_live_files(&record.table)?;
-        for entry in self.lake.list(&LakePath::table_dir(&name))? {
-            if !entry.is_dir && entry.path.file_name().ends_with(".csv") {
-                self.lake.delete(&entry.path)?;
-            }
-        }
+        self.delete_live_files(&name)?;
 
         let started = std::time::Instant::now();
         let now = now_text();
@@ -454,11 +467,7 @@ impl Pipeline {
                 progress.finish();
                 self.source.remove_capture(link, &table.source_name())?;
                 self.state.remove_link(name.as_str())?;
-                for entry in self.lake.list(&LakePath::table_dir(&name))? {
-                    if !entry.is_dir && entry.path.file_name().ends_with(".csv") {
-                        self.lake.delete(&entry.path)?;
-                    }
-                }
+                self.delete_live_files(&name)?;
                 return Err(refused);
             }
             other => other?,
@@ -485,9 +494,7 @@ impl Pipeline {
         if self.common_position() == Some(position) {
             // The first table (or one copied at the lowest position) sets where every table
             // resumes from: mark the source's history there.
-            let mark = self.source.history_mark(position)?;
-            self.state
-                .set_history_mark(&HistoryMark { position, mark })?;
+            self.mark_history(position)?;
         }
         self.report_progress(&HashMap::new())?;
         Ok(())

@@ -238,12 +238,7 @@ impl StateStore {
                     signature TEXT NOT NULL, cuts TEXT NOT NULL);",
             )?;
             // Added to layout 1 in place: a store without it has no stopped table.
-            let has_stopped: bool = c.query_row(
-                "SELECT count(*) > 0 FROM pragma_table_info('links') WHERE name = 'stopped'",
-                [],
-                |r| r.get(0),
-            )?;
-            if !has_stopped {
+            if !has_stopped_column(c)? {
                 c.execute_batch("ALTER TABLE links ADD COLUMN stopped TEXT")?;
             }
             Ok(())
@@ -291,12 +286,7 @@ impl StateStore {
         // A store no agent of this version opened yet has no `stopped` column; reading it
         // must not change it, so the column is added to the view only.
         store.run("reading links", |c| {
-            let has_stopped: bool = c.query_row(
-                "SELECT count(*) > 0 FROM pragma_table_info('links') WHERE name = 'stopped'",
-                [],
-                |r| r.get(0),
-            )?;
-            if !has_stopped {
+            if !has_stopped_column(c)? {
                 c.execute_batch(
                     "CREATE TEMP VIEW links AS SELECT *, NULL AS stopped FROM main.links",
                 )?;
@@ -326,14 +316,7 @@ impl StateStore {
     }
 
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StateError> {
-        self.run("writing meta", |c| {
-            c.execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [key, value],
-            )
-            .map(drop)
-        })
+        self.run("writing meta", |c| upsert_meta(c, key, value))
     }
 
     /// A link number never given before.
@@ -512,11 +495,7 @@ impl StateStore {
                 )?;
             }
             if let Some(h) = history {
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES ('history', ?1)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    [serde_json::to_string(h).unwrap_or_default()],
-                )?;
+                upsert_meta(tx, "history", &serde_json::to_string(h).unwrap_or_default())?;
             }
             Ok(())
         })
@@ -688,6 +667,24 @@ impl StateStore {
         f(&tx).map_err(wrap)?;
         tx.commit().map_err(wrap)
     }
+}
+
+fn upsert_meta(c: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )
+    .map(drop)
+}
+
+/// Whether the links table has the `stopped` column, added to layout 1 in place.
+fn has_stopped_column(c: &Connection) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('links') WHERE name = 'stopped'",
+        [],
+        |r| r.get(0),
+    )
 }
 
 fn upsert_live_file(tx: &rusqlite::Transaction<'_>, f: &LiveFile) -> rusqlite::Result<()> {

@@ -12,7 +12,6 @@ use crate::error::EngineError;
 use crate::row_layout::RowLayout;
 use crate::state::{LinkRecord, LiveFile};
 use crate::table_schema;
-use lakelink_model::FieldKind;
 use lakelink_model::change::{Change, ChangeKind, Position};
 use lakelink_model::lake::Lake;
 use lakelink_model::lake_path::{DEFAULT_PARTITION, LakePath, TableName};
@@ -127,29 +126,6 @@ impl TableFeed {
         }
     }
 
-    /// Why the key of a full row cannot be an `Id` of its own (see
-    /// [`table_schema::key_problem`]); checked only when a key value could be NULL or of a
-    /// foreign storage class, so a typed, non-null key costs one match per column.
-    fn key_problem(&self, row: &[Value]) -> Option<String> {
-        let schema = &self.record.schema;
-        let suspect = schema.key.iter().any(|&k| {
-            let blob_column = schema.columns[k].column_type.kind == FieldKind::Blob;
-            matches!(
-                (row.get(k), blob_column),
-                (None | Some(Value::Null), _)
-                    | (Some(Value::Blob(_)), false)
-                    | (
-                        Some(Value::Integer(_) | Value::Real(_) | Value::Text(_)),
-                        true
-                    )
-            )
-        });
-        if !suspect {
-            return None;
-        }
-        table_schema::key_problem(schema, &schema.key_of_row(row))
-    }
-
     /// Adds one row of the initial copy, taken at `position`; refuses (writing nothing) a row
     /// whose key cannot be an `Id` of its own.
     pub fn copy_row(
@@ -158,7 +134,7 @@ impl TableFeed {
         position: Position,
         written_at: &str,
     ) -> Result<(), String> {
-        if let Some(problem) = self.key_problem(row) {
+        if let Some(problem) = table_schema::key_problem(&self.record.schema, row) {
             return Err(problem);
         }
         let id = self.id_of_row(row);
@@ -180,7 +156,7 @@ impl TableFeed {
     /// cannot be an `Id` of its own.
     pub fn apply(&mut self, change: &Change, written_at: &str) -> Result<(), String> {
         if change.kind != ChangeKind::Delete
-            && let Some(problem) = self.key_problem(&change.row)
+            && let Some(problem) = table_schema::key_problem(&self.record.schema, &change.row)
         {
             return Err(problem);
         }

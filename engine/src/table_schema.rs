@@ -115,15 +115,16 @@ pub fn check_names(columns: &[SourceColumn]) -> Result<(), String> {
     Ok(())
 }
 
-/// Why a row's key values cannot be a lake `Id` that no other row shares: a NULL (SQLite
-/// allows NULL in a PRIMARY KEY that is not INTEGER PRIMARY KEY, and two such rows cannot be
-/// told apart), or a BLOB where the column holds text or numbers (its base64 form can equal
-/// another row's text key) and text or numbers in a BLOB key column.
-pub fn key_problem(schema: &TableSchema, key: &[Value]) -> Option<String> {
-    for (&k, value) in schema.key.iter().zip(key) {
+/// Why the key values of a full row cannot be a lake `Id` that no other row shares: a NULL
+/// (SQLite allows NULL in a PRIMARY KEY that is not INTEGER PRIMARY KEY, and two such rows
+/// cannot be told apart), or a BLOB where the column holds text or numbers (its base64 form
+/// can equal another row's text key) and text or numbers in a BLOB key column. Checked for
+/// every row written, so it allocates only when it finds something.
+pub fn key_problem(schema: &TableSchema, row: &[Value]) -> Option<String> {
+    for &k in &schema.key {
         let column = &schema.columns[k];
         let blob_column = column.column_type.kind == FieldKind::Blob;
-        let problem = match value {
+        let problem = match row.get(k).unwrap_or(&Value::Null) {
             Value::Null => "NULL",
             Value::Blob(_) if !blob_column => "a BLOB",
             Value::Integer(_) | Value::Real(_) | Value::Text(_) if blob_column => {

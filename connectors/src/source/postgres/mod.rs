@@ -126,7 +126,10 @@ impl PostgresSource {
     /// `schema.name`.
     fn resolve(&mut self, table: &str) -> Result<(QualifiedTable, u32), SourceError> {
         let name = self.name.clone();
-        let (schema, table) = table.split_once('.').unwrap_or((DEFAULT_SCHEMA, table));
+        let QualifiedTable {
+            schema,
+            name: table,
+        } = configured_table(table);
         let client = self.connection()?;
         // The exact name first, then the name folded to lower case as unquoted SQL would.
         let row = client
@@ -150,6 +153,16 @@ impl PostgresSource {
                 table: table.to_string(),
             }),
         }
+    }
+}
+
+/// The table a configured name means: `name` (in schema `public`) or `schema.name`, as
+/// written (lookups also try it folded to lower case).
+fn configured_table(table: &str) -> QualifiedTable {
+    let (schema, name) = table.split_once('.').unwrap_or((DEFAULT_SCHEMA, table));
+    QualifiedTable {
+        schema: schema.to_string(),
+        name: name.to_string(),
     }
 }
 
@@ -440,16 +453,7 @@ impl Source for PostgresSource {
                 // would): the linked table when it still resolves to the recorded OID.
                 let linked = match self.resolve(&spec.table) {
                     Ok((qualified, now)) if now == oid => qualified,
-                    _ => {
-                        let (schema, name) = spec
-                            .table
-                            .split_once('.')
-                            .unwrap_or((DEFAULT_SCHEMA, spec.table.as_str()));
-                        QualifiedTable {
-                            schema: schema.to_string(),
-                            name: name.to_string(),
-                        }
-                    }
+                    _ => configured_table(&spec.table),
                 };
                 (oid, linked)
             }

@@ -95,11 +95,18 @@ pub(super) fn foreign_log(conn: &Connection, names: &CaptureNames) -> rusqlite::
     if columns.is_empty() {
         return Ok(false);
     }
-    let positional =
-        |c: &str| (c.starts_with('k') || c.starts_with('c')) && c[1..].parse::<usize>().is_ok();
     Ok(columns.len() < LOG_COLUMNS.len()
         || columns[..LOG_COLUMNS.len()] != LOG_COLUMNS
-        || !columns[LOG_COLUMNS.len()..].iter().all(|c| positional(c)))
+        || !columns[LOG_COLUMNS.len()..]
+            .iter()
+            .all(|c| positional(c, 'k') || positional(c, 'c')))
+}
+
+/// Whether `column` is a positional log column `<prefix><n>` (`k0`, `c12`, ...).
+fn positional(column: &str, prefix: char) -> bool {
+    column
+        .strip_prefix(prefix)
+        .is_some_and(|n| n.parse::<usize>().is_ok())
 }
 
 /// Installs or widens the log and the link's triggers, in one write transaction so that no
@@ -331,9 +338,8 @@ pub(super) fn last_position(conn: &Connection, names: &CaptureNames) -> rusqlite
 /// A short digest of the log entry at `position`, or `None` when there is none: the mark of
 /// the log's history at that position. The digested columns of an entry are never rewritten
 /// and the entry at the position every link resumes from is never trimmed, so a different
-/// digest (or none) there
-/// means the log went back: the database was restored from an older copy, or the log was
-/// emptied, and its positions are being given out again.
+/// digest (or none) there means the log went back: the database was restored from an older
+/// copy, or the log was emptied, and its positions are being given out again.
 pub(super) fn history_mark(
     conn: &Connection,
     names: &CaptureNames,
@@ -388,15 +394,18 @@ pub(super) fn history_mark(
 }
 
 /// How many key columns (`k0..`) and image columns (`c0..`) the log has.
-pub(super) fn log_width(conn: &Connection, log: &CaptureNames) -> rusqlite::Result<(usize, usize)> {
+pub(super) fn log_width(
+    conn: &Connection,
+    names: &CaptureNames,
+) -> rusqlite::Result<(usize, usize)> {
     let mut stmt = conn.prepare_cached("SELECT name FROM pragma_table_info(?1)")?;
-    let names = stmt.query_map([&log.log], |r| r.get::<_, String>(0))?;
+    let columns = stmt.query_map([&names.log], |r| r.get::<_, String>(0))?;
     let (mut keys, mut images) = (0, 0);
-    for name in names {
-        let name = name?;
-        if name.starts_with('k') && name[1..].parse::<usize>().is_ok() {
+    for column in columns {
+        let column = column?;
+        if positional(&column, 'k') {
             keys += 1;
-        } else if name.starts_with('c') && name[1..].parse::<usize>().is_ok() {
+        } else if positional(&column, 'c') {
             images += 1;
         }
     }

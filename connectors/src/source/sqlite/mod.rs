@@ -14,7 +14,7 @@ use lakelink_model::column_type::ColumnType;
 use lakelink_model::schema::SourceColumn;
 use lakelink_model::source::{CaptureSpec, ExistingRows, Source, SourceError, SourceTable};
 use lakelink_model::value::Value;
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -103,11 +103,6 @@ impl SqliteSource {
             anchor: None,
             seen_schema: None,
         })
-    }
-
-    /// The change log of this lake's capture.
-    pub fn log_table(&self) -> &str {
-        &self.names.log
     }
 
     /// Fails with [`SourceError::WentBack`] unless the log still reaches `after` and still
@@ -559,11 +554,8 @@ impl Source for SqliteSource {
                 [table, column],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(self.err("reading the table's columns", e)),
-            })?;
+            .optional()
+            .map_err(|e| self.err("reading the table's columns", e))?;
         match found {
             None => Ok(ExistingRows::Null),
             Some((_, hidden)) if hidden != 0 => Ok(ExistingRows::Unknown(
