@@ -52,46 +52,55 @@ fn write_other(ws: &PgWorkspace) -> impl FnMut(i64) + '_ {
     }
 }
 
+/// The application runs `sql` while `lakelink run` runs on `ws` (linking `t` and `other`);
+/// `t` then stops with one of `causes` while `other` flows on ([`assert_stops_while_running`]).
+fn t_stops_while_running_after(ws: &PgWorkspace, sql: &str, causes: &[&str]) {
+    assert_stops_while_running(
+        ws,
+        "t",
+        causes,
+        "other",
+        |_| application(ws, sql),
+        write_other(ws),
+    );
+}
+
+/// The same between two syncs ([`assert_stops_at_sync`]).
+fn t_stops_at_sync_after(ws: &PgWorkspace, sql: &str, causes: &[&str]) {
+    assert_stops_at_sync(
+        ws,
+        "t",
+        causes,
+        "other",
+        || application(ws, sql),
+        write_other(ws),
+    );
+}
+
 // A linked table renamed, or moved to another schema, while the agent runs.
 
 #[test]
 fn a_table_renamed_while_the_agent_runs_stops_and_the_others_keep_flowing() {
     let ws = t_and_other();
-    assert_stops_while_running(
+    t_stops_while_running_after(
         &ws,
-        "t",
-        &["renamed"],
-        "other",
-        |_| {
-            application(
-                &ws,
-                "ALTER TABLE t RENAME TO t2;
+        "ALTER TABLE t RENAME TO t2;
                  INSERT INTO t2 VALUES (4, 'four');
                  UPDATE t2 SET v = 'uno' WHERE id = 1;",
-            )
-        },
-        write_other(&ws),
+        &["renamed"],
     );
 }
 
 #[test]
 fn a_table_moved_to_another_schema_while_the_agent_runs_stops_and_the_others_keep_flowing() {
     let ws = t_and_other();
-    assert_stops_while_running(
+    t_stops_while_running_after(
         &ws,
-        "t",
-        &["moved", "renamed"],
-        "other",
-        |_| {
-            application(
-                &ws,
-                "CREATE SCHEMA archive;
+        "CREATE SCHEMA archive;
                  ALTER TABLE t SET SCHEMA archive;
                  INSERT INTO archive.t VALUES (4, 'four');
                  UPDATE archive.t SET v = 'uno' WHERE id = 1;",
-            )
-        },
-        write_other(&ws),
+        &["moved", "renamed"],
     );
 }
 
@@ -100,21 +109,13 @@ fn a_table_moved_to_another_schema_while_the_agent_runs_stops_and_the_others_kee
 #[test]
 fn a_table_dropped_and_created_again_while_the_agent_runs_stops_until_it_is_relinked() {
     let ws = t_and_other();
-    assert_stops_while_running(
+    t_stops_while_running_after(
         &ws,
-        "t",
-        &["dropped"],
-        "other",
-        |_| {
-            application(
-                &ws,
-                "DROP TABLE t;
+        "DROP TABLE t;
                  CREATE TABLE t (id int PRIMARY KEY, v text);
                  INSERT INTO t VALUES (1, 'one again'), (7, 'seven');
                  UPDATE t SET v = 'seven, changed' WHERE id = 7;",
-            )
-        },
-        write_other(&ws),
+        &["dropped"],
     );
     relink(&ws, ENGINE, &tables(&["other"]), &tables(&["t", "other"]));
     assert_lake_matches_source(&ws, "t", "id", plain);
@@ -126,20 +127,12 @@ fn a_table_dropped_and_created_again_while_the_agent_was_stopped_stops_at_the_ne
     // The linked table's OID is recorded: a table of the same name made while no agent ran
     // is another table, never taken for the linked one.
     let ws = t_and_other();
-    assert_stops_at_sync(
+    t_stops_at_sync_after(
         &ws,
-        "t",
-        &["dropped"],
-        "other",
-        || {
-            application(
-                &ws,
-                "DROP TABLE t;
+        "DROP TABLE t;
                  CREATE TABLE t (id int PRIMARY KEY, v text);
                  INSERT INTO t VALUES (1, 'one again'), (7, 'seven');",
-            )
-        },
-        write_other(&ws),
+        &["dropped"],
     );
     relink(&ws, ENGINE, &tables(&["other"]), &tables(&["t", "other"]));
     assert_lake_matches_source(&ws, "t", "id", plain);
@@ -338,19 +331,11 @@ fn columns_whose_names_differ_only_in_case_are_refused() {
 #[test]
 fn a_column_isdelete_in_another_case_added_while_the_agent_runs_stops_the_table() {
     let ws = t_and_other();
-    assert_stops_while_running(
+    t_stops_while_running_after(
         &ws,
-        "t",
-        &["differ only in case"],
-        "other",
-        |_| {
-            application(
-                &ws,
-                "ALTER TABLE t ADD COLUMN \"ISDELETE\" text;
+        "ALTER TABLE t ADD COLUMN \"ISDELETE\" text;
                  UPDATE t SET \"ISDELETE\" = 'no' WHERE id = 1;",
-            )
-        },
-        write_other(&ws),
+        &["differ only in case"],
     );
 }
 
@@ -417,17 +402,9 @@ fn the_partition_column_dropped_stops_the_table() {
          INSERT INTO other VALUES (1, 'o1');",
     );
     ws.write_config(ENGINE, &tables(&["t", "other"]));
-    assert_stops_at_sync(
+    t_stops_at_sync_after(
         &ws,
-        "t",
+        "ALTER TABLE t DROP COLUMN createdon; UPDATE t SET v = 'uno' WHERE id = 1;",
         &["dropped"],
-        "other",
-        || {
-            application(
-                &ws,
-                "ALTER TABLE t DROP COLUMN createdon; UPDATE t SET v = 'uno' WHERE id = 1;",
-            )
-        },
-        write_other(&ws),
     );
 }

@@ -40,6 +40,40 @@ fn write_other(conn: &Connection) -> impl FnMut(i64) + '_ {
     }
 }
 
+/// A workspace over [`T_AND_OTHER`] whose config (with `engine` settings) links both tables.
+fn t_and_other(engine: &str) -> Workspace {
+    let ws = Workspace::new(T_AND_OTHER);
+    ws.write_config(engine, &tables(&["t", "other"]));
+    ws
+}
+
+/// The application runs `sql` between two syncs of a [`t_and_other`] workspace; `t` then
+/// stops with one of `causes` while `other` flows on ([`assert_stops_at_sync`]).
+fn t_stops_at_sync_after(ws: &Workspace, sql: &str, causes: &[&str]) {
+    let conn = ws.application();
+    assert_stops_at_sync(
+        ws,
+        "t",
+        causes,
+        "other",
+        || conn.execute_batch(sql).unwrap(),
+        write_other(&conn),
+    );
+}
+
+/// The same while `lakelink run` runs ([`assert_stops_while_running`]).
+fn t_stops_while_running_after(ws: &Workspace, sql: &str, causes: &[&str]) {
+    let conn = ws.application();
+    assert_stops_while_running(
+        ws,
+        "t",
+        causes,
+        "other",
+        |_| conn.execute_batch(sql).unwrap(),
+        write_other(&conn),
+    );
+}
+
 /// Copies the database `db` to `to` with SQLite's online backup, as the `sqlite3` shell's
 /// `.backup` does.
 fn backup(db: &Path, to: &Path) {
@@ -250,27 +284,16 @@ fn two_lakes_on_one_database_linking_the_same_table_each_get_its_changes_exactly
 
 #[test]
 fn a_table_dropped_and_created_again_while_the_agent_runs_stops_until_it_is_relinked() {
-    let ws = Workspace::new(T_AND_OTHER);
-    let both = tables(&["t", "other"]);
-    ws.write_config(ENGINE, &both);
-    let conn = ws.application();
-    assert_stops_while_running(
+    let ws = t_and_other(ENGINE);
+    t_stops_while_running_after(
         &ws,
-        "t",
+        "DROP TABLE t;
+         CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+         INSERT INTO t VALUES (1, 'one again'), (7, 'seven');
+         UPDATE t SET v = 'seven, changed' WHERE id = 7;",
         &["dropped"],
-        "other",
-        |_| {
-            conn.execute_batch(
-                "DROP TABLE t;
-                 CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
-                 INSERT INTO t VALUES (1, 'one again'), (7, 'seven');
-                 UPDATE t SET v = 'seven, changed' WHERE id = 7;",
-            )
-            .unwrap();
-        },
-        write_other(&conn),
     );
-    relink(&ws, ENGINE, &tables(&["other"]), &both);
+    relink(&ws, ENGINE, &tables(&["other"]), &tables(&["t", "other"]));
     assert_lake_matches_source(&ws, "t", "id", None);
     assert_lake_matches_source(&ws, "other", "id", None);
 }
@@ -278,36 +301,25 @@ fn a_table_dropped_and_created_again_while_the_agent_runs_stops_until_it_is_reli
 #[test]
 fn a_table_rebuilt_by_the_twelve_step_alter_procedure_while_the_agent_runs_stops_until_it_is_relinked()
  {
-    let ws = Workspace::new(T_AND_OTHER);
-    let both = tables(&["t", "other"]);
-    ws.write_config(ENGINE, &both);
-    let conn = ws.application();
-    assert_stops_while_running(
+    let ws = t_and_other(ENGINE);
+    // https://www.sqlite.org/lang_altertable.html#otheralter: a new table of the new shape,
+    // the rows copied over, the old table dropped, the new one renamed.
+    t_stops_while_running_after(
         &ws,
-        "t",
+        "PRAGMA foreign_keys = OFF;
+         BEGIN;
+         CREATE TABLE new_t (id INTEGER PRIMARY KEY, v TEXT NOT NULL DEFAULT '');
+         INSERT INTO new_t (id, v) SELECT id, coalesce(v, '') FROM t;
+         DROP TABLE t;
+         ALTER TABLE new_t RENAME TO t;
+         COMMIT;
+         PRAGMA foreign_keys = ON;
+         INSERT INTO t VALUES (8, 'eight');
+         UPDATE t SET v = 'two, rebuilt' WHERE id = 2;
+         DELETE FROM t WHERE id = 3;",
         &["dropped"],
-        "other",
-        |_| {
-            // https://www.sqlite.org/lang_altertable.html#otheralter: a new table of the new
-            // shape, the rows copied over, the old table dropped, the new one renamed.
-            conn.execute_batch(
-                "PRAGMA foreign_keys = OFF;
-                 BEGIN;
-                 CREATE TABLE new_t (id INTEGER PRIMARY KEY, v TEXT NOT NULL DEFAULT '');
-                 INSERT INTO new_t (id, v) SELECT id, coalesce(v, '') FROM t;
-                 DROP TABLE t;
-                 ALTER TABLE new_t RENAME TO t;
-                 COMMIT;
-                 PRAGMA foreign_keys = ON;
-                 INSERT INTO t VALUES (8, 'eight');
-                 UPDATE t SET v = 'two, rebuilt' WHERE id = 2;
-                 DELETE FROM t WHERE id = 3;",
-            )
-            .unwrap();
-        },
-        write_other(&conn),
     );
-    relink(&ws, ENGINE, &tables(&["other"]), &both);
+    relink(&ws, ENGINE, &tables(&["other"]), &tables(&["t", "other"]));
     assert_lake_matches_source(&ws, "t", "id", None);
 }
 
@@ -315,27 +327,17 @@ fn a_table_rebuilt_by_the_twelve_step_alter_procedure_while_the_agent_runs_stops
 fn a_table_rebuilt_while_the_agent_was_stopped_stops_at_the_next_sync_and_the_others_flow() {
     // The triggers went with the old table while no agent ran: the next start must not
     // install capture on the new table and carry on as if nothing happened.
-    let ws = Workspace::new(T_AND_OTHER);
-    ws.write_config("", &tables(&["t", "other"]));
-    let conn = ws.application();
-    assert_stops_at_sync(
+    let ws = t_and_other("");
+    t_stops_at_sync_after(
         &ws,
-        "t",
+        "BEGIN;
+         CREATE TABLE new_t (id INTEGER PRIMARY KEY, v TEXT);
+         INSERT INTO new_t SELECT id, v FROM t;
+         DROP TABLE t;
+         ALTER TABLE new_t RENAME TO t;
+         COMMIT;
+         INSERT INTO t VALUES (8, 'eight');",
         &["dropped"],
-        "other",
-        || {
-            conn.execute_batch(
-                "BEGIN;
-                 CREATE TABLE new_t (id INTEGER PRIMARY KEY, v TEXT);
-                 INSERT INTO new_t SELECT id, v FROM t;
-                 DROP TABLE t;
-                 ALTER TABLE new_t RENAME TO t;
-                 COMMIT;
-                 INSERT INTO t VALUES (8, 'eight');",
-            )
-            .unwrap();
-        },
-        write_other(&conn),
     );
     relink(&ws, "", &tables(&["other"]), &tables(&["t", "other"]));
     assert_lake_matches_source(&ws, "t", "id", None);
@@ -343,19 +345,11 @@ fn a_table_rebuilt_while_the_agent_was_stopped_stops_at_the_next_sync_and_the_ot
 
 #[test]
 fn a_table_renamed_while_the_agent_was_stopped_stops_at_the_next_sync() {
-    let ws = Workspace::new(T_AND_OTHER);
-    ws.write_config("", &tables(&["t", "other"]));
-    let conn = ws.application();
-    assert_stops_at_sync(
+    let ws = t_and_other("");
+    t_stops_at_sync_after(
         &ws,
-        "t",
+        "ALTER TABLE t RENAME TO t2; INSERT INTO t2 VALUES (8, 'eight');",
         &["renamed"],
-        "other",
-        || {
-            conn.execute_batch("ALTER TABLE t RENAME TO t2; INSERT INTO t2 VALUES (8, 'eight');")
-                .unwrap();
-        },
-        write_other(&conn),
     );
 }
 
@@ -364,27 +358,18 @@ fn a_column_renamed_stops_the_table_and_the_applications_writes_keep_working() {
     // SQLite rewrites the capture triggers with the new name, but capture installed again
     // under the linked name would make every write of the application fail: the table stops,
     // its capture removed, and the application's writes go on.
-    let ws = Workspace::new(T_AND_OTHER);
-    ws.write_config("", &tables(&["t", "other"]));
-    let conn = ws.application();
-    assert_stops_at_sync(
+    let ws = t_and_other("");
+    t_stops_at_sync_after(
         &ws,
-        "t",
+        "ALTER TABLE t RENAME COLUMN v TO w; UPDATE t SET w = 'uno' WHERE id = 1;",
         &["renamed"],
-        "other",
-        || {
-            conn.execute_batch(
-                "ALTER TABLE t RENAME COLUMN v TO w; UPDATE t SET w = 'uno' WHERE id = 1;",
-            )
-            .unwrap();
-        },
-        write_other(&conn),
     );
-    conn.execute_batch(
-        "INSERT INTO t (id, w) VALUES (20, 'twenty'); UPDATE t SET w = 'dos' WHERE id = 2;
-         DELETE FROM t WHERE id = 3;",
-    )
-    .expect("the application's writes work after the table stopped");
+    ws.application()
+        .execute_batch(
+            "INSERT INTO t (id, w) VALUES (20, 'twenty'); UPDATE t SET w = 'dos' WHERE id = 2;
+             DELETE FROM t WHERE id = 3;",
+        )
+        .expect("the application's writes work after the table stopped");
     relink(&ws, "", &tables(&["other"]), &tables(&["t", "other"]));
     assert_lake_matches_source(&ws, "t", "id", None);
 }
@@ -551,8 +536,7 @@ const ADD_COLUMNS_WITH_DEFAULTS: &str = "
 
 #[test]
 fn columns_added_with_defaults_between_syncs_show_the_defaults_in_the_old_rows() {
-    let ws = Workspace::new(T_AND_OTHER);
-    ws.write_config("", &tables(&["t", "other"]));
+    let ws = t_and_other("");
     ws.sync();
     ws.source()
         .execute_batch(ADD_COLUMNS_WITH_DEFAULTS)
@@ -564,8 +548,7 @@ fn columns_added_with_defaults_between_syncs_show_the_defaults_in_the_old_rows()
 
 #[test]
 fn columns_added_with_defaults_while_the_agent_runs_show_the_defaults_in_the_old_rows() {
-    let ws = Workspace::new(T_AND_OTHER);
-    ws.write_config(ENGINE, &tables(&["t", "other"]));
+    let ws = t_and_other(ENGINE);
     let agent = RunningAgent::start(&ws);
     ws.wait_for_publish(60);
     let rows = ws.live_row_count("t");
@@ -630,8 +613,7 @@ fn assert_sync_refuses_a_log_that_went_back(ws: &Workspace) {
 
 #[test]
 fn a_database_restored_in_place_from_an_older_backup_is_refused_and_the_lake_is_left_alone() {
-    let ws = Workspace::new(T_AND_OTHER);
-    ws.write_config("", &tables(&["t", "other"]));
+    let ws = t_and_other("");
     ws.sync();
     let backup_copy = ws.dir.path().join("old.db");
     backup(&ws.db, &backup_copy);
@@ -668,8 +650,7 @@ fn widening_capture_is_not_mistaken_for_a_log_that_went_back() {
     // The last change read is the latest change of its row: widening capture for an added
     // column fills that log entry's new column in, and adds log columns. Neither is the log
     // going back.
-    let ws = Workspace::new(T_AND_OTHER);
-    ws.write_config("", &tables(&["t", "other"]));
+    let ws = t_and_other("");
     ws.sync();
     let conn = ws.source();
     conn.execute("UPDATE t SET v = 'uno' WHERE id = 1", [])
@@ -691,8 +672,7 @@ fn widening_capture_is_not_mistaken_for_a_log_that_went_back() {
 
 #[test]
 fn a_change_log_emptied_by_hand_is_refused_and_the_lake_is_left_alone() {
-    let ws = Workspace::new(T_AND_OTHER);
-    ws.write_config("", &tables(&["t", "other"]));
+    let ws = t_and_other("");
     ws.sync();
     let conn = ws.source();
     conn.execute_batch("INSERT INTO t VALUES (10, 'ten'); UPDATE t SET v = 'uno' WHERE id = 1;")
@@ -776,8 +756,7 @@ fn files_ending(dir: &Path, suffix: &str, out: &mut BTreeMap<PathBuf, Vec<u8>>) 
 
 #[test]
 fn following_the_advice_after_an_old_checkpoint_store_came_back_never_rewrites_published_files() {
-    let ws = Workspace::new(T_AND_OTHER);
-    ws.write_config("", &tables(&["t", "other"]));
+    let ws = t_and_other("");
     ws.sync();
     assert_eq!(ws.model().generation, 1);
     let state = ws.dir.path().join("state.db");
@@ -931,21 +910,11 @@ fn columns_isdelete_and_sinkcreatedon_in_another_case_are_refused() {
 
 #[test]
 fn a_column_isdelete_in_another_case_added_after_linking_stops_the_table() {
-    let ws = Workspace::new(T_AND_OTHER);
-    ws.write_config("", &tables(&["t", "other"]));
-    let conn = ws.application();
-    assert_stops_at_sync(
+    let ws = t_and_other("");
+    t_stops_at_sync_after(
         &ws,
-        "t",
+        "ALTER TABLE t ADD COLUMN ISDELETE TEXT; UPDATE t SET ISDELETE = 'no' WHERE id = 1;",
         &["differ only in case"],
-        "other",
-        || {
-            conn.execute_batch(
-                "ALTER TABLE t ADD COLUMN ISDELETE TEXT; UPDATE t SET ISDELETE = 'no' WHERE id = 1;",
-            )
-            .unwrap();
-        },
-        write_other(&conn),
     );
 }
 
