@@ -96,12 +96,50 @@ fn a_damaged_model_json_stops_the_agent_until_it_is_restored() {
     let err = ws.failure(&["sync", "--config", "{config}"]);
     assert!(
         err.contains("model.json in the lake: not a valid manifest")
-            && err.contains("restore it from _lakelink/models"),
+            && err.contains("restore it by copying _lakelink/models/model-T1.json to model.json"),
         "{err}"
     );
     std::fs::copy(ws.lake.join("_lakelink/models/model-T1.json"), &model).unwrap();
     ws.sync();
     assert_lake_matches_source(&ws, "t", "id", None);
+}
+
+#[test]
+fn a_model_json_that_is_not_text_names_the_file_to_restore_it_from() {
+    let ws = workspace();
+    ws.sync();
+    ws.source()
+        .execute("INSERT INTO t VALUES (2, 'two')", [])
+        .unwrap();
+    ws.sync();
+    let model = ws.lake.join("model.json");
+    std::fs::write(&model, [0xff, 0xfe, 0x00, 0x7b, 0x80, 0x81]).unwrap();
+    let err = ws.failure(&["sync", "--config", "{config}"]);
+    assert!(
+        err.contains("model.json in the lake: not a valid manifest")
+            && err.contains("restore it by copying _lakelink/models/model-T2.json to model.json"),
+        "{err}"
+    );
+    assert!(!err.contains("stream did not contain valid UTF-8"), "{err}");
+    // Following the advice works.
+    std::fs::copy(ws.lake.join("_lakelink/models/model-T2.json"), &model).unwrap();
+    ws.source()
+        .execute("INSERT INTO t VALUES (3, 'three')", [])
+        .unwrap();
+    ws.sync();
+    assert_lake_matches_source(&ws, "t", "id", None);
+    // With no whole kept manifest left, the advice says to restore from a backup instead of
+    // naming a file that is not there.
+    std::fs::write(&model, [0xff, 0xfe]).unwrap();
+    for entry in std::fs::read_dir(ws.lake.join("_lakelink/models")).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"{ cut").unwrap();
+    }
+    let err = ws.failure(&["sync", "--config", "{config}"]);
+    assert!(
+        err.contains("no whole manifest is kept in _lakelink/models")
+            && err.contains("restore model.json from a backup of the lake"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -212,6 +250,65 @@ fn a_source_locked_by_a_long_transaction_is_waited_for_without_an_error_storm() 
 }
 
 #[test]
+fn a_snapshot_request_while_retrying_does_not_turn_the_backoff_into_a_busy_loop() {
+    let ws = workspace();
+    ws.write_config("poll_interval = \"20ms\"", ONE_TABLE);
+    let conn = ws.source();
+    conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2, 'two');")
+        .unwrap();
+    let agent = RunningAgent::start(&ws);
+    wait_for(30, "the first retry", || agent.log().contains("retrying"));
+    // A snapshot request stays pending until the agent can take it; it may cut one wait
+    // short, and must not cut short every wait after it.
+    agent.signal("USR1");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let log = agent.log();
+    let retries = log.lines().filter(|l| l.contains("retrying")).count();
+    assert!(
+        retries <= 14,
+        "backoff, not a busy loop: {retries} retries in about 5 s\n{log}"
+    );
+    assert!(log.contains("snapshot requested; retrying now"), "{log}");
+    conn.execute_batch("COMMIT").unwrap();
+    wait_for(60, "the agent to sync after the lock was released", || {
+        ws.lake.join("model.json").exists()
+    });
+    agent.stop_cleanly();
+    assert_lake_matches_source(&ws, "t", "id", None);
+}
+
+#[test]
+fn a_date_time_outside_years_1_to_9999_is_kept_as_its_text() {
+    let ws = Workspace::new(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, at DATETIME);
+         INSERT INTO t VALUES (1, '0000-01-01T00:30:00+01:00'), (2, '9999-12-31T23:00:00-05:00'),
+                              (3, '0001-01-01T00:30:00-01:00');",
+    );
+    ws.write_config("", "[[table]]\nname = \"t\"\npartition_by = \"at\"\n");
+    ws.sync();
+    let (_, rows) = ws.read("t", None);
+    let model = ws.model();
+    let at = attribute_index(&model, "t", "at");
+    let id = attribute_index(&model, "t", "id");
+    let by_id: std::collections::BTreeMap<String, String> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(id).unwrap().0.to_string(),
+                r.get(at).unwrap().0.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(by_id["1"], "0000-01-01T00:30:00+01:00");
+    assert_eq!(by_id["2"], "9999-12-31T23:00:00-05:00");
+    assert_eq!(by_id["3"], "0001-01-01T01:30:00.0000000Z");
+    // Kept as text, the value has no year: its row is in the default partition.
+    let live = ws.live_files("t");
+    assert_eq!(live["1"].len(), 2, "{live:?}");
+    assert_eq!(live["0001"].len(), 1, "{live:?}");
+}
+
+#[test]
 fn a_live_file_shorter_than_its_checkpoint_is_reported_as_lost_data() {
     let ws = workspace();
     ws.sync();
@@ -228,4 +325,64 @@ fn a_live_file_shorter_than_its_checkpoint_is_reported_as_lost_data() {
         err.contains("t/1.csv in the lake: holds") && err.contains("the lake lost data"),
         "{err}"
     );
+}
+
+#[test]
+fn a_deleted_lake_folder_is_named_as_gone_and_the_advice_to_start_over_works() {
+    let ws = workspace();
+    ws.write_config("poll_interval = \"20ms\"", ONE_TABLE);
+    // While the agent runs: it stops at its next poll, saying the lake folder went.
+    let mut agent = RunningAgent::start(&ws);
+    wait_for(30, "the first snapshot", || {
+        ws.lake.join("model.json").exists()
+    });
+    std::fs::remove_dir_all(&ws.lake).unwrap();
+    let exit = agent.child.wait().unwrap();
+    assert!(!exit.success());
+    assert!(
+        agent.log().contains(
+            "_lakelink/lock was deleted along with the whole lake folder while this agent held it"
+        ),
+        "{}",
+        agent.log()
+    );
+    // At the next start the advice names no file that is gone.
+    let err = ws.failure(&["sync", "--config", "{config}"]);
+    assert!(
+        err.contains("model.json in the lake: is missing but generation 1 was published")
+            && err.contains("the lake's files are gone")
+            && err.contains("move the checkpoint store")
+            && err.contains("state.db aside and sync"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("model-T1.json"),
+        "names a file that is gone: {err}"
+    );
+    // Following it: the lake is whole again, and the old capture is named for removal.
+    std::fs::rename(
+        ws.dir.path().join("state.db"),
+        ws.dir.path().join("state.db.old"),
+    )
+    .unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(ws.dir.path().join(format!("state.db{suffix}")));
+    }
+    ws.source()
+        .execute("INSERT INTO t VALUES (2, 'two')", [])
+        .unwrap();
+    let out = ws.lakelink(&["sync", "--config", "{config}"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "capture triggers of another lake, or of a checkpoint store no longer in use"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_lake_matches_source(&ws, "t", "id", None);
 }

@@ -179,6 +179,9 @@ impl Lake for FaultyLake {
     fn lock_writer(&self, holder: &str) -> Result<Box<dyn WriterLock>, LakeError> {
         self.inner.lock_writer(holder)
     }
+    fn writer_holder(&self) -> Result<Option<String>, LakeError> {
+        self.inner.writer_holder()
+    }
 }
 
 const SCHEMA: &str = "CREATE TABLE event (id INTEGER PRIMARY KEY, what TEXT, createdon DATETIME);";

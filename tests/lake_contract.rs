@@ -181,7 +181,12 @@ fn replace_list_and_delete(lake: &dyn Lake) {
 }
 
 fn one_writer_at_a_time(lake: &dyn Lake, other: &dyn Lake) {
+    assert_eq!(other.writer_holder().unwrap(), None, "no one holds it yet");
     let guard = lake.lock_writer("agent one").unwrap();
+    guard.verify().unwrap();
+    // Looking does not take the lock, and sees who holds it.
+    assert_eq!(other.writer_holder().unwrap().as_deref(), Some("agent one"));
+    guard.verify().unwrap();
     match other.lock_writer("agent two") {
         Err(LakeError::Locked { holder, lock }) => {
             assert_eq!(holder, "agent one");
@@ -191,6 +196,11 @@ fn one_writer_at_a_time(lake: &dyn Lake, other: &dyn Lake) {
         Ok(_) => panic!("a second writer got the lock"),
     }
     drop(guard);
+    assert_eq!(
+        other.writer_holder().unwrap(),
+        None,
+        "released when dropped"
+    );
     let _second = other.lock_writer("agent two").unwrap();
     match lake.lock_writer("agent three") {
         Err(LakeError::Locked { holder, .. }) => assert_eq!(holder, "agent two"),

@@ -163,3 +163,50 @@ fn sigterm_during_an_initial_sync_stops_cleanly_and_the_next_start_loses_nothing
     assert_eq!(rows, 300_000, "the copy was retaken whole, once");
     assert_eq!(ws.read("big", None).1.len(), 300_000);
 }
+
+#[test]
+fn status_names_the_agent_that_holds_the_lake_when_it_does_not_answer() {
+    let ws = Workspace::new("CREATE TABLE a (id INTEGER PRIMARY KEY, x TEXT);");
+    ws.write_config(ENGINE, "[[table]]\nname = \"a\"\n");
+    let agent = RunningAgent::start(&ws);
+    wait_for(30, "the first snapshot", || {
+        ws.lake.join("model.json").exists()
+    });
+    let pid = agent.child.id().to_string();
+    // Stopped (SIGSTOP): it holds the lock and cannot answer.
+    agent.signal("STOP");
+    let out = ws.lakelink(&["status", "--config", "{config}"]);
+    agent.signal("CONT");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("an agent holds the lake but does not answer")
+            && text.contains(&format!("lakelink pid {pid}"))
+            && text.contains("kill -CONT")
+            && text.contains("Completed"),
+        "{text}"
+    );
+    assert!(!text.contains("no agent is running"), "{text}");
+    agent.stop_cleanly();
+
+    // With no endpoint at all.
+    ws.write_config(
+        &format!("{ENGINE}\nlisten = \"off\""),
+        "[[table]]\nname = \"a\"\n",
+    );
+    let agent = RunningAgent::start(&ws);
+    wait_for(30, "the agent to run", || {
+        agent.log().contains("agent running")
+    });
+    let out = ws.lakelink(&["status", "--config", "{config}"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("an agent holds the lake and serves no status endpoint")
+            && text.contains(&format!("lakelink pid {}", agent.child.id())),
+        "{text}"
+    );
+    agent.stop_cleanly();
+    let out = ws.lakelink(&["status", "--config", "{config}"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no agent is running"), "{text}");
+}

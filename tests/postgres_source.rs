@@ -779,3 +779,72 @@ fn a_truncate_is_reported_with_what_to_do() {
     });
     agent.stop_cleanly();
 }
+
+#[test]
+fn linking_a_table_an_application_holds_waits_without_blocking_its_readers_or_the_other_tables() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE a (id int PRIMARY KEY, x text); INSERT INTO a VALUES (1, 'one');
+         CREATE TABLE b (id int PRIMARY KEY, y text); INSERT INTO b VALUES (1, 'b1');",
+    );
+    ws.write_config("poll_interval = \"20ms\"", "[[table]]\nname = \"a\"\n");
+    let agent = RunningAgent::start(&ws);
+    wait_for(60, "the first snapshot", || {
+        ws.lake.join("model.json").exists()
+    });
+    // A report holds b open in a transaction: only an ACCESS SHARE lock, which the ALTER
+    // TABLE ... REPLICA IDENTITY FULL lakelink needs must wait for.
+    let mut report = ws.client();
+    report
+        .batch_execute("SET application_name = 'monthly_report'; BEGIN; SELECT count(*) FROM b;")
+        .unwrap();
+    let out = ws.lakelink(&["link", "--config", "{config}", "b"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(60, "the wait to be logged", || {
+        agent.log().contains("the table waits to be linked")
+    });
+    let log = agent.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("the table waits to be linked"))
+        .unwrap();
+    assert!(
+        line.contains("table=\"b\"")
+            && line.contains("REPLICA IDENTITY FULL")
+            && line.contains("was not granted within 1s")
+            && line.contains("monthly_report")
+            && line.contains("AccessShareLock"),
+        "names the lock and what holds it: {line}"
+    );
+    // The application's readers of b are not queued behind a waiting ALTER for long, and
+    // table a keeps flowing while b waits.
+    let mut reader = ws.client();
+    reader
+        .batch_execute("SET statement_timeout = '3s'")
+        .unwrap();
+    let mut app = ws.client();
+    for i in 2..12 {
+        reader.query_one("SELECT count(*) FROM b", &[]).unwrap();
+        app.execute("INSERT INTO a VALUES ($1, 'more')", &[&i])
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for(60, "a's rows while b waits", || {
+        ws.live_row_count("a") == 11
+    });
+    let retries = agent.log().matches("the table waits to be linked").count();
+    assert!(retries <= 12, "backoff, not a storm: {retries}");
+    // The report ends: b is linked, and everything is in the lake.
+    report.batch_execute("COMMIT").unwrap();
+    wait_for(60, "b to be linked", || {
+        agent.log().contains("initial copy completed table=b")
+    });
+    assert!(agent.log().contains("linked after waiting for the source"));
+    agent.stop_cleanly();
+    ws.sync();
+    assert_lake_matches_source(&ws, "a", "id", plain);
+    assert_lake_matches_source(&ws, "b", "id", plain);
+}

@@ -344,6 +344,27 @@ fn a_table_rebuilt_while_the_agent_was_stopped_stops_at_the_next_sync_and_the_ot
 }
 
 #[test]
+fn a_table_dropped_while_the_agent_was_stopped_is_named_as_gone_and_stops_alone() {
+    let ws = t_and_other("");
+    t_stops_at_sync_after(&ws, "DROP TABLE t;", &["is gone from the source"]);
+    let out = ws.lakelink(&["sync", "--config", "{config}"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("if it is gone for good, unlink it") && !err.contains("SQL logic error"),
+        "{err}"
+    );
+    // Unlinked, the table leaves the agent's concerns, and the sync passes again.
+    let out = ws.lakelink(&["unlink", "--config", "{config}", "t"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ws.sync();
+    assert_lake_matches_source(&ws, "other", "id", None);
+}
+
+#[test]
 fn a_table_renamed_while_the_agent_was_stopped_stops_at_the_next_sync() {
     let ws = t_and_other("");
     t_stops_at_sync_after(

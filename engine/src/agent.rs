@@ -2,6 +2,7 @@
 //! `lakelink sync` (one pass). Transient failures are retried with exponential backoff and
 //! jitter, each retry logged with its cause; anything else stops the agent with its error.
 
+use crate::backoff::{MAX_RETRY_DELAY, retry_delays};
 use crate::config::Config;
 use crate::config_watch::ConfigWatcher;
 use crate::error::EngineError;
@@ -9,14 +10,10 @@ use crate::http_status::StatusServer;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::snapshot::Published;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use lakelink_model::lake::Lake;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Longest wait between two retries of a failing operation.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// Signals the agent listens to.
 pub struct Signals {
@@ -54,18 +51,33 @@ pub struct SyncOutcome {
     pub published: Option<Published>,
     /// Tables that are stopped (table, why); the others were synced.
     pub stopped: Vec<(String, String)>,
+    /// Configured tables that could not be linked (table, the line that says why).
+    pub refused: Vec<(String, String)>,
 }
 
 /// One pass: link what is new, trickle everything pending, snapshot now.
 pub fn sync_once(config: Config, stop: Arc<AtomicBool>) -> Result<SyncOutcome, EngineError> {
-    let mut pipeline = Pipeline::open(config, stop)?;
+    let mut pipeline = Pipeline::open(config, Arc::clone(&stop))?;
     pipeline.reconcile()?;
     pipeline.check_schemas()?;
     pipeline.catch_up()?;
+    // Tables whose link waits for a lock in the source: the others are synced meanwhile,
+    // and the pass ends once each is linked (or on SIGINT, with the rest linked next time).
+    while let Some(next) = pipeline.next_link_try() {
+        while std::time::Instant::now() < next && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        pipeline.link_waiting_tables()?;
+        pipeline.catch_up()?;
+    }
     let published = pipeline.snapshot()?;
     Ok(SyncOutcome {
         published,
         stopped: pipeline.stopped_tables(),
+        refused: pipeline.refused_tables(),
     })
 }
 
@@ -172,6 +184,7 @@ pub fn run_with_lake(
             }
         }
         let caught_up = retrying(signals, poll, &metrics, "trickling changes", || {
+            pipeline.link_waiting_tables()?;
             pipeline.check_schemas()?;
             pipeline.trickle_once()
         })?
@@ -184,7 +197,7 @@ pub fn run_with_lake(
             due = next_tick(SystemTime::now(), interval);
         }
         if caught_up {
-            sleep_unless(signals, poll);
+            sleep_unless(signals, poll, true);
         }
     }
     tracing::info!("stopping: the last batch is committed; releasing the lake");
@@ -193,6 +206,11 @@ pub fn run_with_lake(
 
 /// Calls `op` until it succeeds, a non-transient error stops it, or shutdown is asked for
 /// (then `Ok(None)`). Each retry is logged with its cause and the wait before the next.
+///
+/// Every retry waits its backoff. A snapshot request (SIGUSR1) may cut one wait short, so a
+/// person who has fixed the cause can have the agent try again at once; it does not shorten
+/// the waits after that, because the flag stays set until the main loop takes the snapshot,
+/// and waking on it every time would turn the backoff into a busy loop.
 fn retrying<T>(
     signals: &Signals,
     poll: Duration,
@@ -200,12 +218,8 @@ fn retrying<T>(
     what: &str,
     mut op: impl FnMut() -> Result<T, EngineError>,
 ) -> Result<Option<T>, EngineError> {
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(poll)
-        .with_max_delay(MAX_RETRY_DELAY)
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut delays = retry_delays(poll);
+    let mut may_cut_short = true;
     let mut attempt = 0u64;
     loop {
         match op() {
@@ -223,7 +237,10 @@ fn retrying<T>(
                     what, attempt, error = %e,
                     retry_in_ms = wait.as_millis() as u64, "failed; retrying"
                 );
-                sleep_unless(signals, wait);
+                if sleep_unless(signals, wait, may_cut_short) == Woken::SnapshotRequest {
+                    may_cut_short = false;
+                    tracing::info!(what, "snapshot requested; retrying now");
+                }
                 if signals.stop.load(Ordering::Relaxed) {
                     return Ok(None);
                 }
@@ -236,23 +253,79 @@ fn retrying<T>(
     }
 }
 
-/// Sleeps for `d`, waking early on shutdown or a snapshot request.
-fn sleep_unless(signals: &Signals, d: Duration) {
+/// Why [`sleep_unless`] returned.
+#[derive(Debug, PartialEq, Eq)]
+enum Woken {
+    /// The whole wait passed.
+    Elapsed,
+    /// Shutdown was asked for.
+    Stop,
+    /// A snapshot was asked for (only when the caller wakes on that).
+    SnapshotRequest,
+}
+
+/// Sleeps for `d`, waking early on shutdown, and on a snapshot request if
+/// `wake_on_request`.
+fn sleep_unless(signals: &Signals, d: Duration, wake_on_request: bool) -> Woken {
     let step = Duration::from_millis(20);
     let mut left = d;
-    while !left.is_zero()
-        && !signals.stop.load(Ordering::Relaxed)
-        && !signals.snapshot_now.load(Ordering::Relaxed)
-    {
+    while !left.is_zero() {
+        if signals.stop.load(Ordering::Relaxed) {
+            return Woken::Stop;
+        }
+        if wake_on_request && signals.snapshot_now.load(Ordering::Relaxed) {
+            return Woken::SnapshotRequest;
+        }
         let nap = left.min(step);
         std::thread::sleep(nap);
         left = left.saturating_sub(nap);
     }
+    Woken::Elapsed
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_request_cuts_one_retry_wait_short_and_no_more() {
+        let signals = Signals::manual();
+        signals.snapshot_now.store(true, Ordering::Relaxed);
+        let metrics = Metrics::default();
+        let mut attempts = 0;
+        let started = std::time::Instant::now();
+        let result = retrying(
+            &signals,
+            Duration::from_millis(100),
+            &metrics,
+            "testing",
+            || {
+                attempts += 1;
+                if attempts < 4 {
+                    Err(EngineError::Lake(lakelink_model::lake::LakeError::io(
+                        "append",
+                        "t/2024.csv",
+                        std::io::Error::from(std::io::ErrorKind::StorageFull),
+                    )))
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert!(matches!(result, Ok(Some(()))));
+        assert_eq!(attempts, 4);
+        // The pending request cuts the first wait short; the next two (at least 200 ms and
+        // 400 ms) are waited out although it is still pending.
+        assert!(
+            started.elapsed() >= Duration::from_millis(600),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            signals.snapshot_now.load(Ordering::Relaxed),
+            "the main loop takes it"
+        );
+    }
 
     #[test]
     fn ticks_are_aligned_to_the_clock() {

@@ -96,8 +96,36 @@ fn save(path: &Path, text: &str) -> Result<(), EditError> {
     std::fs::rename(&staged, path).map_err(write_err)
 }
 
+/// A config edit that has been validated but not written yet.
+#[derive(Debug)]
+pub struct PlannedEdit {
+    /// The config file.
+    path: std::path::PathBuf,
+    /// Its new text.
+    text: String,
+    /// The config it parses as.
+    pub config: Config,
+}
+
+impl PlannedEdit {
+    /// Writes the edit (atomically).
+    pub fn save(self) -> Result<(), EditError> {
+        save(&self.path, &self.text)
+    }
+}
+
 /// Adds a `[[table]]` for `table`.
 pub fn link(path: &Path, table: &str, options: &LinkOptions) -> Result<(), EditError> {
+    plan_link(path, table, options)?.save()
+}
+
+/// The config with a `[[table]]` for `table` added, checked as a config, not yet written:
+/// the caller checks the table against the source first.
+pub fn plan_link(
+    path: &Path,
+    table: &str,
+    options: &LinkOptions,
+) -> Result<PlannedEdit, EditError> {
     let (_, mut doc) = load(path)?;
     let entries = tables(&mut doc);
     if entries
@@ -127,7 +155,13 @@ pub fn link(path: &Path, table: &str, options: &LinkOptions) -> Result<(), EditE
         );
     }
     entries.push(entry);
-    save(path, &doc.to_string())
+    let text = doc.to_string();
+    let config = Config::parse(path, &text)?;
+    Ok(PlannedEdit {
+        path: path.to_path_buf(),
+        text,
+        config,
+    })
 }
 
 /// Removes the `[[table]]` of `table` (or of every table with `all`).

@@ -74,6 +74,27 @@ impl EngineError {
         }
     }
 
+    /// Whether the error is about one configured table that cannot be linked as configured
+    /// (not in the source, no key, a column the config names is missing, a table lakelink
+    /// cannot capture): that table is refused, and the others are linked.
+    pub fn refuses_link(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Link { .. }
+                | EngineError::Source(
+                    SourceError::TableNotFound { .. }
+                        | SourceError::UnknownColumn { .. }
+                        | SourceError::Uncapturable { .. }
+                )
+        )
+    }
+
+    /// Whether the source is busy (a lock another session holds): worth waiting for, and
+    /// only the operation that met it need wait.
+    pub fn is_source_busy(&self) -> bool {
+        matches!(self, EngineError::Source(SourceError::Busy { .. }))
+    }
+
     /// Whether the same operation can succeed if tried again later: a busy source, a full
     /// disk, a dropped connection. Everything else needs a person and stops the agent.
     pub fn is_transient(&self) -> bool {

@@ -2,6 +2,7 @@
 //! feed, snapshotter, checkpoints, config) and the commands of the `lakelink` binary.
 
 pub mod agent;
+pub mod backoff;
 pub mod config;
 pub mod config_edit;
 pub mod config_watch;

@@ -18,9 +18,15 @@ use std::sync::atomic::AtomicBool;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Change-data capture from a database into a data lake of CSV files and CDM manifests.
+/// Keeps a data lake in sync with your database: every insert, update and delete of the
+/// tables you link reaches partitioned CSV files, with hourly snapshots and a CDM model.json
+/// (the layout Azure Synapse Link for Dataverse writes).
 #[derive(Parser)]
-#[command(name = "lakelink", version, about)]
+#[command(
+    name = "lakelink",
+    version,
+    after_help = "Start with `lakelink sync --config lakelink.toml` for one pass, or `lakelink run --config lakelink.toml` to keep the lake in sync. The config names the source ([source]), the lake ([lake]) and the tables ([[table]]); see the README."
+)]
 struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
@@ -32,24 +38,34 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent until SIGINT or SIGTERM: trickle changes, snapshot on the clock.
+    #[command(
+        after_help = "Example:\n  lakelink run --config /etc/lakelink/lakelink.toml\n\nSIGUSR1 takes a snapshot now; SIGINT or SIGTERM stops after the batch in flight."
+    )]
     Run {
         /// The config file.
         #[arg(long, short)]
         config: PathBuf,
     },
     /// One pass: link new tables, trickle everything pending, snapshot now, exit.
+    #[command(
+        after_help = "Example (from cron):\n  lakelink sync --config lakelink.toml\n\nExits non-zero if a table is stopped, after syncing the others."
+    )]
     Sync {
         /// The config file.
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Show each table's sync state, position, rows and last snapshot.
+    #[command(after_help = "Example:\n  lakelink status --config lakelink.toml")]
     Status {
         /// The config file.
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Link a table: add it to the config (a running agent picks it up by itself).
+    #[command(
+        after_help = "Examples:\n  lakelink link --config lakelink.toml account\n  lakelink link --config lakelink.toml orders --partition-by createdon --granularity month\n  lakelink link --config lakelink.toml audit_log --key id --mode append_only"
+    )]
     Link {
         /// The config file.
         #[arg(long, short)]
@@ -70,6 +86,9 @@ enum Command {
         key: Option<Vec<String>>,
     },
     /// Unlink a table: remove it from the config (a running agent picks it up by itself).
+    #[command(
+        after_help = "Examples:\n  lakelink unlink --config lakelink.toml account\n  lakelink unlink --config lakelink.toml --all"
+    )]
     Unlink {
         /// The config file.
         #[arg(long, short)]
@@ -82,6 +101,9 @@ enum Command {
         all: bool,
     },
     /// Print a table as readers see it (through model.json), as CSV with a header.
+    #[command(
+        after_help = "Examples:\n  lakelink read --lake ./lake account | head\n  lakelink read --config lakelink.toml account --generation 12 > account-T12.csv"
+    )]
     Read {
         /// The lake folder (a local lake).
         #[arg(long, required_unless_present = "config", conflicts_with = "config")]
@@ -155,14 +177,15 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 ),
                 None => println!("nothing changed; model.json stays as it is"),
             }
-            if !outcome.stopped.is_empty() {
-                // The other tables were synced; a stopped one needs a person, so the pass
-                // fails (a cron job then reports it) with each table's line.
-                let lines: Vec<String> = outcome
-                    .stopped
-                    .iter()
-                    .map(|(table, reason)| pipeline::stop_line(table, reason))
-                    .collect();
+            // The other tables were synced; a stopped or refused one needs a person, so the
+            // pass fails (a cron job then reports it) with each table's line.
+            let lines: Vec<String> = outcome
+                .stopped
+                .iter()
+                .map(|(table, reason)| pipeline::stop_line(table, reason))
+                .chain(outcome.refused.into_iter().map(|(_, line)| line))
+                .collect();
+            if !lines.is_empty() {
                 anyhow::bail!("{}", lines.join(" | "));
             }
         }
@@ -184,7 +207,12 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 mode,
                 key,
             };
-            config_edit::link(&config, &table, &options)?;
+            // The table is checked against the source before the config changes: a config
+            // naming a table that cannot be linked would only fail at the agent's next start.
+            let edited = config_edit::plan_link(&config, &table, &options)?;
+            pipeline::check_linkable(&edited.config, &table)
+                .with_context(|| format!("config {} is unchanged", config.display()))?;
+            edited.save()?;
             println!(
                 "linked {table} in {}; a running agent links it now, otherwise the next start or sync does",
                 config.display()

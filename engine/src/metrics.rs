@@ -163,6 +163,25 @@ impl Metrics {
         });
     }
 
+    /// Records that a configured table could not be linked, and why.
+    pub fn record_refused(&self, table: &str, line: &str) {
+        self.with(|inner| {
+            inner.status.last_error = Some(line.to_string());
+            let t = inner.status.tables.entry(table.to_string()).or_default();
+            t.state = "Refused".to_string();
+            t.last_error = Some(line.to_string());
+        });
+    }
+
+    /// Records that a configured table waits to be linked, and for what.
+    pub fn record_waiting(&self, table: &str, error: &str) {
+        self.with(|inner| {
+            let t = inner.status.tables.entry(table.to_string()).or_default();
+            t.state = "WaitingToLink".to_string();
+            t.last_error = Some(error.to_string());
+        });
+    }
+
     /// Forgets a table that was unlinked.
     pub fn forget_table(&self, table: &str) {
         self.with(|inner| {

@@ -3,6 +3,7 @@
 //! drive it; everything they share goes through here, so startup, a pass and a reload are one
 //! code path.
 
+use crate::backoff;
 use crate::config::{Config, LakeConfig, OnUnlink, SourceConfig, TableSettings};
 use crate::copy_progress::CopyProgress;
 use crate::error::EngineError;
@@ -23,13 +24,14 @@ use lakelink_model::change::{LinkId, Position};
 use lakelink_model::datetime::UtcDateTime;
 use lakelink_model::lake::{Lake, WriterLock};
 use lakelink_model::lake_path::{LakePath, TableName};
-use lakelink_model::schema::ColumnFill;
+use lakelink_model::schema::{ColumnFill, TableSchema};
 use lakelink_model::source::{CaptureSpec, ExistingRows, Source, SourceError};
 use lakelink_model::value::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// A feed's buffers are appended once they hold this much, even mid-batch, so a batch of wide
 /// rows never holds more than this per table in memory.
@@ -56,7 +58,12 @@ pub struct Pipeline {
     schema_version: Option<i64>,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
-    _lock: Box<dyn WriterLock>,
+    /// Configured tables that could not be linked (table, the line that says why).
+    refused: BTreeMap<String, String>,
+    /// Configured tables whose link waits for the source (a lock the application holds).
+    waiting: BTreeMap<String, WaitingLink>,
+    /// The lake's writer lock, verified before every write (see [`Pipeline::verify_lock`]).
+    lock: Box<dyn WriterLock>,
 }
 
 /// Opens the lake a config names.
@@ -76,6 +83,16 @@ fn open_source(config: &SourceConfig, capture_name: &str) -> Result<Box<dyn Sour
         #[cfg(feature = "postgres")]
         SourceConfig::Postgres(c) => Box::new(PostgresSource::open(c)?),
     })
+}
+
+/// A table whose link the source keeps busy, tried again on a backoff of its own.
+struct WaitingLink {
+    /// Tries so far.
+    attempt: u32,
+    /// When to try next.
+    next_try: Instant,
+    /// The waits before the tries after it.
+    delays: Box<dyn Iterator<Item = Duration> + Send>,
 }
 
 impl Pipeline {
@@ -127,7 +144,9 @@ impl Pipeline {
             schema_version: None,
             stop,
             metrics,
-            _lock: lock,
+            refused: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            lock,
         };
         for record in pipeline.state.links()? {
             if record.state != SyncState::Completed {
@@ -313,9 +332,12 @@ impl Pipeline {
             new.engine.state = old.engine.state.clone();
         }
         // Every new table must be linkable before anything changes, so that a rejected config
-        // leaves the agent exactly on the last good one.
+        // leaves the agent exactly on the last good one. A table the config in force already
+        // named, and that was refused then, does not reject the edit: it is tried again, and
+        // refused alone again if it still cannot be linked.
         for table in &new.tables {
-            if !self.feeds.contains_key(table.name.as_str()) {
+            let name = table.name.as_str();
+            if !self.feeds.contains_key(name) && !self.refused.contains_key(name) {
                 table_schema::resolve(self.source.as_mut(), table)?;
             }
         }
@@ -342,23 +364,119 @@ impl Pipeline {
         for table in stale {
             self.unlink(&table)?;
         }
+        self.waiting
+            .retain(|table, _| wanted.iter().any(|w| w.name.as_str() == table));
+        self.refused.retain(|table, _| {
+            let kept = wanted.iter().any(|w| w.name.as_str() == table);
+            if !kept {
+                self.metrics.forget_table(table);
+            }
+            kept
+        });
         for table in &wanted {
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
-            match self.feeds.get(table.name.as_str()) {
-                Some(feed) => table_schema::warn_on_changed_options(feed, table),
-                None => self.link(table)?,
+            let name = table.name.as_str();
+            if let Some(feed) = self.feeds.get(name) {
+                table_schema::warn_on_changed_options(feed, table);
+                continue;
+            }
+            if self
+                .waiting
+                .get(name)
+                .is_some_and(|w| Instant::now() < w.next_try)
+            {
+                continue;
+            }
+            // A table that cannot be linked as configured (not in the source, no key, a
+            // system or virtual table) is refused alone: the others link and flow.
+            let linked = table_schema::resolve(self.source.as_mut(), table)
+                .and_then(|schema| self.link(table, schema));
+            match linked {
+                Ok(()) => {
+                    self.refused.remove(name);
+                    if let Some(w) = self.waiting.remove(name) {
+                        tracing::info!(
+                            table = name,
+                            attempts = w.attempt + 1,
+                            "linked after waiting for the source"
+                        );
+                    }
+                }
+                Err(e) if e.refuses_link() => {
+                    self.waiting.remove(name);
+                    self.refuse(name, &e);
+                }
+                // A lock held in the source (an application transaction on the table): this
+                // table waits, with backoff, and the others keep flowing meanwhile.
+                Err(e) if e.is_source_busy() => self.wait_to_link(name, &e),
+                Err(e) => return Err(e),
             }
         }
         Ok(())
     }
 
+    /// Puts off linking `table`, which the source keeps busy, to its next backoff.
+    fn wait_to_link(&mut self, table: &str, error: &EngineError) {
+        let poll = self.config.engine.poll_interval;
+        let waiting = self
+            .waiting
+            .entry(table.to_string())
+            .or_insert_with(|| WaitingLink {
+                attempt: 0,
+                next_try: Instant::now(),
+                delays: Box::new(backoff::retry_delays(poll)),
+            });
+        waiting.attempt += 1;
+        let wait = waiting.delays.next().unwrap_or(backoff::MAX_RETRY_DELAY);
+        waiting.next_try = Instant::now() + wait;
+        let attempt = waiting.attempt;
+        self.metrics.record_retry(error.kind(), &error.to_string());
+        self.metrics.record_waiting(table, &error.to_string());
+        tracing::warn!(
+            table, attempt, error = %error, retry_in_ms = wait.as_millis() as u64,
+            "the table waits to be linked; the other tables keep flowing"
+        );
+    }
+
+    /// Tries again to link the tables whose wait is over (see [`Pipeline::reconcile`]).
+    pub fn link_waiting_tables(&mut self) -> Result<(), EngineError> {
+        let now = Instant::now();
+        if self.waiting.values().any(|w| w.next_try <= now) {
+            self.reconcile()?;
+        }
+        Ok(())
+    }
+
+    /// When the next table waiting to be linked is due to be tried again, if any waits.
+    pub fn next_link_try(&self) -> Option<Instant> {
+        self.waiting.values().map(|w| w.next_try).min()
+    }
+
+    /// Records that a configured table cannot be linked, saying so once per reason (the
+    /// agent tries again at every start and config change).
+    fn refuse(&mut self, table: &str, error: &EngineError) {
+        let line = refuse_line(table, &error.to_string());
+        self.metrics.record_refused(table, &line);
+        if self.refused.get(table) != Some(&line) {
+            tracing::error!(table, "{line}");
+            self.refused.insert(table.to_string(), line);
+        }
+    }
+
+    /// Configured tables that could not be linked, with the line that says why.
+    pub fn refused_tables(&self) -> Vec<(String, String)> {
+        self.refused
+            .iter()
+            .map(|(t, line)| (t.clone(), line.clone()))
+            .collect()
+    }
+
     /// Links a table: capture first, then the initial copy at a known position, then it
     /// trickles from that position.
-    fn link(&mut self, table: &TableSettings) -> Result<(), EngineError> {
+    fn link(&mut self, table: &TableSettings, schema: TableSchema) -> Result<(), EngineError> {
         let name = table.name.clone();
-        let schema = table_schema::resolve(self.source.as_mut(), table)?;
         let previous = self
             .state
             .links()?
@@ -386,6 +504,7 @@ impl Pipeline {
             schema: record.schema.clone(),
             added_from: None,
         };
+        self.verify_lock()?;
         self.source.install_capture(&spec)?;
         tracing::info!(table = %name, link, "capture installed; starting the initial copy");
         record.state = SyncState::InProgress;
@@ -732,6 +851,9 @@ impl Pipeline {
     }
 
     fn trickle_batch(&mut self) -> Result<(usize, bool), EngineError> {
+        // Every poll, not only before a write: one stat, and an agent whose lake was taken
+        // over says so while idle too.
+        self.verify_lock()?;
         let Some(after) = self.common_position() else {
             return Ok((0, true));
         };
@@ -844,6 +966,13 @@ impl Pipeline {
         Ok(total)
     }
 
+    /// Fails, for good, once the lake's writer lock is no longer this agent's (deleted or
+    /// replaced by hand, or a lease taken by another writer): another agent may be writing,
+    /// and the append length check alone must not be what keeps the lake whole.
+    fn verify_lock(&self) -> Result<(), EngineError> {
+        Ok(self.lock.verify()?)
+    }
+
     /// Whether any snapshot was ever published to this lake.
     pub fn has_published(&self) -> Result<bool, EngineError> {
         Ok(self.state.published()?.is_some())
@@ -852,6 +981,7 @@ impl Pipeline {
     /// Takes a snapshot now (publishing only if something changed).
     pub fn snapshot(&mut self) -> Result<Option<snapshot::Published>, EngineError> {
         self.catch_up()?;
+        self.verify_lock()?;
         let position = match self.common_position() {
             Some(p) => p,
             None => self.state.published()?.map_or(Position(0), |p| p.position),
@@ -888,6 +1018,33 @@ impl Pipeline {
 }
 
 /// The one line that says a table stopped, why, and how to resume it.
+pub fn refuse_line(table: &str, reason: &str) -> String {
+    format!(
+        "table {table:?} is not linked: {reason}; the other tables sync. Fix the table or its [[table]] in the config (the agent tries again when the config changes and at every start), or unlink it"
+    )
+}
+
+/// Whether `table` can be linked as `config` has it: it is in the source, has a key, and is
+/// a table lakelink can capture. Only reads the source (for `lakelink link`, before it edits
+/// the config).
+pub fn check_linkable(config: &Config, table: &str) -> Result<(), EngineError> {
+    let Some(settings) = config
+        .tables
+        .iter()
+        .find(|t| t.name.as_str().eq_ignore_ascii_case(table))
+    else {
+        return Err(EngineError::Link {
+            table: table.to_string(),
+            reason: "is not in the config".into(),
+        });
+    };
+    // Describing a table does not touch capture objects, so no lake's capture name is needed.
+    let mut source = open_source(&config.source, "")?;
+    table_schema::resolve(source.as_mut(), settings)?;
+    Ok(())
+}
+
+/// The line that says a table stopped, why, and how to resume it.
 pub fn stop_line(table: &str, reason: &str) -> String {
     format!(
         "table {table:?} stopped: {reason}; its lake files stay as they are; to resume it, relink it (remove its [[table]] from the config, sync, then add it back), which copies it afresh (until it is back it leaves model.json, and with on_unlink = \"delete\" its live files go)"

@@ -89,7 +89,10 @@ pub fn settle_publish(
             let advice = if lake.size(&kept)?.is_some() {
                 format!("restore it by copying {kept} to model.json")
             } else {
-                "the lake's files are gone too; to start over, move the checkpoint store ([engine] state) aside and sync, which copies every table afresh".to_string()
+                format!(
+                    "no manifest is kept in _lakelink/models either, so the lake's files are gone (the lake folder deleted or emptied, or [lake] pointing at another place or at storage that is not mounted). If the lake is elsewhere, fix [lake]. To start over, move the checkpoint store {} aside and sync: every table is copied afresh, and the next start names the old capture triggers to drop",
+                    state.path().display()
+                )
             };
             Err(EngineError::Manifest {
                 path: model_path.to_string(),

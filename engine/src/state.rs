@@ -508,6 +508,11 @@ impl StateStore {
             .and_then(|text| serde_json::from_str(&text).ok()))
     }
 
+    /// The store's file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// The name that sets this lake's capture objects in the source apart from every other
     /// lake's (SQLite: its change log and triggers), made when the store is new. A store made
     /// before lakes had one, with tables linked under the unsuffixed names, keeps those: an

@@ -1,39 +1,63 @@
 //! `lakelink status`: per table, its sync state, position, lag, rows, last snapshot and last
-//! error. When an agent runs, it is asked (its address is in the lake's lock file); otherwise
-//! the checkpoint store is read (read-only: SQLite lets readers in beside a writer).
+//! error. When an agent holds the lake's lock, it is asked (its address is in the lock file);
+//! when it cannot be asked (stopped, hung, or serving no endpoint) the report says which
+//! process holds the lake, then reads the checkpoint store, as it does when no agent runs
+//! (read-only: SQLite lets readers in beside a writer).
 
 use crate::config::{Config, LakeConfig};
 use crate::error::EngineError;
 use crate::http_status::fetch_status;
 use crate::metrics::AgentStatus;
 use crate::state::StateStore;
-use lakelink_model::lake_path::LakePath;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-/// The status endpoint of the agent that holds (or last held) the lake's lock.
-fn agent_address(config: &Config) -> Option<SocketAddr> {
-    let holder = match &config.lake {
-        LakeConfig::Local(lake) => {
-            std::fs::read_to_string(lake.path.join(LakePath::writer_lock().as_str())).ok()?
-        }
-        // The lock blob is read without its lease, which only guards writes.
-        #[cfg(feature = "adls")]
-        LakeConfig::Adls(_) => {
-            use std::io::Read as _;
-            let lake = crate::pipeline::open_lake(&config.lake).ok()?;
-            let mut text = String::new();
-            lake.read(&LakePath::writer_lock(), 0, None)
-                .ok()?
-                .read_to_string(&mut text)
-                .ok()?;
-            text
-        }
-    };
+/// Who holds the lake's writer lock now (as the holder recorded itself), without taking it.
+/// `Err` says why that cannot be told (an unreachable lake).
+fn lock_holder(config: &Config) -> Result<Option<String>, EngineError> {
+    if let LakeConfig::Local(lake) = &config.lake
+        && !lake.path.is_dir()
+    {
+        // Opening would create the folder; status only looks.
+        return Ok(None);
+    }
+    let lake = crate::pipeline::open_lake(&config.lake)?;
+    Ok(lake.writer_holder()?)
+}
+
+/// The status endpoint a holder recorded (`..., status http://127.0.0.1:9464)`).
+fn status_address(holder: &str) -> Option<SocketAddr> {
     let at = holder.find("status http://")? + "status http://".len();
     let rest = &holder[at..];
     let end = rest.find([')', ',', ' ', '\n']).unwrap_or(rest.len());
     rest[..end].parse().ok()
+}
+
+/// The process id a holder recorded (`lakelink pid 123 (...)`).
+fn holder_pid(holder: &str) -> Option<u32> {
+    let at = holder.find("pid ")? + "pid ".len();
+    let digits: String = holder[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// The first line when the agent holding the lake cannot be asked: who it is and why it
+/// does not answer, so that a person looks at that process instead of starting another.
+fn silent_holder_line(holder: &str) -> String {
+    let process = holder_pid(holder).map_or_else(
+        || "that process".to_string(),
+        |pid| format!("process {pid}"),
+    );
+    match status_address(holder) {
+        Some(address) => format!(
+            "an agent holds the lake but does not answer at http://{address}: {holder}. It may be stopped (SIGSTOP; `kill -CONT` resumes it), hung, or overloaded; look at {process} before starting another agent. From the checkpoint store:"
+        ),
+        None => format!(
+            "an agent holds the lake and serves no status endpoint ([engine] listen is \"off\", or its address was taken): {holder}. From the checkpoint store:"
+        ),
+    }
 }
 
 fn agent_report(status: &AgentStatus, address: SocketAddr) -> String {
@@ -72,12 +96,20 @@ fn agent_report(status: &AgentStatus, address: SocketAddr) -> String {
 
 /// The status report as text.
 pub fn report(config: &Config) -> Result<String, EngineError> {
-    if let Some(address) = agent_address(config)
-        && let Some(status) = fetch_status(address)
-    {
-        return Ok(agent_report(&status, address));
-    }
-    let mut out = String::from("no agent is running; from the checkpoint store:\n");
+    let mut out = match lock_holder(config) {
+        Ok(Some(holder)) => {
+            if let Some(address) = status_address(&holder)
+                && let Some(status) = fetch_status(address)
+            {
+                return Ok(agent_report(&status, address));
+            }
+            silent_holder_line(&holder) + "\n"
+        }
+        Ok(None) => String::from("no agent is running; from the checkpoint store:\n"),
+        Err(e) => format!(
+            "cannot tell whether an agent holds the lake ({e}); from the checkpoint store:\n"
+        ),
+    };
     let Some(state) = StateStore::open_existing(&config.engine.state)? else {
         let _ = writeln!(
             out,

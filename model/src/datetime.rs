@@ -40,17 +40,12 @@ impl UtcDateTime {
         out
     }
 
-    /// Appends `2024-05-25T16:21:09.0000000Z` to `out` (for years 0 to 9999; others are
-    /// written with their sign and all their digits).
+    /// Appends `2024-05-25T16:21:09.0000000Z` to `out`. [`parse_datetime`] only makes
+    /// instants of years 1 to 9999, which always have four digits.
     pub fn write_lake_text(&self, out: &mut String) {
         let (year, month, day) = self.0.to_calendar_date();
         let (hour, minute, second, nanos) = self.0.to_hms_nano();
-        if !(0..=9999).contains(&year) {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{year:+}");
-        } else {
-            push_digits(out, year as u32, 4);
-        }
+        push_digits(out, year.clamp(0, 9999) as u32, 4);
         out.push('-');
         push_digits(out, u32::from(month as u8), 2);
         out.push('-');
@@ -101,7 +96,9 @@ fn push_digits(out: &mut String, value: u32, width: u32) {
 
 /// Parses a source date-time. `None` when the text is not one, when writing it in the lake's
 /// form would lose information (more than seven significant fractional digits), or when the
-/// instant in UTC falls outside years -9999 to 9999.
+/// instant in UTC falls outside years 1 to 9999: the range of a reader's timestamp (Spark,
+/// .NET, Parquet through pandas), and the range in which the lake's four-digit year is
+/// ISO 8601 without an agreed expansion. Such a value is kept as its text.
 ///
 /// Works on bytes, by hand: it runs for every date-time of every row, twice for a partition
 /// column, and splitting on patterns made it the largest cost of an initial copy.
@@ -110,9 +107,7 @@ pub fn parse_datetime(text: &str) -> Option<UtcDateTime> {
     let date = date_of(s.get(..10)?)?;
     let rest = &s[10..];
     let Some((&separator, rest)) = rest.split_first() else {
-        return Some(UtcDateTime::from_offset(
-            PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc(),
-        ));
+        return writable(PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc());
     };
     if separator != b'T' && separator != b' ' {
         return None;
@@ -120,14 +115,20 @@ pub fn parse_datetime(text: &str) -> Option<UtcDateTime> {
     let (clock, offset) = split_offset(rest)?;
     let time = parse_clock(clock)?;
     let local = PrimitiveDateTime::new(date, time);
-    if offset.is_utc() {
+    let utc = if offset.is_utc() {
         // Most stored date-times are in UTC already: no conversion to pay for.
-        return Some(UtcDateTime(local.assume_utc()));
-    }
-    local
-        .assume_offset(offset)
-        .checked_to_offset(UtcOffset::UTC)
-        .map(UtcDateTime)
+        local.assume_utc()
+    } else {
+        local
+            .assume_offset(offset)
+            .checked_to_offset(UtcOffset::UTC)?
+    };
+    writable(utc)
+}
+
+/// `utc` as a lake date-time, if its year is one the lake writes (1 to 9999).
+fn writable(utc: OffsetDateTime) -> Option<UtcDateTime> {
+    (1..=9999).contains(&utc.year()).then_some(UtcDateTime(utc))
 }
 
 /// Parses `YYYY-MM-DD` exactly.
@@ -293,10 +294,22 @@ mod tests {
             ("  2024-05-25 16:21:09\n", "2024-05-25T16:21:09.0000000Z"),
             ("\u{a0}2024-05-25\u{2003}", "2024-05-25T00:00:00.0000000Z"),
             ("2024-12-31T23:30:00-01:00", "2025-01-01T00:30:00.0000000Z"),
-            ("0000-01-01", "0000-01-01T00:00:00.0000000Z"),
+            ("0001-01-01", "0001-01-01T00:00:00.0000000Z"),
         ] {
             assert_eq!(lake(text).as_deref(), Some(expected), "{text:?}");
         }
+    }
+
+    #[test]
+    fn an_instant_before_year_1_in_utc_is_not_a_date_time() {
+        assert_eq!(lake("0000-01-01T00:30:00+01:00"), None);
+        assert_eq!(lake("0000-06-01T00:00:00Z"), None);
+        assert_eq!(lake("0000-12-31"), None);
+        assert_eq!(
+            lake("0001-01-01T00:30:00-01:00").as_deref(),
+            Some("0001-01-01T01:30:00.0000000Z")
+        );
+        assert_eq!(lake("0001-01-01T00:30:00+01:00"), None);
     }
 
     #[test]

@@ -71,6 +71,11 @@ pub trait Lake: Send + Sync {
     /// Takes the lake's writer lock, recording `holder` for whoever is refused next.
     fn lock_writer(&self, holder: &str) -> Result<Box<dyn WriterLock>, LakeError>;
 
+    /// Who holds the writer lock now, as the holder recorded itself, or `None` when no one
+    /// does. Only looks: it never takes the lock, so `lakelink status` can ask beside a
+    /// running agent (and learn that one holds the lake even when it does not answer).
+    fn writer_holder(&self) -> Result<Option<String>, LakeError>;
+
     /// The files a live file is stored as, in order: the file itself, or, on a store that
     /// splits long live files (a blob's block limit), `<partition>.csv`, `<partition>_001.csv`,
     /// ... as far as this lake has seen them. Every other method treats a live file as one
@@ -97,7 +102,13 @@ pub trait NewFile: Write + Send {
 }
 
 /// Proof of being the lake's only writer; released when dropped.
-pub trait WriterLock: Send {}
+pub trait WriterLock: Send {
+    /// Checks that the lock is still this writer's: a lock a person deleted or replaced by
+    /// hand, or a lease another writer took, fails with [`LakeError::LockLost`], and the
+    /// caller must stop writing. Called before every batch, so that the one-writer rule
+    /// never rests on a file staying where it was.
+    fn verify(&self) -> Result<(), LakeError>;
+}
 
 /// What a lake operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +148,16 @@ pub enum LakeError {
         holder: String,
         /// The lock's location.
         lock: String,
+    },
+    /// The writer lock stopped being this writer's while it wrote.
+    #[error(
+        "the lake's writer lock {lock} {what} while this agent held it, so another agent may be writing to the lake; this agent stops writing. Make sure no other agent runs on this lake, then start this one again"
+    )]
+    LockLost {
+        /// The lock's location.
+        lock: String,
+        /// What happened to it (`was deleted`, `was replaced`, `was taken by another writer`).
+        what: String,
     },
     /// The store failed.
     #[error("{operation} {path}: {source}")]

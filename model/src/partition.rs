@@ -35,7 +35,6 @@ impl Granularity {
 
     /// [`Granularity::partition_of`] into a reused buffer (it runs for every row).
     pub fn write_partition(self, value: &Value, out: &mut String) {
-        use std::fmt::Write as _;
         out.clear();
         let parsed = match value {
             Value::Text(text) => parse_datetime(text),
@@ -45,16 +44,10 @@ impl Granularity {
             out.push_str(DEFAULT_PARTITION);
             return;
         };
-        // By hand for the years lakelink writes as four digits: this runs for every row.
-        match u16::try_from(at.year()) {
-            Ok(year) if year <= 9999 => {
-                push_two_digits(out, (year / 100) as u8);
-                push_two_digits(out, (year % 100) as u8);
-            }
-            _ => {
-                let _ = write!(out, "{:04}", at.year());
-            }
-        }
+        // By hand: this runs for every row. A parsed date-time's year is 1 to 9999.
+        let year = at.year().clamp(0, 9999) as u16;
+        push_two_digits(out, (year / 100) as u8);
+        push_two_digits(out, (year % 100) as u8);
         if self == Granularity::Month {
             out.push('-');
             push_two_digits(out, at.month());
@@ -86,7 +79,8 @@ mod tests {
         let early = Value::Text("0042-03-01T00:30:00+01:00".into());
         assert_eq!(Granularity::Year.partition_of(&early), "0042");
         assert_eq!(Granularity::Month.partition_of(&early), "0042-02");
+        // Before year 1 in UTC the value is kept as its text, so it has no year.
         let first = Value::Text("0000-01-01T00:30:00+01:00".into());
-        assert_eq!(Granularity::Month.partition_of(&first), "-001-12");
+        assert_eq!(Granularity::Month.partition_of(&first), "1");
     }
 }

@@ -149,6 +149,17 @@ pub enum SourceError {
         /// The table.
         table: String,
     },
+    /// The table is there but its changes cannot be captured (SQLite's own tables, virtual
+    /// tables, views); the reason says what to link instead.
+    #[error("{source_name}: table {table:?} {reason}")]
+    Uncapturable {
+        /// The source.
+        source_name: String,
+        /// The table.
+        table: String,
+        /// What it is and what to do.
+        reason: String,
+    },
     /// A column named in the config is not in the table.
     #[error("table {table:?} has no column {column:?}; check the config's {setting}")]
     UnknownColumn {

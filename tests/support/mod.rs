@@ -489,15 +489,20 @@ impl RunningAgent {
         Some(line[at..].split_whitespace().next()?.to_string())
     }
 
+    /// Sends `signal` (`USR1`, `STOP`, `CONT`, ...) to the agent.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} {} failed", self.child.id());
+    }
+
     /// Asks the agent for a snapshot now (SIGUSR1, as `systemctl kill -s USR1` does) and
     /// waits until it has published a newer generation than the lake of `ws` had.
     pub fn snapshot_now(&self, ws: &Workspace) {
         let before = ws.model().generation;
-        let sent = Command::new("kill")
-            .args(["-USR1", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -USR1 {} failed", self.child.id());
+        self.signal("USR1");
         wait_for(30, "a snapshot published after SIGUSR1", || {
             ws.model().generation > before
         });

@@ -361,7 +361,38 @@ impl Lake for LocalLake {
             .and_then(|_| file.write_all(holder.as_bytes()))
             .and_then(|()| file.sync_all())
             .map_err(|e| LakeError::io("write the lock", &path, e))?;
-        Ok(Box::new(LocalWriterLock { _file: file }))
+        let identity = file
+            .metadata()
+            .map_err(|e| LakeError::io("read the lock's metadata", &path, e))?;
+        Ok(Box::new(LocalWriterLock {
+            identity: FileIdentity::of(&identity),
+            path: full,
+            _file: file,
+        }))
+    }
+
+    fn writer_holder(&self) -> Result<Option<String>, LakeError> {
+        let path = LakePath::writer_lock();
+        let full = self.full(&path);
+        let mut file = match File::open(&full) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(LakeError::io("open the lock", &path, e)),
+        };
+        // A shared lock is refused while a writer holds its exclusive one; taken, it is
+        // dropped with the file at once.
+        match file.try_lock_shared() {
+            Ok(()) => Ok(None),
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                Ok(Some(match text.trim() {
+                    "" => "another process".to_string(),
+                    named => named.to_string(),
+                }))
+            }
+            Err(fs::TryLockError::Error(e)) => Err(LakeError::io("test the lock", &path, e)),
+        }
     }
 }
 
@@ -417,10 +448,65 @@ impl Drop for LocalNewFile {
 
 /// Holds the lake's lock file open (and locked) for as long as it lives.
 struct LocalWriterLock {
+    /// The locked file's identity, to tell it from a file put at its name later.
+    identity: FileIdentity,
+    /// Where the lock file is.
+    path: PathBuf,
     _file: File,
 }
 
-impl WriterLock for LocalWriterLock {}
+impl WriterLock for LocalWriterLock {
+    fn verify(&self) -> Result<(), LakeError> {
+        // The lock is the open file, not the name: if a person deletes `_lakelink/lock` (or the
+        // whole lake), a second agent makes a new file there and locks that. The name must
+        // still lead to the file this agent locked.
+        let what = match fs::metadata(&self.path) {
+            Ok(found) if FileIdentity::of(&found) == self.identity => return Ok(()),
+            Ok(_) => "was replaced",
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match self.path.parent().and_then(Path::parent) {
+                    Some(root) if !root.exists() => "was deleted along with the whole lake folder",
+                    _ => "was deleted",
+                }
+            }
+            Err(e) => {
+                return Err(LakeError::io("check the lock", LakePath::writer_lock(), e));
+            }
+        };
+        Err(LakeError::LockLost {
+            lock: self.path.display().to_string(),
+            what: what.to_string(),
+        })
+    }
+}
+
+/// What tells one file from another at the same name: its device and inode.
+#[derive(Debug, PartialEq, Eq)]
+struct FileIdentity {
+    device: u64,
+    inode: u64,
+}
+
+impl FileIdentity {
+    #[cfg(unix)]
+    fn of(metadata: &fs::Metadata) -> FileIdentity {
+        use std::os::unix::fs::MetadataExt as _;
+        FileIdentity {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        }
+    }
+
+    /// Without inodes, only a deleted lock is noticed (every file that is there looks the
+    /// same).
+    #[cfg(not(unix))]
+    fn of(_metadata: &fs::Metadata) -> FileIdentity {
+        FileIdentity {
+            device: 0,
+            inode: 0,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -18,16 +18,53 @@ pub struct Removed {
     pub files: usize,
 }
 
-/// Reads a manifest from the lake.
+/// Reads a manifest from the lake. A manifest that is not one (cut short, overwritten with
+/// other bytes, not even text) is an error that says which kept file to restore it from.
 pub fn read_model(lake: &dyn Lake, path: &LakePath) -> Result<Model, EngineError> {
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     lake.read(path, 0, None)?
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .map_err(|e| lakelink_model::lake::LakeError::io("read", path, e))?;
-    serde_json::from_str(&text).map_err(|e| EngineError::Manifest {
+    serde_json::from_slice(&bytes).map_err(|e| EngineError::Manifest {
         path: path.to_string(),
-        reason: format!("not a valid manifest ({e}); restore it from _lakelink/models"),
+        reason: format!(
+            "not a valid manifest ({e}); {}",
+            damaged_manifest_advice(lake, path)
+        ),
     })
+}
+
+/// What to do about a damaged manifest, naming only files the lake holds.
+fn damaged_manifest_advice(lake: &dyn Lake, path: &LakePath) -> String {
+    if *path != LakePath::model() {
+        return "restore it from a backup of the lake, or delete it: only `lakelink read --generation` uses it, model.json does not".into();
+    }
+    // The newest kept manifest is model.json's own generation (it is written before
+    // model.json is replaced); copying it back is what a publish would have left.
+    let newest = lake
+        .list(&LakePath::published_models_dir())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| !e.is_dir && *path != e.path && is_whole_manifest(lake, &e.path))
+        .filter_map(|e| e.path.generation())
+        .max();
+    match newest {
+        Some(g) => format!(
+            "restore it by copying {} to model.json",
+            LakePath::published_model(g)
+        ),
+        None => "no whole manifest is kept in _lakelink/models to restore it from; restore model.json from a backup of the lake".into(),
+    }
+}
+
+/// Whether the manifest at `path` parses (for advice, which must not name a damaged file).
+fn is_whole_manifest(lake: &dyn Lake, path: &LakePath) -> bool {
+    let mut bytes = Vec::new();
+    lake.read(path, 0, None)
+        .ok()
+        .and_then(|mut r| r.read_to_end(&mut bytes).ok())
+        .is_some()
+        && serde_json::from_slice::<Model>(&bytes).is_ok()
 }
 
 /// The lake path of a partition's file, from its location; falls back to the lake layout

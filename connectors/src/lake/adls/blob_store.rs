@@ -191,6 +191,23 @@ impl BlobStore {
         .await
     }
 
+    /// The blob's lease state (`available`, `leased`, `expired`, `breaking`, `broken`).
+    pub async fn lease_state(&self, name: &str) -> azure_core::Result<Option<String>> {
+        with_retries(|| async {
+            timed(async {
+                let response = self.blob(name)?.get_properties(None).await?;
+                Ok(response
+                    .headers()
+                    .get_optional_str(&azure_core::http::headers::HeaderName::from_static(
+                        "x-ms-lease-state",
+                    ))
+                    .map(str::to_string))
+            })
+            .await
+        })
+        .await
+    }
+
     /// The blob's committed block list, ETag and size.
     pub async fn committed_blocks(&self, name: &str) -> azure_core::Result<CommittedBlocks> {
         with_retries(|| async {

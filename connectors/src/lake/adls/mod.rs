@@ -447,4 +447,8 @@ impl Lake for AdlsLake {
             Arc::clone(&self.lease_lost),
         )?))
     }
+
+    fn writer_holder(&self) -> Result<Option<String>, LakeError> {
+        writer_lease::holder(&self.runtime, &self.store)
+    }
 }

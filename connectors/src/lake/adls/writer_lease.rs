@@ -6,7 +6,7 @@
 //! it to expire.
 
 use super::blob_store::{BlobStore, PutCondition};
-use super::errors::{chain_text, error_code, lake_error};
+use super::errors::{chain_text, error_code, is_blob_not_found, lake_error};
 use azure_core::Bytes;
 use lakelink_model::lake::{LakeError, WriterLock};
 use lakelink_model::lake_path::LakePath;
@@ -79,9 +79,52 @@ fn parse_lock_text(text: &str) -> (String, bool) {
 pub struct BlobWriterLock {
     stop: Option<mpsc::Sender<()>>,
     renewer: Option<std::thread::JoinHandle<()>>,
+    /// Set by the renewer when another writer took the lease.
+    lost: Arc<AtomicBool>,
+    /// The lock blob's location.
+    location: String,
 }
 
-impl WriterLock for BlobWriterLock {}
+impl WriterLock for BlobWriterLock {
+    fn verify(&self) -> Result<(), LakeError> {
+        // A leased blob cannot be deleted or overwritten without its lease, so the lease
+        // can only be lost by lapsing during an outage and being taken by another writer.
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(LakeError::LockLost {
+                lock: self.location.clone(),
+                what: "lapsed and was taken by another writer".to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Who holds the lease on the lock blob now, from its lease state and content.
+pub fn holder(runtime: &Runtime, store: &BlobStore) -> Result<Option<String>, LakeError> {
+    let path = LakePath::writer_lock();
+    let name = store.locations().blob_name(&path);
+    runtime.block_on(async {
+        let leased = match store.lease_state(&name).await {
+            Ok(state) => state.as_deref() == Some("leased"),
+            Err(e) if is_blob_not_found(&e) => return Ok(None),
+            Err(e) => return Err(lake_error("read the lease of", &path, &e)),
+        };
+        if !leased {
+            return Ok(None);
+        }
+        let text = store
+            .download(&name, 0, None)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let (named, _) = parse_lock_text(&text);
+        Ok(Some(if named.is_empty() {
+            "another process".to_string()
+        } else {
+            named
+        }))
+    })
+}
 
 impl Drop for BlobWriterLock {
     fn drop(&mut self) {
@@ -158,6 +201,7 @@ pub fn lock_writer(
         })
     })?;
 
+    let lost_flag = Arc::clone(&lost);
     let (stop, stopped) = mpsc::channel::<()>();
     let runtime = Arc::clone(runtime);
     let store = store.clone();
@@ -216,6 +260,8 @@ pub fn lock_writer(
     Ok(BlobWriterLock {
         stop: Some(stop),
         renewer: Some(renewer),
+        lost: lost_flag,
+        location,
     })
 }
 

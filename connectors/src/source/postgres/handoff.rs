@@ -10,6 +10,7 @@
 //! adopts the snapshot, A commits (the lock lasted milliseconds), and B reads the table
 //! through a cursor in chunks, never holding it in memory. The copy stands at `P0`.
 
+use super::lock_wait::DDL_LOCK_TIMEOUT;
 use super::publication::QualifiedTable;
 use super::types;
 use lakelink_model::change::Position;
@@ -19,11 +20,10 @@ use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, SimpleQueryMessage};
 use std::ops::ControlFlow;
 
-/// How long the copy waits for the table's in-flight writers before trying again: while it
-/// waits, new writers queue behind it, so the wait stays short.
-const LOCK_TIMEOUT: &str = "2s";
-/// Tries before the copy reports the table busy (the agent then retries with backoff).
-const LOCK_TRIES: u32 = 5;
+/// Tries before the copy reports the table busy (the agent then retries with backoff). Each
+/// waits at most [`DDL_LOCK_TIMEOUT`] for the table's in-flight writers: while it waits, new
+/// writers queue behind it, so the wait stays short.
+const LOCK_TRIES: u32 = 3;
 /// Rows fetched per round trip.
 const FETCH_ROWS: usize = 5000;
 
@@ -49,7 +49,7 @@ pub fn copy_table(
             .start()
             .map_err(|e| ("starting the copy", e))?;
         // LOCK and SET take no snapshot, so the one exported below is taken under the lock.
-        lock.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        lock.batch_execute(&format!("SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'"))
             .map_err(|e| ("starting the copy", e))?;
         match lock.batch_execute(&format!("LOCK TABLE {} IN SHARE MODE", table.sql())) {
             Ok(()) => {}

@@ -10,6 +10,7 @@
 mod config;
 mod errors;
 mod handoff;
+mod lock_wait;
 mod pgoutput;
 mod publication;
 mod stream;
@@ -285,9 +286,19 @@ impl Source for PostgresSource {
         let slot = self.config.slot.clone();
         let client = self.connection()?;
         let err = |what: &str, e| source_error(&name, what, e);
-        if let Some(reason) = publication::prepare_replica_identity(client, &table, oid)
-            .map_err(|e| err("checking the table's replica identity", e))?
-        {
+        // A lock wait that timed out names the sessions holding the table.
+        let locked = |client: &mut Client, what: &str, e: postgres::Error| {
+            lock_wait::lock_wait_error(client, &name, what, &table, oid, &e)
+                .unwrap_or_else(|| source_error(&name, what, e))
+        };
+        let identity = publication::prepare_replica_identity(client, &table, oid);
+        if let Some(reason) = identity.map_err(|e| {
+            locked(
+                client,
+                &format!("setting REPLICA IDENTITY FULL on {}", table.sql()),
+                e,
+            )
+        })? {
             return Err(SourceError::Unusable {
                 source_name: name,
                 reason: format!("table {}: {reason}", table.sql()),
@@ -301,8 +312,13 @@ impl Source for PostgresSource {
                 reason,
             });
         }
-        publication::add_table(client, &slot, &table)
-            .map_err(|e| err("adding the table to the publication", e))?;
+        if let Err(e) = publication::add_table(client, &slot, &table) {
+            return Err(locked(
+                client,
+                &format!("adding {} to the publication", table.sql()),
+                e,
+            ));
+        }
         if spec.added_from.is_none() {
             let generated: Vec<String> = client
                 .query(
@@ -353,8 +369,18 @@ impl Source for PostgresSource {
         let name = self.name.clone();
         let slot = self.config.slot.clone();
         let client = self.connection()?;
-        publication::remove_table(client, &slot, schema, table, oid)
-            .map_err(|e| source_error(&name, &format!("removing {table:?} from capture"), e))
+        let what = format!("removing {table:?} from capture");
+        publication::remove_table(client, &slot, schema, table, oid).map_err(|e| match oid {
+            Some(oid) => {
+                let qualified = QualifiedTable {
+                    schema: schema.unwrap_or("public").to_string(),
+                    name: table.to_string(),
+                };
+                lock_wait::lock_wait_error(client, &name, &what, &qualified, oid, &e)
+                    .unwrap_or_else(|| source_error(&name, &what, e))
+            }
+            None => source_error(&name, &what, e),
+        })
     }
 
     fn copy_table(
@@ -362,7 +388,7 @@ impl Source for PostgresSource {
         spec: &CaptureSpec,
         on_row: &mut dyn FnMut(Position, Vec<Value>) -> ControlFlow<()>,
     ) -> Result<Position, SourceError> {
-        let (table, _) = self.resolve(&spec.table)?;
+        let (table, oid) = self.resolve(&spec.table)?;
         let columns: Vec<String> = spec.schema.columns.iter().map(|c| c.name.clone()).collect();
         let kinds: Vec<FieldKind> = spec
             .schema
@@ -373,8 +399,12 @@ impl Source for PostgresSource {
         let mut reader = connect(&self.config, &self.name)?;
         let name = self.name.clone();
         let locker = self.connection()?;
-        handoff::copy_table(locker, &mut reader, &table, &columns, &kinds, on_row)
-            .map_err(|(what, e)| source_error(&name, what, e))
+        handoff::copy_table(locker, &mut reader, &table, &columns, &kinds, on_row).map_err(
+            |(what, e)| {
+                lock_wait::lock_wait_error(&mut reader, &name, what, &table, oid, &e)
+                    .unwrap_or_else(|| source_error(&name, what, e))
+            },
+        )
     }
 
     fn read_changes(&mut self, after: Position, max: usize) -> Result<ChangeBatch, SourceError> {

@@ -4,6 +4,7 @@
 //! slot never holds WAL. Also the checks that refuse a table whose changes could not be
 //! captured exactly.
 
+use super::lock_wait::execute_ddl;
 use postgres::Client;
 
 /// A table's identity in the server.
@@ -69,6 +70,22 @@ pub fn ensure_slot(client: &mut Client, slot: &str) -> Result<Option<String>, po
                 "replication slot {slot:?} was dropped while tables were linked, so changes since are lost; relink them: unlink them all, sync, and link them again"
             )));
         }
+        // Creating a slot waits for every transaction that holds a transaction id to end (no
+        // lock_timeout bounds it): say which, so a wait is never silent.
+        let open: Vec<String> = client
+            .query(
+                "SELECT format('pid %s (%s%s for %s s)', pid, coalesce(nullif(application_name, '') || ', ', ''), state,                         coalesce(extract(epoch FROM now() - xact_start)::int8, 0))                  FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()                  ORDER BY xact_start LIMIT 5",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !open.is_empty() {
+            tracing::warn!(
+                slot, transactions = %open.join("; "),
+                "creating the replication slot waits for these transactions to end"
+            );
+        }
         client.execute(
             "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
             &[&slot],
@@ -97,21 +114,20 @@ pub fn add_table(
         // commits and commits after it. Such a transaction would be decoded with the table
         // not yet published, and pgoutput would keep that answer for the rest of the
         // decoding run, dropping the table's later changes too.
-        let mut tx = client.transaction()?;
-        tx.batch_execute(&format!(
-            "SET LOCAL lock_timeout = '{ADD_LOCK_TIMEOUT}'; LOCK TABLE {} IN SHARE MODE; ALTER PUBLICATION {} ADD TABLE {}",
-            table.sql(),
-            quote_ident(slot),
-            table.sql()
-        ))?;
-        tx.commit()?;
+        // The lock waits at most DDL_LOCK_TIMEOUT for the table's writers (writers queue
+        // behind a waiting SHARE lock); past it the link is reported busy and retried.
+        execute_ddl(
+            client,
+            &format!(
+                "LOCK TABLE {} IN SHARE MODE; ALTER PUBLICATION {} ADD TABLE {}",
+                table.sql(),
+                quote_ident(slot),
+                table.sql()
+            ),
+        )?;
     }
     Ok(())
 }
-
-/// How long adding a table to the publication waits for the table's writers; past it the
-/// link is reported busy and retried with backoff.
-const ADD_LOCK_TIMEOUT: &str = "5s";
 
 /// Removes the table from the publication (if it is there: by OID when known, so that a
 /// renamed table leaves too; else by name, in any schema when the schema is unknown); when
@@ -134,11 +150,14 @@ pub fn remove_table(
             schema: row.get(0),
             name: row.get(1),
         };
-        client.batch_execute(&format!(
-            "ALTER PUBLICATION {} DROP TABLE {}",
-            quote_ident(slot),
-            qualified.sql()
-        ))?;
+        execute_ddl(
+            client,
+            &format!(
+                "ALTER PUBLICATION {} DROP TABLE {}",
+                quote_ident(slot),
+                qualified.sql()
+            ),
+        )?;
     }
     let left: i64 = client
         .query_one(
@@ -204,7 +223,8 @@ pub fn prepare_replica_identity(
         match identity.as_str() {
             "f" => {}
             "d" if has_primary_key => {
-                client.batch_execute(&full)?;
+                // ACCESS EXCLUSIVE: waiting for it would queue the application's readers.
+                execute_ddl(client, &full)?;
                 tracing::info!(table = %relation, "REPLICA IDENTITY set to FULL so that updates carry the old row");
             }
             "d" => {

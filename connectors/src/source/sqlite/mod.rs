@@ -194,23 +194,59 @@ impl Source for SqliteSource {
 
     fn describe_table(&mut self, table: &str) -> Result<SourceTable, SourceError> {
         self.check_identity()?;
-        let kind: Option<String> = self
+        // table_list says what kind of table a name is: SQLite forbids triggers on its own
+        // tables, on virtual tables and on a virtual table's shadow tables, and a view holds
+        // no rows of its own; none of them can be captured.
+        let kind: Option<(String, String)> = self
             .conn
             .query_row(
-                "SELECT type FROM sqlite_schema WHERE name = ?1 COLLATE NOCASE AND type = 'table'",
+                "SELECT name, type FROM pragma_table_list WHERE schema = 'main' AND name = ?1 COLLATE NOCASE",
                 [table],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map(Some)
             .or_else(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Ok(None),
                 e => Err(self.err("reading the schema", e)),
             })?;
-        if kind.is_none() {
+        let Some((found, kind)) = kind else {
             return Err(SourceError::TableNotFound {
                 source_name: self.name.clone(),
                 table: table.to_string(),
             });
+        };
+        let uncapturable = |reason: &str| SourceError::Uncapturable {
+            source_name: self.name.clone(),
+            table: table.to_string(),
+            reason: reason.to_string(),
+        };
+        if found.to_ascii_lowercase().starts_with("sqlite_") {
+            return Err(uncapturable(
+                "is one of SQLite's own tables, on which SQLite allows no triggers; link application tables only",
+            ));
+        }
+        match kind.as_str() {
+            "table" => {}
+            "virtual" => {
+                return Err(uncapturable(
+                    "is a virtual table (FTS, R*Tree, ...), on which SQLite allows no triggers; link the tables whose rows it holds instead",
+                ));
+            }
+            "shadow" => {
+                return Err(uncapturable(
+                    "is a virtual table's internal (shadow) table, which SQLite keeps itself; link the tables whose rows the virtual table holds instead",
+                ));
+            }
+            "view" => {
+                return Err(uncapturable(
+                    "is a view, which holds no rows of its own to capture; link the tables it reads instead",
+                ));
+            }
+            other => {
+                return Err(uncapturable(&format!(
+                    "is a {other}, not a table lakelink can capture"
+                )));
+            }
         }
         let mut stmt = self
             .conn
@@ -534,9 +570,21 @@ impl Source for SqliteSource {
         self.check_identity()?;
         let attached = capture::captured_table(&self.conn, &self.names, link)
             .map_err(|e| self.err("reading the schema", e))?;
+        let exists = || -> Result<bool, SourceError> {
+            self.conn
+                .query_row(
+                    "SELECT count(*) > 0 FROM pragma_table_list WHERE schema = 'main' AND name = ?1 COLLATE NOCASE",
+                    [table],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err("reading the schema", e))
+        };
         Ok(match attached {
+            None if !exists()? => Some(format!(
+                "{table:?} is gone from the source (dropped, or renamed while its capture triggers went with it); if it is gone for good, unlink it"
+            )),
             None => Some(format!(
-                "its capture triggers are gone: {table:?} was dropped, or dropped and created again (as ALTER TABLE's 12-step procedure does), so changes since were not captured"
+                "its capture triggers are gone: {table:?} was dropped and created again (as ALTER TABLE's 12-step procedure does), so changes since were not captured"
             )),
             Some(now) if !now.eq_ignore_ascii_case(table) => {
                 Some(format!("{table:?} was renamed to {now:?}"))
