@@ -105,18 +105,33 @@ fn deleting_the_lock_file_by_hand_stops_the_agent_before_a_second_one_writes_bes
         ws.lake.join("model.json").exists()
     });
     std::fs::remove_file(ws.lake.join("_lakelink/lock")).unwrap();
-    // The first agent notices at its next poll, whether or not anything changed.
+    // A second agent can now take a new lock file at that name, and starts at once beside
+    // the first, which must notice at its next poll and stop before writing anything more
+    // (the lock is gone, or already the second agent's file, by then).
+    let beside = RunningAgent::start(&ws);
     let exit = first.child.wait().unwrap();
     assert!(!exit.success(), "the agent must stop: {}", first.log());
     let log = first.log();
     assert!(
         log.contains("the lake's writer lock")
-            && log.contains("_lakelink/lock was deleted while this agent held it")
+            && (log.contains("_lakelink/lock was deleted while this agent held it")
+                || log.contains("_lakelink/lock was replaced while this agent held it"))
             && log.contains("Make sure no other agent runs on this lake"),
         "{log}"
     );
-    // Replacing it with another file (what a second agent does after a deletion) is noticed
-    // the same way.
+    // The one beside it took the lake and keeps it, and what the application writes
+    // reaches the lake once.
+    wait_for(30, "the agent beside it to run", || {
+        beside.log().contains("agent running")
+    });
+    ws.source()
+        .execute("INSERT INTO t VALUES (1, 'one')", [])
+        .unwrap();
+    wait_for(30, "the row through the agent beside it", || {
+        ws.live_row_count("t") == 1
+    });
+    beside.stop_cleanly();
+    // Replacing it with another file is noticed the same way.
     let second = RunningAgent::start(&ws);
     wait_for(30, "the second agent to take the lake", || {
         second.log().contains("agent running")
@@ -136,9 +151,10 @@ fn deleting_the_lock_file_by_hand_stops_the_agent_before_a_second_one_writes_bes
     );
     // Nothing was lost or doubled: a fresh agent carries on.
     ws.source()
-        .execute("INSERT INTO t VALUES (1, 'one')", [])
+        .execute("INSERT INTO t VALUES (2, 'two')", [])
         .unwrap();
     ws.sync();
+    assert_eq!(ws.live_row_count("t"), 2, "each change once");
     assert_lake_matches_source(&ws, "t", "id", None);
 }
 
@@ -233,6 +249,7 @@ fn link_checks_the_table_against_the_source_before_it_edits_the_config() {
 fn a_configured_table_that_cannot_be_linked_is_refused_alone_and_the_others_flow() {
     let ws = Workspace::new(
         "CREATE TABLE t (id INTEGER PRIMARY KEY, x TEXT); INSERT INTO t VALUES (1, 'one');
+         CREATE TABLE counter (id INTEGER PRIMARY KEY AUTOINCREMENT);
          CREATE VIRTUAL TABLE docs USING fts5(body);",
     );
     let tables = "[[table]]\nname = \"t\"\n\n[[table]]\nname = \"gone\"\n\n[[table]]\nname = \"docs\"\nkey = [\"body\"]\n\n[[table]]\nname = \"sqlite_sequence\"\nkey = [\"name\"]\n";
@@ -246,6 +263,7 @@ fn a_configured_table_that_cannot_be_linked_is_refused_alone_and_the_others_flow
         "table \"docs\" is not linked",
         "is a virtual table",
         "table \"sqlite_sequence\" is not linked",
+        "is one of SQLite's own tables",
         "or unlink it",
     ] {
         assert!(err.contains(expected), "{expected}: {err}");

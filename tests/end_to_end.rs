@@ -519,3 +519,23 @@ fn on_unlink_delete_removes_the_folder_once_no_kept_manifest_needs_it() {
         "retention removed it with generation 1"
     );
 }
+
+#[test]
+fn a_snapshot_waits_for_every_pending_change_even_past_the_sources_byte_cap() {
+    // 120 changes of 1 MiB each: four batches (the source stops a batch at 32 MiB), though
+    // each is far short of batch_size. The snapshot must still hold every one.
+    let ws = Workspace::new("CREATE TABLE blobs (id INTEGER PRIMARY KEY, body TEXT);");
+    ws.write_config("", "[[table]]\nname = \"blobs\"\n");
+    ws.sync();
+    let conn = ws.source();
+    let body = "x".repeat(1 << 20);
+    for id in 0..120 {
+        conn.execute(
+            "INSERT INTO blobs VALUES (?1, ?2)",
+            rusqlite::params![id, body],
+        )
+        .unwrap();
+    }
+    ws.sync();
+    assert_lake_matches_source(&ws, "blobs", "id", None);
+}

@@ -125,3 +125,45 @@ fn reading_the_config_does_not_reload_it() {
     );
     agent.stop_cleanly();
 }
+
+#[test]
+fn a_reload_that_fails_partway_changes_nothing_and_the_removed_table_keeps_flowing() {
+    // The edit removes a and adds item, whose copy finds two rows keyed NULL: item cannot
+    // be linked, so the edit is rejected whole, and a (which it would have unlinked) stays.
+    let ws = Workspace::new(&format!(
+        "{SCHEMA}
+         CREATE TABLE item (code TEXT PRIMARY KEY, v);
+         INSERT INTO item VALUES (NULL, 'first'), (NULL, 'second'), ('c', 'fine');"
+    ));
+    ws.write_config(ENGINE, "[[table]]\nname = \"a\"\n");
+    let agent = RunningAgent::start(&ws);
+    wait_for(30, "table a in model.json", || entities(&ws) == ["a"]);
+    let conn = ws.source();
+    let triggers = trigger_count(&conn);
+    ws.write_config(ENGINE, "[[table]]\nname = \"item\"\n");
+    wait_for(30, "the edit to be rejected", || {
+        agent
+            .log()
+            .contains("config rejected; the agent keeps running on the last good config")
+    });
+    let log = agent.log();
+    let rejected = log.lines().find(|l| l.contains("config rejected")).unwrap();
+    assert!(
+        rejected.contains("item") && rejected.contains("NULL"),
+        "says why: {rejected}"
+    );
+    assert!(!log.contains("unlinked"), "a was not unlinked: {log}");
+    assert_eq!(
+        trigger_count(&conn),
+        triggers,
+        "item's capture was taken back, a's kept"
+    );
+    conn.execute("INSERT INTO a VALUES (2, 'a2')", []).unwrap();
+    wait_for(30, "a's new row", || ws.read("a", None).1.len() == 2);
+    assert_eq!(entities(&ws), ["a"]);
+    assert!(
+        !ws.lake.join("item").join("1.csv").exists(),
+        "item's copy was removed"
+    );
+    agent.stop_cleanly();
+}

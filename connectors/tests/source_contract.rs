@@ -169,8 +169,16 @@ fn read_all(
             );
         }
         assert!(batch.end >= after, "the end went back");
-        if batch.end == after && batch.changes.is_empty() {
-            return (out, after);
+        if !batch.more {
+            // Nothing more, says the source: and nothing written since, so the next read
+            // finds nothing either.
+            let next = source.read_changes(batch.end, max).expect("read changes");
+            assert!(
+                next.changes.is_empty() && !next.more,
+                "a batch said the source had nothing more, yet the next read found {:?}",
+                next.changes
+            );
+            return (out, batch.end);
         }
         after = batch.end;
     }
@@ -202,6 +210,11 @@ fn the_contract_holds(db: &mut dyn Database) {
          INSERT INTO item VALUES (4, 'four', '2024-04-04 00:00:00'); COMMIT;
          UPDATE item SET id = 5 WHERE id = 1;
          DELETE FROM item WHERE id = 2;",
+    );
+    let first = source.read_changes(copy_at, 1).unwrap();
+    assert!(
+        first.more || first.changes.len() == 4,
+        "a batch that left changes out says the source holds more"
     );
     let (changes, end) = read_all(source.as_mut(), copy_at, 1);
     let kinds: Vec<ChangeKind> = changes.iter().map(|c| c.1).collect();

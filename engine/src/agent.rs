@@ -53,7 +53,13 @@ pub struct SyncOutcome {
     pub stopped: Vec<(String, String)>,
     /// Configured tables that could not be linked (table, the line that says why).
     pub refused: Vec<(String, String)>,
+    /// Configured tables whose link still waits for a lock in the source.
+    pub waiting: Vec<String>,
 }
+
+/// How long `lakelink sync` waits for tables whose link meets an application's lock, after
+/// syncing the others, before it publishes without them: a cron job must end.
+pub const SYNC_WAITS_FOR_LOCKS: Duration = Duration::from_secs(60);
 
 /// One pass: link what is new, trickle everything pending, snapshot now.
 pub fn sync_once(config: Config, stop: Arc<AtomicBool>) -> Result<SyncOutcome, EngineError> {
@@ -61,9 +67,14 @@ pub fn sync_once(config: Config, stop: Arc<AtomicBool>) -> Result<SyncOutcome, E
     pipeline.reconcile()?;
     pipeline.check_schemas()?;
     pipeline.catch_up()?;
-    // Tables whose link waits for a lock in the source: the others are synced meanwhile,
-    // and the pass ends once each is linked (or on SIGINT, with the rest linked next time).
+    // Tables whose link waits for a lock in the source: the others are synced meanwhile, and
+    // the pass waits for them for a while (on their backoff), then publishes what it has and
+    // names those still waiting, which the next pass tries again.
+    let deadline = std::time::Instant::now() + SYNC_WAITS_FOR_LOCKS;
     while let Some(next) = pipeline.next_link_try() {
+        if next > deadline {
+            break;
+        }
         while std::time::Instant::now() < next && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -78,6 +89,7 @@ pub fn sync_once(config: Config, stop: Arc<AtomicBool>) -> Result<SyncOutcome, E
         published,
         stopped: pipeline.stopped_tables(),
         refused: pipeline.refused_tables(),
+        waiting: pipeline.waiting_tables(),
     })
 }
 
@@ -184,11 +196,12 @@ pub fn run_with_lake(
             }
         }
         let caught_up = retrying(signals, poll, &metrics, "trickling changes", || {
+            pipeline.verify_lock()?;
             pipeline.link_waiting_tables()?;
             pipeline.check_schemas()?;
             pipeline.trickle_once()
         })?
-        .is_none_or(|(_, caught_up)| caught_up);
+        .is_none_or(|trickled| trickled.caught_up);
         let requested = signals.snapshot_now.swap(false, Ordering::Relaxed);
         if requested || SystemTime::now() >= due {
             retrying(signals, poll, &metrics, "taking a snapshot", || {

@@ -9,11 +9,13 @@ use std::time::Duration;
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// The waits between retries: exponential from `poll`, with jitter, never longer than
-/// [`MAX_RETRY_DELAY`] (backon adds the jitter after its own cap, so the cap is applied here).
+/// [`MAX_RETRY_DELAY`]. backon adds up to as much again as jitter after its own cap, so the
+/// base is capped at half: at the cap the waits still spread (15 to 30 s), so agents that
+/// met the same failure do not retry in step.
 pub fn retry_delays(poll: Duration) -> impl Iterator<Item = Duration> + Send {
     ExponentialBuilder::default()
-        .with_min_delay(poll)
-        .with_max_delay(MAX_RETRY_DELAY)
+        .with_min_delay(poll.min(MAX_RETRY_DELAY / 2))
+        .with_max_delay(MAX_RETRY_DELAY / 2)
         .with_jitter()
         .without_max_times()
         .build()
@@ -29,6 +31,14 @@ mod tests {
         let waits: Vec<Duration> = retry_delays(Duration::from_millis(20)).take(200).collect();
         assert!(waits.iter().all(|w| *w <= MAX_RETRY_DELAY), "{waits:?}");
         assert!(waits[0] >= Duration::from_millis(20), "{waits:?}");
-        assert!(waits[199] >= MAX_RETRY_DELAY / 2, "{waits:?}");
+        assert!(
+            waits[150..].iter().all(|w| *w >= MAX_RETRY_DELAY / 2),
+            "{waits:?}"
+        );
+        let distinct: std::collections::BTreeSet<Duration> = waits[150..].iter().copied().collect();
+        assert!(
+            distinct.len() > 10,
+            "still jittered at the cap: {distinct:?}"
+        );
     }
 }

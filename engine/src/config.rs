@@ -8,6 +8,7 @@ use lakelink_connectors::source::postgres::PostgresSourceConfig;
 use lakelink_connectors::source::sqlite::SqliteSourceConfig;
 use lakelink_model::lake_path::TableName;
 use lakelink_model::partition::Granularity;
+use lakelink_model::table_mode::Mode;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -144,27 +145,6 @@ struct RawTable {
     mode: Mode,
     key: Option<Vec<String>>,
     schema: Option<String>,
-}
-
-/// How a table's snapshots are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// The partition's state: latest image per Id, deleted rows absent.
-    #[default]
-    InPlace,
-    /// The log of every change.
-    AppendOnly,
-}
-
-impl Mode {
-    /// The value of `lakelink:Mode`.
-    pub fn cdm_name(self) -> &'static str {
-        match self {
-            Mode::InPlace => "InPlace",
-            Mode::AppendOnly => "AppendOnly",
-        }
-    }
 }
 
 /// `[engine]`, with defaults applied.

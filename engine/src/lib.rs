@@ -11,6 +11,7 @@ pub mod error;
 pub mod http_status;
 pub mod manifest;
 pub mod metrics;
+pub mod pending_links;
 pub mod pipeline;
 pub mod read;
 pub mod recovery;

@@ -184,6 +184,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 .iter()
                 .map(|(table, reason)| pipeline::stop_line(table, reason))
                 .chain(outcome.refused.into_iter().map(|(_, line)| line))
+                .chain(outcome.waiting.iter().map(|table| format!(
+                    "table {table:?} is not linked yet: an application's lock on it in the source outlasted this pass (the log names who holds it); the next sync or a running agent tries again"
+                )))
                 .collect();
             if !lines.is_empty() {
                 anyhow::bail!("{}", lines.join(" | "));

@@ -3,16 +3,18 @@
 //! drive it; everything they share goes through here, so startup, a pass and a reload are one
 //! code path.
 
-use crate::backoff;
-use crate::config::{Config, LakeConfig, OnUnlink, SourceConfig, TableSettings};
-use crate::copy_progress::CopyProgress;
+mod link;
+mod reconcile;
+
+use crate::config::{Config, LakeConfig, SourceConfig, TableSettings};
 use crate::error::EngineError;
 use crate::manifest;
 use crate::metrics::{Metrics, TableProgress};
+use crate::pending_links::PendingLinks;
 use crate::recovery;
 use crate::snapshot;
-use crate::state::{HistoryMark, LinkRecord, LiveFile, StateStore, SyncState};
-use crate::table_feed::TableFeed;
+use crate::state::{HistoryMark, StateStore, SyncState};
+use crate::table_feed::{BatchProgress, TableFeed};
 use crate::table_schema;
 #[cfg(feature = "adls")]
 use lakelink_connectors::lake::adls::AdlsLake;
@@ -24,14 +26,11 @@ use lakelink_model::change::{LinkId, Position};
 use lakelink_model::datetime::UtcDateTime;
 use lakelink_model::lake::{Lake, WriterLock};
 use lakelink_model::lake_path::{LakePath, TableName};
-use lakelink_model::schema::{ColumnFill, TableSchema};
+use lakelink_model::schema::ColumnFill;
 use lakelink_model::source::{CaptureSpec, ExistingRows, Source, SourceError};
-use lakelink_model::value::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
 
 /// A feed's buffers are appended once they hold this much, even mid-batch, so a batch of wide
 /// rows never holds more than this per table in memory.
@@ -58,10 +57,8 @@ pub struct Pipeline {
     schema_version: Option<i64>,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
-    /// Configured tables that could not be linked (table, the line that says why).
-    refused: BTreeMap<String, String>,
-    /// Configured tables whose link waits for the source (a lock the application holds).
-    waiting: BTreeMap<String, WaitingLink>,
+    /// Configured tables that are refused, or whose link or unlink waits for the source.
+    pending: PendingLinks,
     /// The lake's writer lock, verified before every write (see [`Pipeline::verify_lock`]).
     lock: Box<dyn WriterLock>,
 }
@@ -85,14 +82,13 @@ fn open_source(config: &SourceConfig, capture_name: &str) -> Result<Box<dyn Sour
     })
 }
 
-/// A table whose link the source keeps busy, tried again on a backoff of its own.
-struct WaitingLink {
-    /// Tries so far.
-    attempt: u32,
-    /// When to try next.
-    next_try: Instant,
-    /// The waits before the tries after it.
-    delays: Box<dyn Iterator<Item = Duration> + Send>,
+/// What one trickle batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trickled {
+    /// Changes read.
+    pub changes: usize,
+    /// Whether the source said it had nothing more.
+    pub caught_up: bool,
 }
 
 impl Pipeline {
@@ -144,8 +140,7 @@ impl Pipeline {
             schema_version: None,
             stop,
             metrics,
-            refused: BTreeMap::new(),
-            waiting: BTreeMap::new(),
+            pending: PendingLinks::default(),
             lock,
         };
         for record in pipeline.state.links()? {
@@ -281,26 +276,25 @@ impl Pipeline {
         &self.metrics
     }
 
-    /// Reports every table's state to the metrics, with `batch` = per table (changes, rows,
-    /// bytes) of the batch just committed.
+    /// Reports every table's state to the metrics, with `batch` = what each table's feed did
+    /// in the batch just committed.
     fn report_progress(
         &mut self,
-        batch: &HashMap<String, (u64, u64, u64)>,
+        batch: &HashMap<String, BatchProgress>,
     ) -> Result<(), EngineError> {
         let head = self.source.head_position()?.0;
         let progress: Vec<TableProgress> = self
             .feeds
             .values()
             .map(|f| {
-                let (changes, rows, bytes) =
-                    batch.get(&f.record.table).copied().unwrap_or_default();
+                let done = batch.get(&f.record.table).copied().unwrap_or_default();
                 TableProgress {
                     table: f.record.table.clone(),
                     state: f.record.state.as_str().to_string(),
                     position: f.record.position.0,
-                    changes,
-                    rows,
-                    bytes,
+                    changes: done.changes,
+                    rows: done.rows,
+                    bytes: done.bytes,
                     live_rows: f.files().map(|x| x.rows).sum(),
                     partitions: f.files().count(),
                     last_snapshot: f.files().filter_map(|x| x.snapshot_generation).max(),
@@ -317,338 +311,9 @@ impl Pipeline {
         &self.config
     }
 
-    /// Applies a changed config: tables added are linked, tables removed are unlinked, and
-    /// `[engine]` settings take effect. The source, the lake and the checkpoint store stay as
-    /// they were opened until the next start (they are the agent's identity), and saying so.
-    pub fn apply_config(&mut self, mut new: Config) -> Result<(), EngineError> {
-        let old = &self.config;
-        if new.source != old.source || new.lake != old.lake || new.engine.state != old.engine.state
-        {
-            tracing::warn!(
-                "[source], [lake] and [engine] state changed; they take effect when the agent restarts"
-            );
-            new.source = old.source.clone();
-            new.lake = old.lake.clone();
-            new.engine.state = old.engine.state.clone();
-        }
-        // Every new table must be linkable before anything changes, so that a rejected config
-        // leaves the agent exactly on the last good one. A table the config in force already
-        // named, and that was refused then, does not reject the edit: it is tried again, and
-        // refused alone again if it still cannot be linked.
-        for table in &new.tables {
-            let name = table.name.as_str();
-            if !self.feeds.contains_key(name) && !self.refused.contains_key(name) {
-                table_schema::resolve(self.source.as_mut(), table)?;
-            }
-        }
-        self.config = new;
-        self.reconcile()
-    }
-
     /// The lake.
     pub fn lake(&self) -> &dyn Lake {
         self.lake.as_ref()
-    }
-
-    /// Links the configured tables that are not linked yet (running their initial sync) and
-    /// unlinks the tables the config no longer lists.
-    pub fn reconcile(&mut self) -> Result<(), EngineError> {
-        let wanted: Vec<TableSettings> = self.config.tables.clone();
-        let stale: Vec<String> = self
-            .state
-            .links()?
-            .into_iter()
-            .map(|r| r.table)
-            .filter(|t| !wanted.iter().any(|w| w.name.as_str() == t))
-            .collect();
-        for table in stale {
-            self.unlink(&table)?;
-        }
-        self.waiting
-            .retain(|table, _| wanted.iter().any(|w| w.name.as_str() == table));
-        self.refused.retain(|table, _| {
-            let kept = wanted.iter().any(|w| w.name.as_str() == table);
-            if !kept {
-                self.metrics.forget_table(table);
-            }
-            kept
-        });
-        for table in &wanted {
-            if self.stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let name = table.name.as_str();
-            if let Some(feed) = self.feeds.get(name) {
-                table_schema::warn_on_changed_options(feed, table);
-                continue;
-            }
-            if self
-                .waiting
-                .get(name)
-                .is_some_and(|w| Instant::now() < w.next_try)
-            {
-                continue;
-            }
-            // A table that cannot be linked as configured (not in the source, no key, a
-            // system or virtual table) is refused alone: the others link and flow.
-            let linked = table_schema::resolve(self.source.as_mut(), table)
-                .and_then(|schema| self.link(table, schema));
-            match linked {
-                Ok(()) => {
-                    self.refused.remove(name);
-                    if let Some(w) = self.waiting.remove(name) {
-                        tracing::info!(
-                            table = name,
-                            attempts = w.attempt + 1,
-                            "linked after waiting for the source"
-                        );
-                    }
-                }
-                Err(e) if e.refuses_link() => {
-                    self.waiting.remove(name);
-                    self.refuse(name, &e);
-                }
-                // A lock held in the source (an application transaction on the table): this
-                // table waits, with backoff, and the others keep flowing meanwhile.
-                Err(e) if e.is_source_busy() => self.wait_to_link(name, &e),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Puts off linking `table`, which the source keeps busy, to its next backoff.
-    fn wait_to_link(&mut self, table: &str, error: &EngineError) {
-        let poll = self.config.engine.poll_interval;
-        let waiting = self
-            .waiting
-            .entry(table.to_string())
-            .or_insert_with(|| WaitingLink {
-                attempt: 0,
-                next_try: Instant::now(),
-                delays: Box::new(backoff::retry_delays(poll)),
-            });
-        waiting.attempt += 1;
-        let wait = waiting.delays.next().unwrap_or(backoff::MAX_RETRY_DELAY);
-        waiting.next_try = Instant::now() + wait;
-        let attempt = waiting.attempt;
-        self.metrics.record_retry(error.kind(), &error.to_string());
-        self.metrics.record_waiting(table, &error.to_string());
-        tracing::warn!(
-            table, attempt, error = %error, retry_in_ms = wait.as_millis() as u64,
-            "the table waits to be linked; the other tables keep flowing"
-        );
-    }
-
-    /// Tries again to link the tables whose wait is over (see [`Pipeline::reconcile`]).
-    pub fn link_waiting_tables(&mut self) -> Result<(), EngineError> {
-        let now = Instant::now();
-        if self.waiting.values().any(|w| w.next_try <= now) {
-            self.reconcile()?;
-        }
-        Ok(())
-    }
-
-    /// When the next table waiting to be linked is due to be tried again, if any waits.
-    pub fn next_link_try(&self) -> Option<Instant> {
-        self.waiting.values().map(|w| w.next_try).min()
-    }
-
-    /// Records that a configured table cannot be linked, saying so once per reason (the
-    /// agent tries again at every start and config change).
-    fn refuse(&mut self, table: &str, error: &EngineError) {
-        let line = refuse_line(table, &error.to_string());
-        self.metrics.record_refused(table, &line);
-        if self.refused.get(table) != Some(&line) {
-            tracing::error!(table, "{line}");
-            self.refused.insert(table.to_string(), line);
-        }
-    }
-
-    /// Configured tables that could not be linked, with the line that says why.
-    pub fn refused_tables(&self) -> Vec<(String, String)> {
-        self.refused
-            .iter()
-            .map(|(t, line)| (t.clone(), line.clone()))
-            .collect()
-    }
-
-    /// Links a table: capture first, then the initial copy at a known position, then it
-    /// trickles from that position.
-    fn link(&mut self, table: &TableSettings, schema: TableSchema) -> Result<(), EngineError> {
-        let name = table.name.clone();
-        let previous = self
-            .state
-            .links()?
-            .into_iter()
-            .find(|r| r.table == name.as_str());
-        let link = match &previous {
-            Some(r) => r.link,
-            None => self.state.next_link_id()?,
-        };
-        let mut record = LinkRecord {
-            table: name.as_str().to_string(),
-            link,
-            state: SyncState::NotStarted,
-            position: Position(0),
-            schema,
-            mode: table.mode,
-            granularity: table.granularity,
-            completed_at: None,
-            stopped: None,
-        };
-        self.state.put_link(&record)?;
-        let spec = CaptureSpec {
-            link,
-            table: table.source_name(),
-            schema: record.schema.clone(),
-            added_from: None,
-        };
-        self.verify_lock()?;
-        self.source.install_capture(&spec)?;
-        tracing::info!(table = %name, link, "capture installed; starting the initial copy");
-        record.state = SyncState::InProgress;
-        self.state.put_link(&record)?;
-        // A fresh initial sync replaces whatever live files an earlier link or an interrupted
-        // copy left; snapshot files stay for the manifests that still name them.
-        self.state.clear_live_files(&record.table)?;
-        self.delete_live_files(&name)?;
-
-        let started = std::time::Instant::now();
-        let now = now_text();
-        let total = self.source.count_rows(&table.source_name())?;
-        let progress = CopyProgress::new(name.as_str(), total);
-        let feed = TableFeed::new(record.clone(), name.clone(), Vec::new());
-        let lake = self.lake.as_ref();
-        let stop = &self.stop;
-        let source = &mut self.source;
-        // Two threads: this one reads the source, the other encodes rows and appends them, so
-        // that reading and writing overlap. Rows travel in chunks through a bounded channel:
-        // a slow lake slows the read instead of filling memory.
-        let (sender, receiver) =
-            std::sync::mpsc::sync_channel::<(Position, Vec<Vec<Value>>)>(COPY_QUEUE_CHUNKS);
-        let (position, encoded, rows) = std::thread::scope(|scope| {
-            let writer = scope.spawn(|| -> Result<TableFeed, EngineError> {
-                let mut feed = feed;
-                for (position, chunk) in receiver {
-                    for row in &chunk {
-                        feed.copy_row(row, position, &now)
-                            .map_err(|reason| EngineError::Link {
-                                table: feed.record.table.clone(),
-                                reason,
-                            })?;
-                    }
-                    if feed.buffered_bytes() >= FLUSH_BYTES {
-                        feed.flush(lake)?;
-                    }
-                }
-                feed.flush(lake)?;
-                Ok(feed)
-            });
-            let mut chunk = Vec::with_capacity(COPY_CHUNK_ROWS);
-            let mut rows: u64 = 0;
-            // Every row of a copy stands at the copy's position.
-            let mut copy_position = Position(0);
-            let read = source.copy_table(&spec, &mut |position, row| {
-                copy_position = position;
-                chunk.push(row);
-                rows += 1;
-                progress.advance(rows);
-                if chunk.len() == COPY_CHUNK_ROWS
-                    && sender
-                        .send((
-                            position,
-                            std::mem::replace(&mut chunk, Vec::with_capacity(COPY_CHUNK_ROWS)),
-                        ))
-                        .is_err()
-                {
-                    // The writer stopped on an error, which its join reports.
-                    return ControlFlow::Break(());
-                }
-                if stop.load(Ordering::Relaxed) {
-                    return ControlFlow::Break(());
-                }
-                ControlFlow::Continue(())
-            });
-            if !chunk.is_empty() {
-                let _ = sender.send((copy_position, chunk));
-            }
-            drop(sender);
-            let encoded = writer
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (read, encoded, rows)
-        });
-        let feed = match encoded {
-            Err(refused @ EngineError::Link { .. }) => {
-                // The table cannot be linked as it is: take capture back out, so that the
-                // application does not keep paying for it, and forget the link.
-                progress.finish();
-                self.source.remove_capture(link, &table.source_name())?;
-                self.state.remove_link(name.as_str())?;
-                self.delete_live_files(&name)?;
-                return Err(refused);
-            }
-            other => other?,
-        };
-        let position = position?;
-        progress.finish();
-        if self.stop.load(Ordering::Relaxed) {
-            tracing::info!(table = %name, "initial copy interrupted by shutdown; it starts over next time");
-            return Ok(());
-        }
-        record.state = SyncState::Completed;
-        record.position = position;
-        record.completed_at = Some(now_text());
-        let files: Vec<LiveFile> = feed.files().cloned().collect();
-        self.state.complete_initial_sync(&record, &files)?;
-        let feed = TableFeed::new(record, name.clone(), files);
-        self.write_trickle_manifest(&feed)?;
-        tracing::info!(
-            table = %name, rows, position = %position,
-            seconds = started.elapsed().as_secs_f64(), "initial copy completed"
-        );
-        self.by_link.insert(link, feed.record.table.clone());
-        self.feeds.insert(feed.record.table.clone(), feed);
-        if self.common_position() == Some(position) {
-            // The first table (or one copied at the lowest position) sets where every table
-            // resumes from: mark the source's history there.
-            self.mark_history(position)?;
-        }
-        self.report_progress(&HashMap::new())?;
-        Ok(())
-    }
-
-    /// Unlinks a table: capture removed from the source, the table forgotten; its folder stays
-    /// in the lake and the entity leaves model.json at the next publish.
-    fn unlink(&mut self, table: &str) -> Result<(), EngineError> {
-        let link = self.state.links()?.into_iter().find(|r| r.table == table);
-        if let Some(record) = link {
-            self.source.remove_capture(record.link, table)?;
-            self.by_link.remove(&record.link);
-        }
-        self.state.remove_link(table)?;
-        self.feeds.remove(table);
-        self.metrics.forget_table(table);
-        if let Ok(name) = TableName::new(table) {
-            self.lake.delete(&LakePath::trickle_manifest(&name))?;
-            if self.config.engine.on_unlink == OnUnlink::Delete {
-                // Live files go now; snapshot files go with retention, once no kept manifest
-                // (which readers may still be using) names them.
-                for entry in self.lake.list(&LakePath::table_dir(&name))? {
-                    if !entry.is_dir {
-                        self.lake.delete(&entry.path)?;
-                    }
-                }
-                tracing::info!(
-                    table,
-                    "unlinked; its live files are deleted, its snapshots go with retention"
-                );
-                return Ok(());
-            }
-        }
-        tracing::info!(table, "unlinked; its folder stays in the lake");
-        Ok(())
     }
 
     /// Looks at every linked table after a schema change: a table whose capture broke
@@ -840,7 +505,7 @@ impl Pipeline {
     /// Reads one batch of changes and makes it durable in the lake. Returns how many changes
     /// it read and whether the source had no more. After a failure nothing of the batch is
     /// checkpointed; whatever reached the lake is skipped when the batch is read again.
-    pub fn trickle_once(&mut self) -> Result<(usize, bool), EngineError> {
+    pub fn trickle_once(&mut self) -> Result<Trickled, EngineError> {
         let result = self.trickle_batch();
         if result.is_err() {
             for feed in self.feeds.values_mut() {
@@ -850,18 +515,26 @@ impl Pipeline {
         result
     }
 
-    fn trickle_batch(&mut self) -> Result<(usize, bool), EngineError> {
+    fn trickle_batch(&mut self) -> Result<Trickled, EngineError> {
         // Every poll, not only before a write: one stat, and an agent whose lake was taken
         // over says so while idle too.
         self.verify_lock()?;
         let Some(after) = self.common_position() else {
-            return Ok((0, true));
+            return Ok(Trickled {
+                changes: 0,
+                caught_up: true,
+            });
         };
         let max = self.config.engine.batch_size;
         let batch = self.source.read_changes(after, max)?;
-        let caught_up = batch.changes.len() < max;
+        // The source says whether it holds more: a count could not tell (a source skips what
+        // belongs to no link, and stops at a byte cap).
+        let caught_up = !batch.more;
         if batch.end <= after {
-            return Ok((0, caught_up));
+            return Ok(Trickled {
+                changes: 0,
+                caught_up,
+            });
         }
         let now = now_text();
         let mut files = Vec::new();
@@ -940,14 +613,17 @@ impl Pipeline {
         if let Some(upto) = self.common_position() {
             self.source.acknowledge(upto)?;
         }
-        let batch_progress: HashMap<String, (u64, u64, u64)> = self
+        let batch_progress: HashMap<String, BatchProgress> = self
             .feeds
             .values_mut()
             .map(|f| (f.record.table.clone(), f.take_progress()))
             .collect();
         self.report_progress(&batch_progress)?;
         tracing::debug!(changes = batch.changes.len(), end = %batch.end, files = files.len(), "batch committed");
-        Ok((batch.changes.len(), caught_up))
+        Ok(Trickled {
+            changes: batch.changes.len(),
+            caught_up,
+        })
     }
 
     /// Trickles until the source has nothing more (bounded, so a writer that never pauses
@@ -957,9 +633,9 @@ impl Pipeline {
         for _ in 0..1000 {
             // A schema change is handled before the batch that follows it is read.
             self.check_schemas()?;
-            let (n, caught_up) = self.trickle_once()?;
-            total += n;
-            if caught_up {
+            let trickled = self.trickle_once()?;
+            total += trickled.changes;
+            if trickled.caught_up {
                 break;
             }
         }
@@ -969,7 +645,7 @@ impl Pipeline {
     /// Fails, for good, once the lake's writer lock is no longer this agent's (deleted or
     /// replaced by hand, or a lease taken by another writer): another agent may be writing,
     /// and the append length check alone must not be what keeps the lake whole.
-    fn verify_lock(&self) -> Result<(), EngineError> {
+    pub fn verify_lock(&self) -> Result<(), EngineError> {
         Ok(self.lock.verify()?)
     }
 
@@ -1017,7 +693,7 @@ impl Pipeline {
     }
 }
 
-/// The one line that says a table stopped, why, and how to resume it.
+/// The line that says a configured table cannot be linked, why, and what to do.
 pub fn refuse_line(table: &str, reason: &str) -> String {
     format!(
         "table {table:?} is not linked: {reason}; the other tables sync. Fix the table or its [[table]] in the config (the agent tries again when the config changes and at every start), or unlink it"
@@ -1044,7 +720,7 @@ pub fn check_linkable(config: &Config, table: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// The line that says a table stopped, why, and how to resume it.
+/// The one line that says a table stopped, why, and how to resume it.
 pub fn stop_line(table: &str, reason: &str) -> String {
     format!(
         "table {table:?} stopped: {reason}; its lake files stay as they are; to resume it, relink it (remove its [[table]] from the config, sync, then add it back), which copies it afresh (until it is back it leaves model.json, and with on_unlink = \"delete\" its live files go)"

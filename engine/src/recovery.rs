@@ -9,7 +9,7 @@
 //!   cut short by the crash is removed; it was never part of a committed batch.
 
 use crate::error::EngineError;
-use crate::snapshot::retention::read_model;
+use crate::snapshot::retention::read_current_model;
 use crate::state::{LinkRecord, LiveFile, StateStore};
 use lakelink_model::change::Position;
 use lakelink_model::csv_row::{CsvError, CsvReader, Record};
@@ -56,8 +56,9 @@ pub fn settle_publish(
     now: &str,
 ) -> Result<(), EngineError> {
     let model_path = LakePath::model();
+    let published = state.published()?.map(|p| p.generation);
     let model_generation = match lake.size(&model_path)? {
-        Some(_) => Some(read_model(lake, &model_path)?.generation),
+        Some(_) => Some(read_current_model(lake, published)?.generation),
         None => None,
     };
     if let Some(pending) = state.pending()? {
@@ -90,7 +91,7 @@ pub fn settle_publish(
                 format!("restore it by copying {kept} to model.json")
             } else {
                 format!(
-                    "no manifest is kept in _lakelink/models either, so the lake's files are gone (the lake folder deleted or emptied, or [lake] pointing at another place or at storage that is not mounted). If the lake is elsewhere, fix [lake]. To start over, move the checkpoint store {} aside and sync: every table is copied afresh, and the next start names the old capture triggers to drop",
+                    "no manifest is kept in _lakelink/models either, so the lake's files are gone (the lake folder deleted or emptied, or [lake] pointing at another place or at storage that is not mounted). If the lake is elsewhere, fix [lake] or mount its storage, and start again. If it is gone for good, start over: move the checkpoint store {} aside and sync, which copies every table afresh (on SQLite the next start names the old capture triggers to drop)",
                     state.path().display()
                 )
             };

@@ -4,10 +4,10 @@
 //!
 //! Progress only moves forward: a table's position is never lowered by a checkpoint.
 
-use crate::config::Mode;
 use lakelink_model::change::{LinkId, Position};
 use lakelink_model::partition::Granularity;
 use lakelink_model::schema::TableSchema;
+use lakelink_model::table_mode::Mode;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 
@@ -188,8 +188,37 @@ pub struct PendingSnapshot {
     pub position: Position,
     /// The table signature it will publish.
     pub signature: String,
-    /// (table, partition, live length at the cut) of each partition it rewrites.
-    pub cuts: Vec<(String, String, u64)>,
+    /// Each partition it rewrites, and where.
+    pub cuts: Vec<PartitionCut>,
+}
+
+/// Where a snapshot cuts one partition's live file. Stored as a `[table, partition, length]`
+/// array, as stores have always held it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "(String, String, u64)", into = "(String, String, u64)")]
+pub struct PartitionCut {
+    /// The table.
+    pub table: String,
+    /// The partition.
+    pub partition: String,
+    /// The live file's committed length at the cut.
+    pub length: u64,
+}
+
+impl From<(String, String, u64)> for PartitionCut {
+    fn from((table, partition, length): (String, String, u64)) -> Self {
+        PartitionCut {
+            table,
+            partition,
+            length,
+        }
+    }
+}
+
+impl From<PartitionCut> for (String, String, u64) {
+    fn from(cut: PartitionCut) -> Self {
+        (cut.table, cut.partition, cut.length)
+    }
 }
 
 /// The checkpoint store.
@@ -633,11 +662,16 @@ impl StateStore {
             return Ok(());
         };
         self.transaction("committing a snapshot", |tx| {
-            for (table, partition, cut) in &p.cuts {
+            for cut in &p.cuts {
                 tx.execute(
                     "UPDATE live_files SET snapshot_len = ?3, snapshot_generation = ?4
                      WHERE name = ?1 AND partition = ?2",
-                    params![table, partition, *cut as i64, p.generation as i64],
+                    params![
+                        cut.table,
+                        cut.partition,
+                        cut.length as i64,
+                        p.generation as i64
+                    ],
                 )?;
             }
             tx.execute(

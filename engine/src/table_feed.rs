@@ -19,6 +19,17 @@ use lakelink_model::value::Value;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+/// What a table's feed did since it was last asked: for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchProgress {
+    /// Changes applied.
+    pub changes: u64,
+    /// Rows appended to the lake.
+    pub rows: u64,
+    /// Bytes appended to the lake.
+    pub bytes: u64,
+}
+
 /// A live file being appended to.
 struct FileCursor {
     durable: LiveFile,
@@ -55,7 +66,7 @@ pub struct TableFeed {
     /// Reused for each row's partition name.
     partition: String,
     /// Changes applied, and rows and bytes appended, since the last [`TableFeed::take_progress`].
-    progress: (u64, u64, u64),
+    progress: BatchProgress,
 }
 
 impl TableFeed {
@@ -71,7 +82,7 @@ impl TableFeed {
             name,
             new_partitions: false,
             partition: String::new(),
-            progress: (0, 0, 0),
+            progress: BatchProgress::default(),
         }
     }
 
@@ -148,7 +159,7 @@ impl TableFeed {
     }
 
     /// Changes applied, and rows and bytes appended to the lake, since the last call.
-    pub fn take_progress(&mut self) -> (u64, u64, u64) {
+    pub fn take_progress(&mut self) -> BatchProgress {
         std::mem::take(&mut self.progress)
     }
 
@@ -160,7 +171,7 @@ impl TableFeed {
         {
             return Err(problem);
         }
-        self.progress.0 += 1;
+        self.progress.changes += 1;
         let schema = &self.record.schema;
         let position = change.position;
         let old = || {
@@ -261,7 +272,7 @@ impl TableFeed {
             c.skip_at_last = c.durable.rows_at_last;
         }
         // The changes are applied again; what reached the lake stays counted.
-        self.progress.0 = 0;
+        self.progress.changes = 0;
     }
 
     /// Appends every file's buffered rows (each file's rows as one durable append) and returns
@@ -280,8 +291,8 @@ impl TableFeed {
                 self.new_partitions = true;
             }
             cursor.buffer.clear();
-            self.progress.1 += cursor.buffered_rows;
-            self.progress.2 += len - cursor.durable.len;
+            self.progress.rows += cursor.buffered_rows;
+            self.progress.bytes += len - cursor.durable.len;
             let d = &mut cursor.durable;
             d.len = len;
             d.rows += cursor.buffered_rows;

@@ -27,6 +27,9 @@ pub fn resolve(source: &mut dyn Source, table: &TableSettings) -> Result<TableSc
         )));
     }
     let described = source.describe_table(&table.source_name())?;
+    if let Some(reason) = source.capture_problem(&table.source_name())? {
+        return Err(link_err(reason));
+    }
     let find = |column: &str, setting: &'static str| {
         described
             .columns

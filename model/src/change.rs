@@ -65,6 +65,11 @@ pub struct ChangeBatch {
     /// Links whose changes the source can no longer capture exactly. The batch holds a broken
     /// link's changes from before the break only; the engine writes them and stops the table.
     pub broken: Vec<BrokenLink>,
+    /// Whether the source holds changes after `end` that this batch left out (it was full,
+    /// it reached the source's byte cap, or a schema change must be looked at first). When
+    /// false, every change the source held when the read began is in this batch or at or
+    /// before `end`: the engine is caught up.
+    pub more: bool,
 }
 
 /// A link whose capture broke: from `position` on, its changes cannot be delivered exactly

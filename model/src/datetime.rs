@@ -40,12 +40,17 @@ impl UtcDateTime {
         out
     }
 
-    /// Appends `2024-05-25T16:21:09.0000000Z` to `out`. [`parse_datetime`] only makes
-    /// instants of years 1 to 9999, which always have four digits.
+    /// Appends `2024-05-25T16:21:09.0000000Z` to `out` ([`parse_datetime`] makes only
+    /// instants of years 1 to 9999; another year is written with its sign and digits).
     pub fn write_lake_text(&self, out: &mut String) {
         let (year, month, day) = self.0.to_calendar_date();
         let (hour, minute, second, nanos) = self.0.to_hms_nano();
-        push_digits(out, year.clamp(0, 9999) as u32, 4);
+        if !(0..=9999).contains(&year) {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{year:+}");
+        } else {
+            push_digits(out, year as u32, 4);
+        }
         out.push('-');
         push_digits(out, u32::from(month as u8), 2);
         out.push('-');
@@ -103,11 +108,20 @@ fn push_digits(out: &mut String, value: u32, width: u32) {
 /// Works on bytes, by hand: it runs for every date-time of every row, twice for a partition
 /// column, and splitting on patterns made it the largest cost of an initial copy.
 pub fn parse_datetime(text: &str) -> Option<UtcDateTime> {
+    parse_instant(text).filter(|at| (1..=9999).contains(&at.year()))
+}
+
+/// The instant `text` names, in any year from -9999 to 9999: [`parse_datetime`] without its
+/// range. Partitions use it, so that a row's partition never moved when the lake stopped
+/// writing instants before year 1 as date-times (a row of year 0 stays in `0000`).
+pub fn parse_instant(text: &str) -> Option<UtcDateTime> {
     let s = text.trim().as_bytes();
     let date = date_of(s.get(..10)?)?;
     let rest = &s[10..];
     let Some((&separator, rest)) = rest.split_first() else {
-        return writable(PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc());
+        return Some(UtcDateTime(
+            PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc(),
+        ));
     };
     if separator != b'T' && separator != b' ' {
         return None;
@@ -115,20 +129,14 @@ pub fn parse_datetime(text: &str) -> Option<UtcDateTime> {
     let (clock, offset) = split_offset(rest)?;
     let time = parse_clock(clock)?;
     let local = PrimitiveDateTime::new(date, time);
-    let utc = if offset.is_utc() {
+    if offset.is_utc() {
         // Most stored date-times are in UTC already: no conversion to pay for.
-        local.assume_utc()
-    } else {
-        local
-            .assume_offset(offset)
-            .checked_to_offset(UtcOffset::UTC)?
-    };
-    writable(utc)
-}
-
-/// `utc` as a lake date-time, if its year is one the lake writes (1 to 9999).
-fn writable(utc: OffsetDateTime) -> Option<UtcDateTime> {
-    (1..=9999).contains(&utc.year()).then_some(UtcDateTime(utc))
+        return Some(UtcDateTime(local.assume_utc()));
+    }
+    local
+        .assume_offset(offset)
+        .checked_to_offset(UtcOffset::UTC)
+        .map(UtcDateTime)
 }
 
 /// Parses `YYYY-MM-DD` exactly.

@@ -12,6 +12,7 @@ pub mod lake_path;
 pub mod partition;
 pub mod schema;
 pub mod source;
+pub mod table_mode;
 pub mod value;
 pub mod value_codec;
 

@@ -1,6 +1,6 @@
 //! Which partition a row belongs to (LAKE_FORMAT §2).
 
-use crate::datetime::parse_datetime;
+use crate::datetime::parse_instant;
 use crate::lake_path::DEFAULT_PARTITION;
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
@@ -37,17 +37,24 @@ impl Granularity {
     pub fn write_partition(self, value: &Value, out: &mut String) {
         out.clear();
         let parsed = match value {
-            Value::Text(text) => parse_datetime(text),
+            Value::Text(text) => parse_instant(text),
             _ => None,
         };
         let Some(at) = parsed else {
             out.push_str(DEFAULT_PARTITION);
             return;
         };
-        // By hand: this runs for every row. A parsed date-time's year is 1 to 9999.
-        let year = at.year().clamp(0, 9999) as u16;
-        push_two_digits(out, (year / 100) as u8);
-        push_two_digits(out, (year % 100) as u8);
+        // By hand for the years lakelink writes as four digits: this runs for every row.
+        match u16::try_from(at.year()) {
+            Ok(year) if year <= 9999 => {
+                push_two_digits(out, (year / 100) as u8);
+                push_two_digits(out, (year % 100) as u8);
+            }
+            _ => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{:04}", at.year());
+            }
+        }
         if self == Granularity::Month {
             out.push('-');
             push_two_digits(out, at.month());
@@ -79,8 +86,9 @@ mod tests {
         let early = Value::Text("0042-03-01T00:30:00+01:00".into());
         assert_eq!(Granularity::Year.partition_of(&early), "0042");
         assert_eq!(Granularity::Month.partition_of(&early), "0042-02");
-        // Before year 1 in UTC the value is kept as its text, so it has no year.
+        // Before year 1 in UTC the value is written as its text, but its row stays in the
+        // partition of its year, where it always was.
         let first = Value::Text("0000-01-01T00:30:00+01:00".into());
-        assert_eq!(Granularity::Month.partition_of(&first), "1");
+        assert_eq!(Granularity::Month.partition_of(&first), "-001-12");
     }
 }

@@ -246,7 +246,15 @@ mod tests {
         SourceColumn {
             name: name.into(),
             declared_type: declared.into(),
-            column_type: ColumnType::from_sqlite_declared(declared),
+            column_type: ColumnType {
+                kind: match declared {
+                    "INTEGER" => FieldKind::Integer,
+                    "REAL" => FieldKind::Real,
+                    _ => FieldKind::Text,
+                },
+                max_length: None,
+                precision_scale: None,
+            },
             number: None,
         }
     }

@@ -60,7 +60,9 @@ pub enum ExistingRows {
 /// - [`Source::copy_table`] streams the table as it stood at one position `p` and returns
 ///   `p`: every change after `p` is reported by [`Source::read_changes`], none at or before.
 /// - [`Source::read_changes`] returns changes after `after` in position order, never
-///   splitting the changes that share a position.
+///   splitting the changes that share a position, and says in the batch's `more` whether it
+///   left changes out; when it says no, a read from the batch's end finds nothing that was
+///   there when this read began.
 /// - [`Source::acknowledge`] tells the source that everything up to `upto` is durable in the
 ///   lake, so it may discard it. Until then a change stays readable, whatever crashes.
 /// - A link whose capture breaks (the table dropped, recreated, renamed, its capture objects
@@ -114,6 +116,11 @@ pub trait Source: Send {
     /// capture is installed again (so a table dropped and created again while the agent was
     /// stopped is never taken for the linked one).
     fn capture_broken(&mut self, spec: &CaptureSpec) -> Result<Option<String>, SourceError>;
+
+    /// Why the table's changes could not be captured exactly as it is set up now, with what
+    /// to change; `None` when they can. Only reads: asked before a link changes anything
+    /// (`lakelink link`, a reload), so that a refusal leaves everything as it was.
+    fn capture_problem(&mut self, table: &str) -> Result<Option<String>, SourceError>;
 
     /// What the table's existing rows hold in `column`, just added.
     fn existing_rows(&mut self, table: &str, column: &str) -> Result<ExistingRows, SourceError>;

@@ -18,7 +18,6 @@ pub use application::{Application, Source};
 
 use lakelink_model::FieldKind;
 use lakelink_model::cdm::Model;
-use lakelink_model::column_type::ColumnType;
 use lakelink_model::csv_row::{CsvReader, Record};
 use lakelink_model::lake::Lake;
 use lakelink_model::lake_path::LakePath;
@@ -292,7 +291,10 @@ pub fn source_columns(conn: &Connection, table: &str) -> Vec<(String, FieldKind)
         .unwrap();
     stmt.query_map([table], |r| {
         let declared: String = r.get(1)?;
-        Ok((r.get(0)?, ColumnType::from_sqlite_declared(&declared).kind))
+        Ok((
+            r.get(0)?,
+            lakelink_connectors::source::sqlite::types::column_type(&declared).kind,
+        ))
     })
     .unwrap()
     .collect::<Result<_, _>>()
@@ -458,10 +460,13 @@ impl RunningAgent {
     /// Starts the agent on the workspace's config, logging what `RUST_LOG` filter `filter`
     /// lets through (e.g. a module's debug lines).
     pub fn start_logging(ws: &Workspace, filter: &str) -> RunningAgent {
+        // One file per agent: two agents of one test must not write over each other's log.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = ws
             .dir
             .path()
-            .join(format!("agent-{}.log", std::process::id()));
+            .join(format!("agent-{}-{n}.log", std::process::id()));
         let file = std::fs::File::create(&log).expect("agent log");
         let child = Command::new(lakelink_bin())
             .args(["run", "--config", ws.config.to_str().unwrap()])

@@ -340,7 +340,19 @@ impl Lake for LocalLake {
         // An advisory lock held by the open file: the kernel drops it when the process dies,
         // so a crashed agent never leaves a stale lock behind (unlike a lock file's mere
         // existence).
-        match file.try_lock() {
+        // `lakelink status` tests the lock by taking a shared one for an instant: a few
+        // short retries tell that from a writer holding it.
+        let mut tries = 0;
+        let taken = loop {
+            match file.try_lock() {
+                Err(fs::TryLockError::WouldBlock) if tries < 10 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                taken => break taken,
+            }
+        };
+        match taken {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 let mut text = String::new();
@@ -366,6 +378,7 @@ impl Lake for LocalLake {
             .map_err(|e| LakeError::io("read the lock's metadata", &path, e))?;
         Ok(Box::new(LocalWriterLock {
             identity: FileIdentity::of(&identity),
+            holder: holder.to_string(),
             path: full,
             _file: file,
         }))
@@ -450,6 +463,8 @@ impl Drop for LocalNewFile {
 struct LocalWriterLock {
     /// The locked file's identity, to tell it from a file put at its name later.
     identity: FileIdentity,
+    /// What this writer wrote into it (its pid and start time make it unique).
+    holder: String,
     /// Where the lock file is.
     path: PathBuf,
     _file: File,
@@ -462,6 +477,11 @@ impl WriterLock for LocalWriterLock {
         // still lead to the file this agent locked.
         let what = match fs::metadata(&self.path) {
             Ok(found) if FileIdentity::of(&found) == self.identity => return Ok(()),
+            // Some filesystems (FUSE mounts without stable inodes, CIFS with noserverino) may
+            // report another inode for the same file: the content this writer wrote tells.
+            Ok(_) if fs::read_to_string(&self.path).is_ok_and(|text| text == self.holder) => {
+                return Ok(());
+            }
             Ok(_) => "was replaced",
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 match self.path.parent().and_then(Path::parent) {

@@ -17,10 +17,9 @@ pub mod in_place;
 pub mod retention;
 pub mod spill_sort;
 
-use crate::config::Mode;
 use crate::error::EngineError;
 use crate::manifest::{self, SnapshotFiles};
-use crate::state::{PendingSnapshot, StateStore, SyncState};
+use crate::state::{PartitionCut, PendingSnapshot, StateStore, SyncState};
 use crate::table_feed::TableFeed;
 use in_place::{InPlaceInput, write_in_place};
 use lakelink_model::change::Position;
@@ -28,6 +27,7 @@ use lakelink_model::csv_row::{CsvReader, Record, RowWriter};
 use lakelink_model::lake::{Lake, LakeError, NewFile};
 use lakelink_model::lake_path::LakePath;
 use lakelink_model::schema::AttributeRole;
+use lakelink_model::table_mode::Mode;
 use lakelink_model::value_codec::write_value;
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
@@ -64,12 +64,16 @@ pub fn publish(
     let started = Instant::now();
     let signature = manifest::signature(feeds.values());
     let last = state.published()?;
-    let cuts: Vec<(String, String, u64)> = feeds
+    let cuts: Vec<PartitionCut> = feeds
         .values()
         .filter(|f| f.record.state == SyncState::Completed && f.record.stopped.is_none())
         .flat_map(|f| f.files())
         .filter(|f| f.len > f.snapshot_len)
-        .map(|f| (f.table.clone(), f.partition.clone(), f.len))
+        .map(|f| PartitionCut {
+            table: f.table.clone(),
+            partition: f.partition.clone(),
+            length: f.len,
+        })
         .collect();
     if cuts.is_empty() && last.as_ref().is_some_and(|p| p.signature == signature) {
         return Ok(None);
@@ -84,10 +88,10 @@ pub fn publish(
     })?;
 
     let mut overrides = SnapshotFiles::new();
-    for (table, partition, cut) in &cuts {
-        let feed = &feeds[table];
-        write_partition(lake, feed, partition, *cut, generation)?;
-        overrides.insert((table.clone(), partition.clone()), generation);
+    for cut in &cuts {
+        let feed = &feeds[&cut.table];
+        write_partition(lake, feed, &cut.partition, cut.length, generation)?;
+        overrides.insert((cut.table.clone(), cut.partition.clone()), generation);
     }
     let files = manifest::snapshot_files(feeds.values(), &overrides);
     let model = manifest::build_model(lake, feeds.values(), &files, generation, position);
@@ -98,9 +102,9 @@ pub fn publish(
     kept.commit()?;
     lake.replace(&LakePath::model(), &bytes)?;
     state.commit_pending(now)?;
-    for (table, partition, cut) in &cuts {
-        if let Some(feed) = feeds.get_mut(table) {
-            feed.mark_snapshot(partition, *cut, generation);
+    for cut in &cuts {
+        if let Some(feed) = feeds.get_mut(&cut.table) {
+            feed.mark_snapshot(&cut.partition, cut.length, generation);
         }
     }
     let removed = retention::apply(lake, keep_generations, generation)?;

@@ -21,6 +21,20 @@ pub struct Removed {
 /// Reads a manifest from the lake. A manifest that is not one (cut short, overwritten with
 /// other bytes, not even text) is an error that says which kept file to restore it from.
 pub fn read_model(lake: &dyn Lake, path: &LakePath) -> Result<Model, EngineError> {
+    read_model_advising(lake, path, None)
+}
+
+/// Reads model.json; if it is damaged, the advice names the kept manifest of generation
+/// `published` (what the checkpoint store says readers last saw), when it is whole.
+pub fn read_current_model(lake: &dyn Lake, published: Option<u64>) -> Result<Model, EngineError> {
+    read_model_advising(lake, &LakePath::model(), published)
+}
+
+fn read_model_advising(
+    lake: &dyn Lake,
+    path: &LakePath,
+    published: Option<u64>,
+) -> Result<Model, EngineError> {
     let mut bytes = Vec::new();
     lake.read(path, 0, None)?
         .read_to_end(&mut bytes)
@@ -29,24 +43,26 @@ pub fn read_model(lake: &dyn Lake, path: &LakePath) -> Result<Model, EngineError
         path: path.to_string(),
         reason: format!(
             "not a valid manifest ({e}); {}",
-            damaged_manifest_advice(lake, path)
+            damaged_manifest_advice(lake, path, published)
         ),
     })
 }
 
 /// What to do about a damaged manifest, naming only files the lake holds.
-fn damaged_manifest_advice(lake: &dyn Lake, path: &LakePath) -> String {
+fn damaged_manifest_advice(lake: &dyn Lake, path: &LakePath, published: Option<u64>) -> String {
     if *path != LakePath::model() {
         return "restore it from a backup of the lake, or delete it: only `lakelink read --generation` uses it, model.json does not".into();
     }
-    // The newest kept manifest is model.json's own generation (it is written before
-    // model.json is replaced); copying it back is what a publish would have left.
+    // The kept manifest of the generation the checkpoint store published is what model.json
+    // held; past it may lie one a failed publish wrote and never made current.
     let newest = lake
         .list(&LakePath::published_models_dir())
         .unwrap_or_default()
         .into_iter()
-        .filter(|e| !e.is_dir && *path != e.path && is_whole_manifest(lake, &e.path))
+        .filter(|e| !e.is_dir && *path != e.path)
         .filter_map(|e| e.path.generation())
+        .filter(|g| published.is_none_or(|p| *g <= p))
+        .filter(|g| is_whole_manifest(lake, &LakePath::published_model(*g)))
         .max();
     match newest {
         Some(g) => format!(

@@ -45,7 +45,8 @@ pub fn lock_wait_error(
     })
 }
 
-/// The sessions (other than this one) holding a lock on relation `oid`, for a log line:
+/// The sessions (other than this one) holding a lock on relation `oid` or one of its
+/// partitions (a partitioned table's DDL runs on each), for a log line:
 /// `pid 4711 (psql, idle in transaction for 93 s, AccessShareLock: SELECT ...)`.
 fn lock_holders(client: &mut Client, oid: u32) -> String {
     let rows = client.query(
@@ -54,7 +55,8 @@ fn lock_holders(client: &mut Client, oid: u32) -> String {
                 coalesce(extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::int8, 0), \
                 left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 80) \
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-         WHERE l.locktype = 'relation' AND l.relation = $1 AND l.granted AND l.pid <> pg_backend_pid() \
+         WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid() \
+           AND (l.relation = $1 OR l.relation IN (SELECT relid FROM pg_partition_tree($1))) \
          GROUP BY a.pid, a.application_name, a.state, a.xact_start, a.query_start, a.query \
          ORDER BY a.xact_start NULLS LAST LIMIT 5",
         &[&oid],

@@ -299,14 +299,27 @@ impl Source for PostgresSource {
                 e,
             )
         })? {
-            return Err(SourceError::Unusable {
+            return Err(SourceError::Uncapturable {
                 source_name: name,
-                reason: format!("table {}: {reason}", table.sql()),
+                table: spec.table.clone(),
+                reason,
             });
         }
-        if let Some(reason) = publication::ensure_slot(client, &slot)
-            .map_err(|e| err("creating the publication and replication slot", e))?
-        {
+        let ensured = publication::ensure_slot(client, &slot).map_err(|e| {
+            if e.code() == Some(&postgres::error::SqlState::QUERY_CANCELED) {
+                // SLOT_TIMEOUT passed: transactions in progress (the log named them) hold the
+                // slot's creation up. Worth waiting for, like a lock.
+                return SourceError::Busy {
+                    source_name: name.clone(),
+                    what: format!(
+                        "creating the replication slot {slot:?}: transactions in progress did not end within {}",
+                        publication::SLOT_TIMEOUT
+                    ),
+                };
+            }
+            err("creating the publication and replication slot", e)
+        })?;
+        if let Some(reason) = ensured {
             return Err(SourceError::Unusable {
                 source_name: name,
                 reason,
@@ -356,7 +369,8 @@ impl Source for PostgresSource {
     }
 
     fn remove_capture(&mut self, link: LinkId, table: &str) -> Result<(), SourceError> {
-        let known = self.links.remove(&link);
+        // Forgotten only once removed: a retry after a lock wait still goes by OID.
+        let known = self.links.get(&link).cloned();
         // By OID when known, so that a table renamed since still leaves the publication.
         let (schema, table, oid) = match &known {
             Some(info) => (
@@ -370,7 +384,13 @@ impl Source for PostgresSource {
         let slot = self.config.slot.clone();
         let client = self.connection()?;
         let what = format!("removing {table:?} from capture");
-        publication::remove_table(client, &slot, schema, table, oid).map_err(|e| match oid {
+        let removed = publication::remove_table(client, &slot, schema, table, oid);
+        if removed.is_ok() {
+            self.links.remove(&link);
+            return Ok(());
+        }
+        let client = self.connection()?;
+        removed.map_err(|e| match oid {
             Some(oid) => {
                 let qualified = QualifiedTable {
                     schema: schema.unwrap_or("public").to_string(),
@@ -527,6 +547,14 @@ impl Source for PostgresSource {
                 }
             }
         })
+    }
+
+    fn capture_problem(&mut self, table: &str) -> Result<Option<String>, SourceError> {
+        let (qualified, oid) = self.resolve(table)?;
+        let name = self.name.clone();
+        let client = self.connection()?;
+        publication::replica_identity_problem(client, &qualified, oid)
+            .map_err(|e| source_error(&name, "checking the table's replica identity", e))
     }
 
     fn existing_rows(&mut self, table: &str, column: &str) -> Result<ExistingRows, SourceError> {

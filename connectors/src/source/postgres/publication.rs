@@ -86,14 +86,22 @@ pub fn ensure_slot(client: &mut Client, slot: &str) -> Result<Option<String>, po
                 "creating the replication slot waits for these transactions to end"
             );
         }
-        client.execute(
+        // Bounded like a lock wait: cancelled past SLOT_TIMEOUT, the link is reported busy
+        // and tried again with backoff (PostgreSQL drops the half-made slot).
+        client.batch_execute(&format!("SET statement_timeout = '{SLOT_TIMEOUT}'"))?;
+        let created = client.execute(
             "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
             &[&slot],
-        )?;
+        );
+        client.batch_execute("RESET statement_timeout")?;
+        created?;
         tracing::info!(slot, "replication slot created");
     }
     Ok(None)
 }
+
+/// The longest creating the slot may wait for the transactions in progress to end.
+pub const SLOT_TIMEOUT: &str = "5s";
 
 /// Adds the table to the publication unless it is in it.
 pub fn add_table(
@@ -197,6 +205,47 @@ pub fn prepare_replica_identity(
     table: &QualifiedTable,
     oid: u32,
 ) -> Result<Option<String>, postgres::Error> {
+    let relations = replica_identities(client, table, oid)?;
+    if let Some(problem) = relations.iter().find_map(|r| r.problem.clone()) {
+        return Ok(Some(problem));
+    }
+    for relation in relations.iter().filter(|r| r.needs_full) {
+        // ACCESS EXCLUSIVE: waiting for it would queue the application's readers.
+        execute_ddl(client, &relation.set_full)?;
+        tracing::info!(table = %relation.sql, "REPLICA IDENTITY set to FULL so that updates carry the old row");
+    }
+    Ok(None)
+}
+
+/// [`prepare_replica_identity`]'s verdict without changing anything: for `lakelink link`
+/// and a reload, before a link changes anything.
+pub fn replica_identity_problem(
+    client: &mut Client,
+    table: &QualifiedTable,
+    oid: u32,
+) -> Result<Option<String>, postgres::Error> {
+    Ok(replica_identities(client, table, oid)?
+        .into_iter()
+        .find_map(|r| r.problem))
+}
+
+/// One relation whose changes a link reads: the table, or one of its partitions.
+struct ReplicaIdentity {
+    /// `"schema"."name"`.
+    sql: String,
+    /// The statement that gives it `REPLICA IDENTITY FULL`.
+    set_full: String,
+    /// It has the default identity and a primary key: lakelink sets FULL.
+    needs_full: bool,
+    /// Why its changes cannot be captured, with the statement to run.
+    problem: Option<String>,
+}
+
+fn replica_identities(
+    client: &mut Client,
+    table: &QualifiedTable,
+    oid: u32,
+) -> Result<Vec<ReplicaIdentity>, postgres::Error> {
     let relations = client.query(
         "SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relreplident::text, \
                 EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
@@ -205,44 +254,42 @@ pub fn prepare_replica_identity(
          ORDER BY c.oid = $1 DESC, c.oid",
         &[&oid],
     )?;
-    for row in relations {
-        let relation = QualifiedTable {
-            schema: row.get(0),
-            name: row.get(1),
-        }
-        .sql();
-        let kind: String = row.get(2);
-        let identity: String = row.get(3);
-        let has_primary_key: bool = row.get(4);
-        let full = format!("ALTER TABLE {relation} REPLICA IDENTITY FULL");
-        let which = if kind == "p" || relation == table.sql() {
-            String::new()
-        } else {
-            format!("its partition {relation} ")
-        };
-        match identity.as_str() {
-            "f" => {}
-            "d" if has_primary_key => {
-                // ACCESS EXCLUSIVE: waiting for it would queue the application's readers.
-                execute_ddl(client, &full)?;
-                tracing::info!(table = %relation, "REPLICA IDENTITY set to FULL so that updates carry the old row");
+    Ok(relations
+        .iter()
+        .map(|row| {
+            let relation = QualifiedTable {
+                schema: row.get(0),
+                name: row.get(1),
             }
-            "d" => {
-                return Ok(Some(format!(
+            .sql();
+            let kind: String = row.get(2);
+            let identity: String = row.get(3);
+            let has_primary_key: bool = row.get(4);
+            let full = format!("ALTER TABLE {relation} REPLICA IDENTITY FULL");
+            let which = if kind == "p" || relation == table.sql() {
+                String::new()
+            } else {
+                format!("its partition {relation} ")
+            };
+            let problem = match identity.as_str() {
+                "f" => None,
+                "d" if has_primary_key => None,
+                "d" => Some(format!(
                     "{which}has no primary key, so its updates and deletes carry no old row; run {full}"
-                )));
-            }
-            "n" => {
-                return Ok(Some(format!(
+                )),
+                "n" => Some(format!(
                     "{which}has REPLICA IDENTITY NOTHING, so its updates and deletes carry no old row; run {full}"
-                )));
-            }
-            _ => {
-                return Ok(Some(format!(
+                )),
+                _ => Some(format!(
                     "{which}has REPLICA IDENTITY USING INDEX, whose updates leave unchanged TOASTed values out; run {full}"
-                )));
+                )),
+            };
+            ReplicaIdentity {
+                needs_full: identity == "d" && has_primary_key,
+                set_full: full,
+                sql: relation,
+                problem,
             }
-        }
-    }
-    Ok(None)
+        })
+        .collect())
 }

@@ -216,6 +216,7 @@ pub fn read_changes(
         if !held_back && !cut {
             batch.end = batch.end.max(Position(flushed - 1));
         }
+        batch.more = held_back || cut;
         if held_back || !cut || batch.changes.len() >= max || rows_limit == i32::MAX {
             break;
         }

@@ -6,11 +6,11 @@
 
 mod capture;
 mod replace_markers;
+pub mod types;
 mod values;
 
 use capture::{CaptureNames, quote_ident};
 use lakelink_model::change::{Change, ChangeBatch, ChangeKind, LinkId, Position};
-use lakelink_model::column_type::ColumnType;
 use lakelink_model::schema::SourceColumn;
 use lakelink_model::source::{CaptureSpec, ExistingRows, Source, SourceError, SourceTable};
 use lakelink_model::value::Value;
@@ -275,7 +275,7 @@ impl Source for SqliteSource {
                     pk.push((pk_index, i));
                 }
                 SourceColumn {
-                    column_type: ColumnType::from_sqlite_declared(&declared),
+                    column_type: types::column_type(&declared),
                     name,
                     declared_type: declared,
                     number: None,
@@ -417,6 +417,7 @@ impl Source for SqliteSource {
         if self.seen_schema.is_some_and(|seen| seen != version) {
             // The schema changed since the engine last looked: it looks again (and widens
             // capture for added columns) before anything more is read.
+            batch.more = last > after.0;
             return Ok(batch);
         }
         let (key_cols, image_cols) = capture::log_width(&tx, &self.names).map_err(err)?;
@@ -502,6 +503,7 @@ impl Source for SqliteSource {
         }
         tx.commit().map_err(err)?;
         let complete = read_rows < max && bytes <= MAX_BATCH_BYTES;
+        batch.more = !complete;
         if complete {
             // Markers with no change after them, though the log was read to its end: their
             // statement did not write the row (INSERT OR IGNORE), and replaced nothing.
@@ -591,6 +593,12 @@ impl Source for SqliteSource {
             }
             Some(_) => None,
         })
+    }
+
+    fn capture_problem(&mut self, _table: &str) -> Result<Option<String>, SourceError> {
+        // Triggers capture every change of a table exactly; what cannot carry triggers (views,
+        // virtual, shadow and system tables) describe_table already refuses.
+        Ok(None)
     }
 
     fn existing_rows(&mut self, table: &str, column: &str) -> Result<ExistingRows, SourceError> {
