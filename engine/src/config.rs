@@ -1,11 +1,8 @@
 //! The agent's TOML config: parsing with unknown keys refused, defaults, and a validation that
 //! reports every problem with the key it concerns. Relative paths are relative to the file.
 
-#[cfg(feature = "adls")]
-use lakelink_connectors::lake::adls::config::AdlsLakeConfig;
-#[cfg(feature = "postgres")]
-use lakelink_connectors::source::postgres::PostgresSourceConfig;
-use lakelink_connectors::source::sqlite::SqliteSourceConfig;
+use lakelink_connectors::registry::relative_to;
+pub use lakelink_connectors::registry::{LakeConfig, SourceConfig};
 use lakelink_model::lake_path::TableName;
 use lakelink_model::partition::Granularity;
 use lakelink_model::table_mode::Mode;
@@ -74,39 +71,6 @@ struct RawConfig {
     engine: RawEngine,
     #[serde(default, rename = "table")]
     tables: Vec<RawTable>,
-}
-
-/// `[source]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum SourceConfig {
-    /// `kind = "sqlite"`.
-    Sqlite(SqliteSourceConfig),
-    /// `kind = "postgres"`.
-    #[cfg(feature = "postgres")]
-    Postgres(PostgresSourceConfig),
-}
-
-/// `[lake]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum LakeConfig {
-    /// `kind = "local"`.
-    Local(LocalLakeConfig),
-    /// `kind = "adls"`: Azure Data Lake Storage Gen2.
-    #[cfg(feature = "adls")]
-    Adls(Box<AdlsLakeConfig>),
-}
-
-/// `[lake] kind = "local"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LocalLakeConfig {
-    /// The lake folder.
-    pub path: PathBuf,
-    /// When set, model.json locations are this URL plus the path inside the lake (for a
-    /// folder published elsewhere) instead of absolute file paths.
-    pub base_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -234,51 +198,13 @@ impl Config {
             }
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &Path| {
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            }
-        };
+        let resolve = |p: &Path| relative_to(base, p);
         let mut problems = Vec::new();
 
-        let source = match raw.source {
-            SourceConfig::Sqlite(c) => SourceConfig::Sqlite(SqliteSourceConfig {
-                path: resolve(&c.path),
-            }),
-            #[cfg(feature = "postgres")]
-            SourceConfig::Postgres(c) => {
-                problems.extend(c.problems());
-                SourceConfig::Postgres(PostgresSourceConfig {
-                    password_file: c.password_file.as_deref().map(resolve),
-                    sslrootcert: c.sslrootcert.as_deref().map(resolve),
-                    ..c
-                })
-            }
-        };
-        let lake = match raw.lake {
-            LakeConfig::Local(c) => {
-                if let Some(url) = &c.base_url
-                    && !(url.starts_with("https://")
-                        || url.starts_with("http://")
-                        || url.starts_with("file://"))
-                {
-                    problems.push(format!(
-                        "lake.base_url {url:?} must be an http(s):// or file:// URL"
-                    ));
-                }
-                LakeConfig::Local(LocalLakeConfig {
-                    path: resolve(&c.path),
-                    base_url: c.base_url,
-                })
-            }
-            #[cfg(feature = "adls")]
-            LakeConfig::Adls(c) => {
-                problems.extend(c.problems());
-                LakeConfig::Adls(Box::new(c.resolve_paths(base)))
-            }
-        };
+        let source = raw.source.resolve_paths(base);
+        problems.extend(source.problems());
+        let lake = raw.lake.resolve_paths(base);
+        problems.extend(lake.problems());
 
         let duration = |key: &str,
                         value: Option<&str>,
@@ -363,7 +289,7 @@ impl Config {
                 ));
             }
             if let Some(schema) = &t.schema {
-                if !matches!(source, SourceConfig::Sqlite(_)) {
+                if source.has_schemas() {
                     if schema.is_empty() || schema.contains('.') {
                         problems.push(format!(
                             "{at}.schema: name one schema (no \".\"), or leave it out for public"
@@ -428,7 +354,7 @@ mod tests {
         let c = Config::parse(Path::new("/etc/lakelink/agent.toml"), GOOD).unwrap();
         assert_eq!(
             c.source,
-            SourceConfig::Sqlite(SqliteSourceConfig {
+            SourceConfig::Sqlite(lakelink_connectors::source::sqlite::SqliteSourceConfig {
                 path: "/etc/lakelink/crm.db".into()
             })
         );

@@ -2,8 +2,9 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use lakelink_connectors::lake::local::LocalLakeConfig;
 use lakelink_engine::agent::{self, Signals};
-use lakelink_engine::config::{Config, LakeConfig, LocalLakeConfig};
+use lakelink_engine::config::{Config, LakeConfig};
 use lakelink_engine::pipeline::{self, open_lake};
 use lakelink_engine::{config_edit, read, status};
 use std::io::IsTerminal as _;

@@ -16,12 +16,6 @@ use crate::snapshot;
 use crate::state::{HistoryMark, StateStore, SyncState};
 use crate::table_feed::{BatchProgress, TableFeed};
 use crate::table_schema;
-#[cfg(feature = "adls")]
-use lakelink_connectors::lake::adls::AdlsLake;
-use lakelink_connectors::lake::local::LocalLake;
-#[cfg(feature = "postgres")]
-use lakelink_connectors::source::postgres::PostgresSource;
-use lakelink_connectors::source::sqlite::SqliteSource;
 use lakelink_model::change::{LinkId, Position};
 use lakelink_model::datetime::UtcDateTime;
 use lakelink_model::lake::{Lake, WriterLock};
@@ -63,23 +57,15 @@ pub struct Pipeline {
     lock: Box<dyn WriterLock>,
 }
 
-/// Opens the lake a config names.
+/// Opens the lake a config names (through the connector registry).
 pub fn open_lake(config: &LakeConfig) -> Result<Box<dyn Lake>, EngineError> {
-    Ok(match config {
-        LakeConfig::Local(c) => Box::new(LocalLake::open(&c.path, c.base_url.clone())?),
-        #[cfg(feature = "adls")]
-        LakeConfig::Adls(c) => Box::new(AdlsLake::open(c)?),
-    })
+    Ok(config.open()?)
 }
 
 /// Opens the source a config names; `capture_name` sets this lake's capture objects apart
 /// from other lakes' in the same database (see [`StateStore::capture_name`]).
 fn open_source(config: &SourceConfig, capture_name: &str) -> Result<Box<dyn Source>, EngineError> {
-    Ok(match config {
-        SourceConfig::Sqlite(c) => Box::new(SqliteSource::open(c, capture_name)?),
-        #[cfg(feature = "postgres")]
-        SourceConfig::Postgres(c) => Box::new(PostgresSource::open(c)?),
-    })
+    Ok(config.open(capture_name)?)
 }
 
 /// What one trickle batch did.

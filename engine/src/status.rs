@@ -4,7 +4,7 @@
 //! process holds the lake, then reads the checkpoint store, as it does when no agent runs
 //! (read-only: SQLite lets readers in beside a writer).
 
-use crate::config::{Config, LakeConfig};
+use crate::config::Config;
 use crate::error::EngineError;
 use crate::http_status::fetch_status;
 use crate::metrics::AgentStatus;
@@ -15,8 +15,10 @@ use std::net::SocketAddr;
 /// Who holds the lake's writer lock now (as the holder recorded itself), without taking it.
 /// `Err` says why that cannot be told (an unreachable lake).
 fn lock_holder(config: &Config) -> Result<Option<String>, EngineError> {
-    if let LakeConfig::Local(lake) = &config.lake
-        && !lake.path.is_dir()
+    if config
+        .lake
+        .local_folder()
+        .is_some_and(|folder| !folder.is_dir())
     {
         // Opening would create the folder; status only looks.
         return Ok(None);

@@ -12,6 +12,43 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Distinguishes the temporary files of one process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// `[lake] kind = "local"`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalLakeConfig {
+    /// The lake folder.
+    pub path: PathBuf,
+    /// When set, model.json locations are this URL plus the path inside the lake (for a
+    /// folder published elsewhere) instead of absolute file paths.
+    pub base_url: Option<String>,
+}
+
+impl LocalLakeConfig {
+    /// The config with a relative folder made relative to `base`.
+    pub fn resolve_paths(self, base: &Path) -> LocalLakeConfig {
+        LocalLakeConfig {
+            path: crate::registry::relative_to(base, &self.path),
+            ..self
+        }
+    }
+
+    /// Every problem with the settings.
+    pub fn problems(&self) -> Vec<String> {
+        match &self.base_url {
+            Some(url)
+                if !(url.starts_with("https://")
+                    || url.starts_with("http://")
+                    || url.starts_with("file://")) =>
+            {
+                vec![format!(
+                    "lake.base_url {url:?} must be an http(s):// or file:// URL"
+                )]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// A lake in a local folder.
 pub struct LocalLake {
     root: PathBuf,

@@ -116,8 +116,7 @@ impl fmt::Debug for SecretSource {
 impl AdlsLakeConfig {
     /// Resolves the secret files relative to `base` (the config file's folder).
     pub fn resolve_paths(mut self, base: &Path) -> AdlsLakeConfig {
-        let resolve =
-            |p: Option<PathBuf>| p.map(|p| if p.is_absolute() { p } else { base.join(p) });
+        let resolve = |p: Option<PathBuf>| p.map(|p| crate::registry::relative_to(base, &p));
         self.account_key_file = resolve(self.account_key_file);
         self.sas_token_file = resolve(self.sas_token_file);
         self.client_secret_file = resolve(self.client_secret_file);

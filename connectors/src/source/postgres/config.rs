@@ -64,6 +64,17 @@ fn default_slot() -> String {
 }
 
 impl PostgresSourceConfig {
+    /// The config with relative file paths made relative to `base`.
+    pub fn resolve_paths(self, base: &std::path::Path) -> PostgresSourceConfig {
+        let resolve =
+            |p: Option<std::path::PathBuf>| p.map(|p| crate::registry::relative_to(base, &p));
+        PostgresSourceConfig {
+            password_file: resolve(self.password_file.clone()),
+            sslrootcert: resolve(self.sslrootcert.clone()),
+            ..self
+        }
+    }
+
     /// Every problem with these settings, each naming its key (empty when usable).
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();

@@ -30,6 +30,15 @@ pub struct SqliteSourceConfig {
     pub path: PathBuf,
 }
 
+impl SqliteSourceConfig {
+    /// The config with a relative database path made relative to `base`.
+    pub fn resolve_paths(self, base: &std::path::Path) -> SqliteSourceConfig {
+        SqliteSourceConfig {
+            path: crate::registry::relative_to(base, &self.path),
+        }
+    }
+}
+
 /// How long one statement waits for an application's lock before reporting
 /// [`SourceError::Busy`]; the engine retries with backoff after that.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
