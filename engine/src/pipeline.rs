@@ -22,6 +22,7 @@ use lakelink_model::lake::{Lake, WriterLock};
 use lakelink_model::lake_path::{LakePath, TableName};
 use lakelink_model::schema::ColumnFill;
 use lakelink_model::source::{CaptureSpec, ExistingRows, Source, SourceError};
+use lakelink_model::writer_holder::WriterHolder;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -104,14 +105,13 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         status_address: Option<std::net::SocketAddr>,
     ) -> Result<Pipeline, EngineError> {
-        let status = status_address.map_or_else(String::new, |a| format!(", status http://{a}"));
-        let holder = format!(
-            "lakelink pid {} (config {}, since {}{status})",
-            std::process::id(),
-            config.path.display(),
-            now_text()
-        );
-        let lock = lake.lock_writer(&holder)?;
+        let holder = WriterHolder {
+            pid: std::process::id(),
+            config: config.path.display().to_string(),
+            since: now_text(),
+            status: status_address,
+        };
+        let lock = lake.lock_writer(&holder.to_string())?;
         let mut state = StateStore::open(&config.engine.state, &lake.describe())?;
         let source = open_source(&config.source, &state.capture_name()?)?;
         recovery::remove_abandoned_files(lake.as_ref())?;

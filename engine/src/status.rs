@@ -9,6 +9,7 @@ use crate::error::EngineError;
 use crate::http_status::fetch_status;
 use crate::metrics::AgentStatus;
 use crate::state::StateStore;
+use lakelink_model::writer_holder::WriterHolder;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
@@ -27,32 +28,15 @@ fn lock_holder(config: &Config) -> Result<Option<String>, EngineError> {
     Ok(lake.writer_holder()?)
 }
 
-/// The status endpoint a holder recorded (`..., status http://127.0.0.1:9464)`).
-fn status_address(holder: &str) -> Option<SocketAddr> {
-    let at = holder.find("status http://")? + "status http://".len();
-    let rest = &holder[at..];
-    let end = rest.find([')', ',', ' ', '\n']).unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
-/// The process id a holder recorded (`lakelink pid 123 (...)`).
-fn holder_pid(holder: &str) -> Option<u32> {
-    let at = holder.find("pid ")? + "pid ".len();
-    let digits: String = holder[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
 /// The first line when the agent holding the lake cannot be asked: who it is and why it
 /// does not answer, so that a person looks at that process instead of starting another.
 fn silent_holder_line(holder: &str) -> String {
-    let process = holder_pid(holder).map_or_else(
+    let parsed = WriterHolder::parse(holder);
+    let process = parsed.as_ref().map_or_else(
         || "that process".to_string(),
-        |pid| format!("process {pid}"),
+        |h| format!("process {}", h.pid),
     );
-    match status_address(holder) {
+    match parsed.and_then(|h| h.status) {
         Some(address) => format!(
             "an agent holds the lake but does not answer at http://{address}: {holder}. It may be stopped (SIGSTOP; `kill -CONT` resumes it), hung, or overloaded; look at {process} before starting another agent. From the checkpoint store:"
         ),
@@ -100,7 +84,7 @@ fn agent_report(status: &AgentStatus, address: SocketAddr) -> String {
 pub fn report(config: &Config) -> Result<String, EngineError> {
     let mut out = match lock_holder(config) {
         Ok(Some(holder)) => {
-            if let Some(address) = status_address(&holder)
+            if let Some(address) = WriterHolder::parse(&holder).and_then(|h| h.status)
                 && let Some(status) = fetch_status(address)
             {
                 return Ok(agent_report(&status, address));

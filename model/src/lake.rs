@@ -159,7 +159,8 @@ pub enum LakeError {
         /// What happened to it (`was deleted`, `was replaced`, `was taken by another writer`).
         what: String,
     },
-    /// The store failed.
+    /// The store failed in a way that can pass: a full disk, a dropped connection,
+    /// throttling, a permission a person may fix meanwhile. Worth trying again.
     #[error("{operation} {path}: {source}")]
     Io {
         /// What was being done.
@@ -170,11 +171,31 @@ pub enum LakeError {
         #[source]
         source: io::Error,
     },
+    /// The store refused in a way that trying again cannot change (a bad request, data that
+    /// is not what was expected, an unsupported operation, a refused credential, a missing
+    /// filesystem): it needs a person.
+    #[error("{operation} {path}: {reason}")]
+    Refused {
+        /// What was being done.
+        operation: &'static str,
+        /// To which file.
+        path: String,
+        /// What the store said, and what to do.
+        reason: String,
+    },
 }
 
 impl LakeError {
-    /// An I/O failure of `operation` on `path`.
+    /// An I/O failure of `operation` on `path`: [`LakeError::Refused`] for what the
+    /// operating system says no retry can change (invalid input or data, an unsupported
+    /// operation), else [`LakeError::Io`].
     pub fn io(operation: &'static str, path: impl ToString, source: io::Error) -> LakeError {
+        if matches!(
+            source.kind(),
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::Unsupported
+        ) {
+            return LakeError::refused(operation, path, source.to_string());
+        }
         LakeError::Io {
             operation,
             path: path.to_string(),
@@ -182,17 +203,22 @@ impl LakeError {
         }
     }
 
-    /// Whether trying again later can succeed (a full disk, a network blip), as opposed to a
-    /// fault that needs a person (permissions aside, which may also be fixed while waiting).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            LakeError::Io { source, .. } => !matches!(
-                source.kind(),
-                io::ErrorKind::InvalidInput
-                    | io::ErrorKind::InvalidData
-                    | io::ErrorKind::Unsupported
-            ),
-            _ => false,
+    /// A refusal of `operation` on `path` that needs a person.
+    pub fn refused(
+        operation: &'static str,
+        path: impl ToString,
+        reason: impl ToString,
+    ) -> LakeError {
+        LakeError::Refused {
+            operation,
+            path: path.to_string(),
+            reason: reason.to_string(),
         }
+    }
+
+    /// Whether trying again later can succeed: [`LakeError::Io`] only. The variant says so,
+    /// decided where the error is made, by the lake that knows its store.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, LakeError::Io { .. })
     }
 }

@@ -15,6 +15,7 @@ pub mod source;
 pub mod table_mode;
 pub mod value;
 pub mod value_codec;
+pub mod writer_holder;
 
 pub use change::{Change, ChangeBatch, ChangeKind, Position};
 pub use column_type::FieldKind;

@@ -113,15 +113,12 @@ impl BlockLists {
         // An empty append to a missing file commits an empty block list: the file appears.
         let chunks: Vec<&[u8]> = data.chunks(MAX_BLOCK_BYTES).collect();
         if blocks.len() + chunks.len() > MAX_BLOCKS {
-            return Err(LakeError::io(
+            return Err(LakeError::refused(
                 "append to",
                 path,
-                std::io::Error::new(
-                    std::io::ErrorKind::Unsupported,
-                    format!(
-                        "the file has {} blocks and blob storage allows {MAX_BLOCKS}",
-                        blocks.len()
-                    ),
+                format!(
+                    "the file has {} blocks and blob storage allows {MAX_BLOCKS}",
+                    blocks.len()
                 ),
             ));
         }
@@ -187,14 +184,11 @@ impl BlockLists {
             keep += 1;
         }
         if total != len {
-            return Err(LakeError::io(
+            return Err(LakeError::refused(
                 "cut",
                 path,
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!(
-                        "{len} bytes is not a block boundary; blob files are cut only between batches"
-                    ),
+                format!(
+                    "{len} bytes is not a block boundary; blob files are cut only between batches"
                 ),
             ));
         }

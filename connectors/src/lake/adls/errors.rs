@@ -113,20 +113,14 @@ pub fn chain_text(e: &azure_core::Error) -> String {
 }
 
 /// Maps a service error of `operation` on `path` to a lake error. Throttling, timeouts and
-/// dropped connections are transient; a refused credential, a missing filesystem or a bad
-/// request are not (the I/O kinds [`LakeError::is_transient`] treats as needing a person).
+/// dropped connections are transient ([`LakeError::Io`]), and so is a token that could not
+/// be had (an identity endpoint's blip); a refused credential, a missing filesystem or a bad
+/// request are not ([`LakeError::Refused`]).
 pub fn lake_error(
     operation: &'static str,
     path: impl ToString,
     e: &azure_core::Error,
 ) -> LakeError {
-    let kind = match e.kind() {
-        _ if is_retryable(e) => io::ErrorKind::TimedOut,
-        // A token that could not be had may come back (an identity endpoint's blip).
-        ErrorKind::Credential => io::ErrorKind::PermissionDenied,
-        ErrorKind::HttpResponse { .. } => io::ErrorKind::InvalidInput,
-        _ => io::ErrorKind::InvalidData,
-    };
     let hint = match (status(e), error_code(e)) {
         (Some(StatusCode::Forbidden), _) | (Some(StatusCode::Unauthorized), _) => {
             "; the credential in lake.auth is refused or lacks the rights lakelink needs"
@@ -134,11 +128,13 @@ pub fn lake_error(
         (_, Some("ContainerNotFound")) => "; the filesystem in lake.filesystem is gone",
         _ => "",
     };
-    LakeError::io(
-        operation,
-        path,
-        io::Error::new(kind, format!("{}{hint}", chain_text(e))),
-    )
+    let text = format!("{}{hint}", chain_text(e));
+    let kind = match e.kind() {
+        _ if is_retryable(e) => io::ErrorKind::TimedOut,
+        ErrorKind::Credential => io::ErrorKind::PermissionDenied,
+        _ => return LakeError::refused(operation, path, text),
+    };
+    LakeError::io(operation, path, io::Error::new(kind, text))
 }
 
 /// Runs `op` until it succeeds, fails with an error [`is_retryable`] refuses, or has been

@@ -40,7 +40,7 @@ use lakelink_model::lake::{Lake, LakeEntry, LakeError, NewFile, WriterLock};
 use lakelink_model::lake_path::LakePath;
 use locations::BlobLocations;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, BufRead};
+use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::runtime::Runtime;
@@ -61,11 +61,7 @@ pub struct AdlsLake {
 
 /// A one-line error about opening the lake, not transient: it needs a person.
 fn open_error(what: impl std::fmt::Display, message: String) -> LakeError {
-    LakeError::io(
-        "open",
-        what,
-        io::Error::new(io::ErrorKind::InvalidInput, message),
-    )
+    LakeError::refused("open", what, message)
 }
 
 impl AdlsLake {
@@ -330,13 +326,10 @@ impl Lake for AdlsLake {
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .remove(&name);
-                        return Err(LakeError::io(
+                        return Err(LakeError::refused(
                             "replace",
                             path,
-                            io::Error::new(
-                                io::ErrorKind::InvalidData,
-                                "the file was changed by another writer since this agent last published it",
-                            ),
+                            "the file was changed by another writer since this agent last published it",
                         ));
                     }
                 }
