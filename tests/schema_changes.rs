@@ -976,6 +976,20 @@ fn rows_that_insert_or_replace_deletes_without_a_trigger_leave_the_lake_at_the_n
 
 #[test]
 fn every_form_of_replace_reaches_the_lake_and_an_ignored_insert_deletes_nothing() {
+    every_form_of_replace_with("");
+}
+
+#[test]
+fn replace_markers_that_open_a_full_batch_are_kept_with_their_change() {
+    // A batch of one or two log entries: a marker often opens a batch that cannot reach the
+    // change it belongs to, and the read must go on to it rather than end before the marker
+    // (it cannot) or lose it.
+    for batch_size in [1, 2, 3] {
+        every_form_of_replace_with(&format!("batch_size = {batch_size}"));
+    }
+}
+
+fn every_form_of_replace_with(engine: &str) {
     // A partitioned table with a UNIQUE column and a column declared ON CONFLICT REPLACE:
     // each statement below deletes rows without a delete trigger, or (INSERT OR IGNORE)
     // only looks as if it would.
@@ -988,7 +1002,7 @@ fn every_form_of_replace_reaches_the_lake_and_an_ignored_insert_deletes_nothing(
              (3, 'c@x', '300', '2024-03-05', 'Cy'), (4, 'd@x', '400', '2024-04-05', 'Di'),
              (5, 'e@x', '500', '2025-05-05', 'Ed'), (6, 'f@x', '600', '2025-06-05', 'Flo');",
     );
-    ws.write_config("", &tables(&["contact"]));
+    ws.write_config(engine, &tables(&["contact"]));
     ws.sync();
     ws.source()
         .execute_batch(

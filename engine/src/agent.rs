@@ -8,6 +8,7 @@ use crate::config_watch::ConfigWatcher;
 use crate::error::EngineError;
 use crate::http_status::StatusServer;
 use crate::metrics::Metrics;
+use crate::pending_links::Pending;
 use crate::pipeline::Pipeline;
 use crate::snapshot::Published;
 use lakelink_model::lake::Lake;
@@ -53,8 +54,8 @@ pub struct SyncOutcome {
     pub stopped: Vec<(String, String)>,
     /// Configured tables that could not be linked (table, the line that says why).
     pub refused: Vec<(String, String)>,
-    /// Configured tables whose link still waits for a lock in the source.
-    pub waiting: Vec<String>,
+    /// Tables whose link or unlink still waits for a lock in the source.
+    pub waiting: Vec<(String, Pending)>,
 }
 
 /// How long `lakelink sync` waits for tables whose link meets an application's lock, after

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use lakelink_connectors::lake::local::LocalLakeConfig;
 use lakelink_engine::agent::{self, Signals};
 use lakelink_engine::config::{Config, LakeConfig};
+use lakelink_engine::pending_links::Pending;
 use lakelink_engine::pipeline::{self, open_lake};
 use lakelink_engine::{config_edit, read, status};
 use std::io::IsTerminal as _;
@@ -185,9 +186,15 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 .iter()
                 .map(|(table, reason)| pipeline::stop_line(table, reason))
                 .chain(outcome.refused.into_iter().map(|(_, line)| line))
-                .chain(outcome.waiting.iter().map(|table| format!(
-                    "table {table:?} is not linked yet: an application's lock on it in the source outlasted this pass (the log names who holds it); the next sync or a running agent tries again"
-                )))
+                .chain(outcome.waiting.iter().map(|(table, pending)| {
+                    let what = match pending {
+                        Pending::Link => "linked",
+                        Pending::Unlink => "unlinked (its capture is still in the source)",
+                    };
+                    format!(
+                        "table {table:?} is not {what} yet: an application's lock on it in the source outlasted this pass (the log names who holds it); the next sync or a running agent tries again"
+                    )
+                }))
                 .collect();
             if !lines.is_empty() {
                 anyhow::bail!("{}", lines.join(" | "));

@@ -31,8 +31,12 @@ use std::sync::atomic::AtomicBool;
 /// rows never holds more than this per table in memory.
 const FLUSH_BYTES: usize = 8 << 20;
 
-/// Rows per chunk handed from the copy's reader to its writer.
+/// Rows per chunk handed from the copy's reader to its writer, at most.
 const COPY_CHUNK_ROWS: usize = 1024;
+/// Bytes of rows per chunk, at most (a chunk holds at least one row): with
+/// [`COPY_QUEUE_CHUNKS`] it bounds the copy's queue in bytes, so that wide rows cannot fill
+/// memory.
+const COPY_CHUNK_BYTES: usize = 1 << 20;
 /// Chunks the copy's writer may fall behind before the reader waits.
 const COPY_QUEUE_CHUNKS: usize = 16;
 
@@ -180,7 +184,18 @@ impl Pipeline {
                 pipeline.stop_table(&table, reason)?;
                 continue;
             }
-            pipeline.source.install_capture(&spec)?;
+            if let Err(e) = pipeline.source.install_capture(&spec) {
+                let SourceError::Uncapturable { reason, .. } = e else {
+                    return Err(e.into());
+                };
+                // Changed while the agent was stopped so that its changes can no longer be
+                // captured exactly (a replica identity set to NOTHING): that table stops.
+                let feed = TableFeed::new(record, name, files);
+                let table = feed.record.table.clone();
+                pipeline.feeds.insert(table.clone(), feed);
+                pipeline.stop_table(&table, reason)?;
+                continue;
+            }
             pipeline.by_link.insert(record.link, record.table.clone());
             let feed = TableFeed::new(record, name, files);
             pipeline.write_trickle_manifest(&feed)?;

@@ -193,7 +193,7 @@ pub struct PendingSnapshot {
 }
 
 /// Where a snapshot cuts one partition's live file. Stored as a `[table, partition, length]`
-/// array, as stores have always held it.
+/// array, the form the checkpoint store's `pending_snapshot.cuts` column holds.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(from = "(String, String, u64)", into = "(String, String, u64)")]
 pub struct PartitionCut {

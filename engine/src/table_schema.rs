@@ -27,9 +27,6 @@ pub fn resolve(source: &mut dyn Source, table: &TableSettings) -> Result<TableSc
         )));
     }
     let described = source.describe_table(&table.source_name())?;
-    if let Some(reason) = source.capture_problem(&table.source_name())? {
-        return Err(link_err(reason));
-    }
     let find = |column: &str, setting: &'static str| {
         described
             .columns
@@ -59,6 +56,11 @@ pub fn resolve(source: &mut dyn Source, table: &TableSettings) -> Result<TableSc
         None => find(DEFAULT_PARTITION_COLUMN, "partition_by").ok(),
     };
     check_names(&described.columns).map_err(link_err)?;
+    // After the key: a table without one is told to name one first, not to change its
+    // replica identity and then be told that.
+    if let Some(reason) = source.capture_problem(&table.source_name())? {
+        return Err(link_err(reason));
+    }
     for &k in &key {
         let column = &described.columns[k];
         if column.column_type.kind == FieldKind::Any {

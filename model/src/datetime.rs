@@ -112,8 +112,8 @@ pub fn parse_datetime(text: &str) -> Option<UtcDateTime> {
 }
 
 /// The instant `text` names, in any year from -9999 to 9999: [`parse_datetime`] without its
-/// range. Partitions use it, so that a row's partition never moved when the lake stopped
-/// writing instants before year 1 as date-times (a row of year 0 stays in `0000`).
+/// range. Partitions use it, so that a row's partition does not depend on whether its value
+/// is written as a date-time or as its text (a row of year 0 is in `0000`).
 pub fn parse_instant(text: &str) -> Option<UtcDateTime> {
     let s = text.trim().as_bytes();
     let date = date_of(s.get(..10)?)?;

@@ -86,8 +86,8 @@ mod tests {
         let early = Value::Text("0042-03-01T00:30:00+01:00".into());
         assert_eq!(Granularity::Year.partition_of(&early), "0042");
         assert_eq!(Granularity::Month.partition_of(&early), "0042-02");
-        // Before year 1 in UTC the value is written as its text, but its row stays in the
-        // partition of its year, where it always was.
+        // Before year 1 in UTC the value is written as its text; its row is still partitioned
+        // by its year.
         let first = Value::Text("0000-01-01T00:30:00+01:00".into());
         assert_eq!(Granularity::Month.partition_of(&first), "-001-12");
     }

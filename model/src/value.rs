@@ -17,6 +17,17 @@ pub enum Value {
 }
 
 impl Value {
+    /// About how many bytes of memory the value holds (its heap bytes and the enum), for
+    /// bounding buffers in bytes rather than in values.
+    pub fn memory_size(&self) -> usize {
+        std::mem::size_of::<Value>()
+            + match self {
+                Value::Text(s) => s.len(),
+                Value::Blob(b) => b.len(),
+                _ => 0,
+            }
+    }
+
     /// Whether this is SQL NULL.
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)

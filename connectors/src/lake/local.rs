@@ -515,10 +515,10 @@ impl WriterLock for LocalWriterLock {
         let what = match fs::metadata(&self.path) {
             Ok(found) if FileIdentity::of(&found) == self.identity => return Ok(()),
             // Some filesystems (FUSE mounts without stable inodes, CIFS with noserverino) may
-            // report another inode for the same file: the content this writer wrote tells.
-            Ok(_) if fs::read_to_string(&self.path).is_ok_and(|text| text == self.holder) => {
-                return Ok(());
-            }
+            // report another inode for the same file. It is this writer's file if it holds
+            // what this writer wrote and is locked (a copy of it, say from a restored backup,
+            // holds the same text but no one's lock).
+            Ok(_) if self.holds_this_writers_lock() => return Ok(()),
             Ok(_) => "was replaced",
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 match self.path.parent().and_then(Path::parent) {
@@ -534,6 +534,20 @@ impl WriterLock for LocalWriterLock {
             lock: self.path.display().to_string(),
             what: what.to_string(),
         })
+    }
+}
+
+impl LocalWriterLock {
+    /// Whether the file at the lock's name holds this writer's text and an exclusive lock.
+    fn holds_this_writers_lock(&self) -> bool {
+        let Ok(mut file) = File::open(&self.path) else {
+            return false;
+        };
+        let mut text = String::new();
+        if file.read_to_string(&mut text).is_err() || text != self.holder {
+            return false;
+        }
+        matches!(file.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
     }
 }
 
@@ -618,6 +632,27 @@ mod tests {
             ["1.csv"],
             "no temporary file left"
         );
+    }
+
+    #[test]
+    fn a_lock_file_replaced_by_a_copy_of_itself_is_not_this_writers_lock() {
+        let (_d, lake) = lake();
+        let lock = lake.lock_writer("agent one").unwrap();
+        lock.verify().unwrap();
+        let path = lake.root().join("_lakelink").join("lock");
+        // What a restore from a backup does: the same text, another file, no one's lock.
+        let text = std::fs::read(&path).unwrap();
+        std::fs::rename(&path, lake.root().join("_lakelink").join("lock.old")).unwrap();
+        std::fs::write(&path, text).unwrap();
+        match lock.verify() {
+            Err(LakeError::LockLost { what, .. }) => assert_eq!(what, "was replaced"),
+            other => panic!("expected the lock to be lost, got {other:?}"),
+        }
+        std::fs::remove_file(&path).unwrap();
+        match lock.verify() {
+            Err(LakeError::LockLost { what, .. }) => assert_eq!(what, "was deleted"),
+            other => panic!("expected the lock to be lost, got {other:?}"),
+        }
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! trickles) and unlinking one. The copy runs on two threads, the source read on this one and
 //! the rows encoded and appended on the other, through a bounded channel.
 
-use super::{COPY_CHUNK_ROWS, COPY_QUEUE_CHUNKS, FLUSH_BYTES, Pipeline, now_text};
+use super::{
+    COPY_CHUNK_BYTES, COPY_CHUNK_ROWS, COPY_QUEUE_CHUNKS, FLUSH_BYTES, Pipeline, now_text,
+};
 use crate::config::{OnUnlink, TableSettings};
 use crate::copy_progress::CopyProgress;
 use crate::error::EngineError;
@@ -98,12 +100,14 @@ impl Pipeline {
             let mut rows: u64 = 0;
             // Every row of a copy stands at the copy's position.
             let mut copy_position = Position(0);
+            let mut chunk_bytes = 0usize;
             let read = source.copy_table(&spec, &mut |position, row| {
                 copy_position = position;
+                chunk_bytes += row.iter().map(Value::memory_size).sum::<usize>();
                 chunk.push(row);
                 rows += 1;
                 progress.advance(rows);
-                if chunk.len() == COPY_CHUNK_ROWS
+                if (chunk.len() == COPY_CHUNK_ROWS || chunk_bytes >= COPY_CHUNK_BYTES)
                     && sender
                         .send((
                             position,
@@ -113,6 +117,9 @@ impl Pipeline {
                 {
                     // The writer stopped on an error, which its join reports.
                     return ControlFlow::Break(());
+                }
+                if chunk.is_empty() {
+                    chunk_bytes = 0;
                 }
                 if stop.load(Ordering::Relaxed) {
                     return ControlFlow::Break(());

@@ -52,28 +52,44 @@ impl Pipeline {
         for table in &added {
             table_schema::resolve(self.source.as_mut(), table)?;
         }
-        let mut linked_now = Vec::new();
         for table in &added {
             let name = table.name.as_str();
             match self.link_table(table) {
-                Ok(()) => linked_now.push(name.to_string()),
+                Ok(()) => {}
                 Err(e) if e.is_source_busy() && !self.feeds.contains_key(name) => {
                     self.wait_for_source(name, Pending::Link, &e);
-                    linked_now.push(name.to_string());
                 }
                 // The lake or the source failing: the agent tries the edit again, and the
-                // tables linked so far are linked already then.
+                // tables linked so far are linked already then (so not in `added`).
                 Err(e) if e.is_transient() => return Err(e),
                 Err(e) => {
-                    for done in linked_now.iter().map(String::as_str).chain([name]) {
-                        self.undo_link(done)?;
+                    // Every table this edit brought in, in this try or an earlier one that
+                    // failed on something passing, goes back out.
+                    let brought_in: Vec<String> = new
+                        .tables
+                        .iter()
+                        .map(|t| t.name.as_str().to_string())
+                        .filter(|t| !self.config.tables.iter().any(|o| o.name.as_str() == t))
+                        .collect();
+                    for done in &brought_in {
+                        if let Err(undo) = self.undo_link(done) {
+                            tracing::warn!(table = %done, error = %undo, "could not take back this table's link; it is unlinked at the next start or config change");
+                        }
                     }
                     return Err(e);
                 }
             }
         }
         self.config = new;
-        self.reconcile()
+        // The edit is in force from here: what fails now fails for the new config, and is
+        // retried if it can pass, else said as such (never as a rejected edit).
+        match self.reconcile() {
+            Err(e) if !e.is_transient() => {
+                tracing::error!(error = %e, "the config is in force, but applying it failed; the agent tries again at the next config change or start");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Links the configured tables that are not linked yet (running their initial sync) and
@@ -107,11 +123,9 @@ impl Pipeline {
             }
             let name = table.name.as_str();
             if let Some(feed) = self.feeds.get(name) {
+                // Configured again while a busy unlink waits: the unlink goes through first
+                // (its capture may be half removed), then the table is linked afresh.
                 table_schema::warn_on_changed_options(feed, table);
-                // Configured again before a busy unlink went through: it stays linked.
-                if self.pending.waits(name) == Some(Pending::Unlink) {
-                    self.pending.settle(name);
-                }
                 continue;
             }
             let waits_to_link = self.pending.waits(name) == Some(Pending::Link);
@@ -125,25 +139,26 @@ impl Pipeline {
     /// Tries again the tables whose wait for the source is over, and only those.
     pub fn link_waiting_tables(&mut self) -> Result<(), EngineError> {
         for (table, pending) in self.pending.due() {
-            let configured = self.config.tables.iter().any(|t| t.name.as_str() == table);
-            match pending {
-                // Configured again meanwhile: it stays linked.
-                Pending::Unlink if configured => {
-                    self.pending.settle(&table);
+            let settings = self
+                .config
+                .tables
+                .iter()
+                .find(|t| t.name.as_str() == table)
+                .cloned();
+            match (pending, settings) {
+                (Pending::Unlink, settings) => {
+                    self.try_unlink(&table)?;
+                    // Configured again while it waited: linked afresh once it is unlinked.
+                    if let Some(settings) = settings
+                        && !self.feeds.contains_key(&table)
+                        && self.pending.waits(&table).is_none()
+                    {
+                        self.try_link(&settings)?;
+                    }
                 }
-                Pending::Unlink => self.try_unlink(&table)?,
-                Pending::Link => {
-                    let Some(settings) = self
-                        .config
-                        .tables
-                        .iter()
-                        .find(|t| t.name.as_str() == table)
-                        .cloned()
-                    else {
-                        self.pending.settle(&table);
-                        continue;
-                    };
-                    self.try_link(&settings)?;
+                (Pending::Link, Some(settings)) => self.try_link(&settings)?,
+                (Pending::Link, None) => {
+                    self.pending.settle(&table);
                 }
             }
         }
@@ -160,14 +175,9 @@ impl Pipeline {
         self.pending.refused()
     }
 
-    /// Tables whose link waits for the source (a lock an application holds).
-    pub fn waiting_tables(&self) -> Vec<String> {
-        self.pending
-            .waiting()
-            .into_iter()
-            .filter(|(_, p)| *p == Pending::Link)
-            .map(|(t, _)| t)
-            .collect()
+    /// Tables whose link or unlink waits for the source (a lock an application holds).
+    pub fn waiting_tables(&self) -> Vec<(String, Pending)> {
+        self.pending.waiting()
     }
 
     /// Checks and links one table.
@@ -261,18 +271,22 @@ impl Pipeline {
     /// now is not in model.json yet). Snapshot files of an earlier link stay for the
     /// manifests that name them.
     fn undo_link(&mut self, table: &str) -> Result<(), EngineError> {
+        self.verify_lock()?;
         self.pending.settle(table);
-        if let Some(feed) = self.feeds.remove(table) {
-            self.by_link.remove(&feed.record.link);
-        }
         let Some(record) = self.state.links()?.into_iter().find(|r| r.table == table) else {
             // Never got as far as recording a link: nothing of it is anywhere (and what the
             // table's folder holds from an earlier link is the user's).
+            self.feeds.remove(table);
             self.metrics.forget_table(table);
             return Ok(());
         };
         let source_table = self.source_table(table);
+        // Capture goes first: until it is gone the feed stays, so nothing it logs is lost
+        // unread if this fails.
         self.source.remove_capture(record.link, &source_table)?;
+        if let Some(feed) = self.feeds.remove(table) {
+            self.by_link.remove(&feed.record.link);
+        }
         if record.state != SyncState::NotStarted
             && let Ok(name) = TableName::new(table)
         {

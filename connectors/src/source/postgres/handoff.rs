@@ -24,8 +24,11 @@ use std::ops::ControlFlow;
 /// waits at most [`DDL_LOCK_TIMEOUT`] for the table's in-flight writers: while it waits, new
 /// writers queue behind it, so the wait stays short.
 const LOCK_TRIES: u32 = 3;
-/// Rows fetched per round trip.
+/// Rows fetched per round trip, at most.
 const FETCH_ROWS: usize = 5000;
+/// Bytes of rows fetched per round trip, about: a fetch's rows are all in memory at once,
+/// so the next fetch asks for as many rows as the last ones' size says fit.
+const FETCH_BYTES: usize = 4 << 20;
 
 /// What failed, and the server's error.
 pub type CopyError = (&'static str, postgres::Error);
@@ -93,17 +96,21 @@ pub fn copy_table(
         table.sql()
     ))
     .map_err(|e| ("reading the table", e))?;
-    let fetch = format!("FETCH {FETCH_ROWS} FROM lakelink_copy");
+    let mut fetch_rows = 100;
     'chunks: loop {
         let messages = copy
-            .simple_query(&fetch)
+            .simple_query(&format!("FETCH {fetch_rows} FROM lakelink_copy"))
             .map_err(|e| ("reading the table", e))?;
         let mut rows = 0;
+        let mut bytes = 0usize;
         for message in messages {
             let SimpleQueryMessage::Row(row) = message else {
                 continue;
             };
             rows += 1;
+            bytes += (0..kinds.len())
+                .map(|i| row.get(i).map_or(0, str::len))
+                .sum::<usize>();
             let values = kinds
                 .iter()
                 .enumerate()
@@ -116,9 +123,11 @@ pub fn copy_table(
                 break 'chunks;
             }
         }
-        if rows < FETCH_ROWS {
+        if rows < fetch_rows {
             break;
         }
+        let per_row = (bytes / rows.max(1)).max(1);
+        fetch_rows = (FETCH_BYTES / per_row).clamp(1, FETCH_ROWS);
     }
     copy.commit().map_err(|e| ("ending the copy", e))?;
     Ok(position)

@@ -378,7 +378,12 @@ impl Source for PostgresSource {
                 info.table.name.as_str(),
                 Some(info.oid),
             ),
-            None => (None, table, None),
+            // Not known by OID (a link that never got this far this run): by its configured
+            // name, `schema.name` or a name in any schema.
+            None => match table.split_once('.') {
+                Some((schema, name)) => (Some(schema), name, None),
+                None => (None, table, None),
+            },
         };
         let name = self.name.clone();
         let slot = self.config.slot.clone();

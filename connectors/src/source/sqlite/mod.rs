@@ -170,15 +170,6 @@ impl SqliteSource {
     }
 }
 
-/// Roughly how much memory a value holds.
-fn value_size(v: &Value) -> usize {
-    match v {
-        Value::Text(s) => s.len() + 24,
-        Value::Blob(b) => b.len() + 24,
-        _ => 16,
-    }
-}
-
 fn db_error(name: &str, what: &str, e: rusqlite::Error) -> SourceError {
     if matches!(
         e.sqlite_error_code(),
@@ -193,6 +184,150 @@ fn db_error(name: &str, what: &str, e: rusqlite::Error) -> SourceError {
         source_name: name.to_string(),
         what: what.to_string(),
         source: Box::new(e),
+    }
+}
+
+/// What one read of the change log came to.
+enum Read {
+    /// A batch to hand out.
+    Batch(ChangeBatch),
+    /// The read was full and opens with a marker whose change it did not reach.
+    MarkerPastTheEnd,
+}
+
+impl SqliteSource {
+    /// [`Source::read_changes`] with a byte cap of `byte_cap`.
+    fn read_changes_within(
+        &mut self,
+        after: Position,
+        max: usize,
+        byte_cap: usize,
+    ) -> Result<Read, SourceError> {
+        self.check_identity()?;
+        let name = &self.name;
+        let links = &self.links;
+        let err = |e| db_error(name, "reading changes", e);
+        let mut batch = ChangeBatch {
+            end: after,
+            ..ChangeBatch::default()
+        };
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        // One read transaction: the log's last position and the entries come from the same
+        // state, so when the batch is not full everything up to that position has been read.
+        let tx = self.conn.unchecked_transaction().map_err(err)?;
+        let last = capture::last_position(&tx, &self.names).map_err(err)?;
+        self.check_history(&tx, last, after)?;
+        let version: i64 = tx
+            .query_row("PRAGMA schema_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if self.seen_schema.is_some_and(|seen| seen != version) {
+            // The schema changed since the engine last looked: it looks again (and widens
+            // capture for added columns) before anything more is read.
+            batch.more = last > after.0;
+            return Ok(Read::Batch(batch));
+        }
+        let (key_cols, image_cols) = capture::log_width(&tx, &self.names).map_err(err)?;
+        let sql = capture::select_changes_sql(&self.names, key_cols, image_cols);
+        let mut read_rows = 0usize;
+        let mut bytes = 0usize;
+        // Markers of rows REPLACE may delete, by link, until the link's next change.
+        let mut markers: HashMap<LinkId, Vec<replace_markers::Marker>> = HashMap::new();
+        {
+            let mut stmt = tx.prepare_cached(&sql).map_err(err)?;
+            let mut rows = stmt.query(rusqlite::params![after.0, limit]).map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                read_rows += 1;
+                let read = |i| row.get_ref(i).map_err(err);
+                let position = Position(read(0)?.as_i64().unwrap_or_default());
+                batch.end = position;
+                let link = read(1)?.as_i64().unwrap_or_default();
+                let Some(info) = links.get(&link) else {
+                    // A link this agent does not hold (unlinked, or an earlier link of a
+                    // table); its entries are dropped with the next acknowledgement.
+                    continue;
+                };
+                let op = read(2)?.as_i64().unwrap_or_default();
+                let value = |v, column: &str| values::from_sql(v, &info.table, column, position);
+                let old_partition = value(read(3)?, "(partition column)");
+                let mut old_key = Vec::with_capacity(info.key_width);
+                for k in 0..info.key_width.min(key_cols) {
+                    old_key.push(value(read(4 + k)?, "(key)"));
+                }
+                let kind = match op {
+                    1 => ChangeKind::Insert,
+                    2 => ChangeKind::Update,
+                    3 => ChangeKind::Delete,
+                    _ => {
+                        // A row the next change of the link may have replaced.
+                        let mut values_at = Vec::new();
+                        for (c, column) in info.columns.iter().enumerate().take(image_cols) {
+                            let v = value(read(4 + key_cols + c)?, column);
+                            if !v.is_null() {
+                                values_at.push((c, v));
+                            }
+                        }
+                        markers
+                            .entry(link)
+                            .or_default()
+                            .push(replace_markers::Marker {
+                                position,
+                                op,
+                                key: old_key,
+                                partition: old_partition,
+                                values: values_at,
+                            });
+                        continue;
+                    }
+                };
+                let mut image = Vec::new();
+                if kind != ChangeKind::Delete {
+                    let width = info.columns.len().min(image_cols);
+                    image.reserve(width);
+                    for (c, column) in info.columns.iter().enumerate().take(width) {
+                        image.push(value(read(4 + key_cols + c)?, column));
+                    }
+                }
+                bytes += image
+                    .iter()
+                    .chain(&old_key)
+                    .map(Value::memory_size)
+                    .sum::<usize>();
+                let change = Change {
+                    position,
+                    link,
+                    kind,
+                    row: image,
+                    old_key,
+                    old_partition,
+                };
+                if let Some(pending) = markers.remove(&link) {
+                    batch
+                        .changes
+                        .extend(replace_markers::resolve(pending, &change, &info.key, link));
+                }
+                batch.changes.push(change);
+                if bytes > byte_cap {
+                    break;
+                }
+            }
+        }
+        tx.commit().map_err(err)?;
+        let complete = read_rows < max && bytes <= byte_cap;
+        batch.more = !complete;
+        if complete {
+            // Markers with no change after them, though the log was read to its end: their
+            // statement did not write the row (INSERT OR IGNORE), and replaced nothing.
+            batch.end = batch.end.max(Position(last));
+        } else if let Some(first) = markers.values().flatten().map(|m| m.position).min() {
+            if first.0 - 1 <= after.0 {
+                return Ok(Read::MarkerPastTheEnd);
+            }
+            // The change a marker waits for was not read yet: the batch ends before it, so
+            // that the marker and its change are read together next time.
+            batch.changes.retain(|c| c.position < first);
+            batch.end = Position(first.0 - 1);
+        }
+        Ok(Read::Batch(batch))
     }
 }
 
@@ -406,126 +541,18 @@ impl Source for SqliteSource {
     }
 
     fn read_changes(&mut self, after: Position, max: usize) -> Result<ChangeBatch, SourceError> {
-        self.check_identity()?;
-        let name = &self.name;
-        let links = &self.links;
-        let err = |e| db_error(name, "reading changes", e);
-        let mut batch = ChangeBatch {
-            end: after,
-            ..ChangeBatch::default()
-        };
-        let limit = i64::try_from(max).unwrap_or(i64::MAX);
-        // One read transaction: the log's last position and the entries come from the same
-        // state, so when the batch is not full everything up to that position has been read.
-        let tx = self.conn.unchecked_transaction().map_err(err)?;
-        let last = capture::last_position(&tx, &self.names).map_err(err)?;
-        self.check_history(&tx, last, after)?;
-        let version: i64 = tx
-            .query_row("PRAGMA schema_version", [], |r| r.get(0))
-            .map_err(err)?;
-        if self.seen_schema.is_some_and(|seen| seen != version) {
-            // The schema changed since the engine last looked: it looks again (and widens
-            // capture for added columns) before anything more is read.
-            batch.more = last > after.0;
-            return Ok(batch);
-        }
-        let (key_cols, image_cols) = capture::log_width(&tx, &self.names).map_err(err)?;
-        let sql = capture::select_changes_sql(&self.names, key_cols, image_cols);
-        let mut read_rows = 0usize;
-        let mut bytes = 0usize;
-        // Markers of rows REPLACE may delete, by link, until the link's next change.
-        let mut markers: HashMap<LinkId, Vec<replace_markers::Marker>> = HashMap::new();
-        {
-            let mut stmt = tx.prepare_cached(&sql).map_err(err)?;
-            let mut rows = stmt.query(rusqlite::params![after.0, limit]).map_err(err)?;
-            while let Some(row) = rows.next().map_err(err)? {
-                read_rows += 1;
-                let read = |i| row.get_ref(i).map_err(err);
-                let position = Position(read(0)?.as_i64().unwrap_or_default());
-                batch.end = position;
-                let link = read(1)?.as_i64().unwrap_or_default();
-                let Some(info) = links.get(&link) else {
-                    // A link this agent does not hold (unlinked, or an earlier link of a
-                    // table); its entries are dropped with the next acknowledgement.
-                    continue;
-                };
-                let op = read(2)?.as_i64().unwrap_or_default();
-                let value = |v, column: &str| values::from_sql(v, &info.table, column, position);
-                let old_partition = value(read(3)?, "(partition column)");
-                let mut old_key = Vec::with_capacity(info.key_width);
-                for k in 0..info.key_width.min(key_cols) {
-                    old_key.push(value(read(4 + k)?, "(key)"));
-                }
-                let kind = match op {
-                    1 => ChangeKind::Insert,
-                    2 => ChangeKind::Update,
-                    3 => ChangeKind::Delete,
-                    _ => {
-                        // A row the next change of the link may have replaced.
-                        let mut values_at = Vec::new();
-                        for (c, column) in info.columns.iter().enumerate().take(image_cols) {
-                            let v = value(read(4 + key_cols + c)?, column);
-                            if !v.is_null() {
-                                values_at.push((c, v));
-                            }
-                        }
-                        markers
-                            .entry(link)
-                            .or_default()
-                            .push(replace_markers::Marker {
-                                position,
-                                op,
-                                key: old_key,
-                                partition: old_partition,
-                                values: values_at,
-                            });
-                        continue;
-                    }
-                };
-                let mut image = Vec::new();
-                if kind != ChangeKind::Delete {
-                    let width = info.columns.len().min(image_cols);
-                    image.reserve(width);
-                    for (c, column) in info.columns.iter().enumerate().take(width) {
-                        image.push(value(read(4 + key_cols + c)?, column));
-                    }
-                }
-                bytes += image.iter().chain(&old_key).map(value_size).sum::<usize>();
-                let change = Change {
-                    position,
-                    link,
-                    kind,
-                    row: image,
-                    old_key,
-                    old_partition,
-                };
-                if let Some(pending) = markers.remove(&link) {
-                    batch
-                        .changes
-                        .extend(replace_markers::resolve(pending, &change, &info.key, link));
-                }
-                batch.changes.push(change);
-                if bytes > MAX_BATCH_BYTES {
-                    break;
+        let (mut max, mut byte_cap) = (max, MAX_BATCH_BYTES);
+        loop {
+            match self.read_changes_within(after, max, byte_cap)? {
+                Read::Batch(batch) => return Ok(batch),
+                // A full batch that opens with a REPLACE marker whose change lies past it:
+                // the batch cannot end before the marker, nor drop it, so it reads further.
+                Read::MarkerPastTheEnd => {
+                    max = max.saturating_mul(2);
+                    byte_cap = byte_cap.saturating_mul(2);
                 }
             }
         }
-        tx.commit().map_err(err)?;
-        let complete = read_rows < max && bytes <= MAX_BATCH_BYTES;
-        batch.more = !complete;
-        if complete {
-            // Markers with no change after them, though the log was read to its end: their
-            // statement did not write the row (INSERT OR IGNORE), and replaced nothing.
-            batch.end = batch.end.max(Position(last));
-        } else if let Some(first) = markers.values().flatten().map(|m| m.position).min()
-            && first.0 - 1 > after.0
-        {
-            // The change a marker waits for was not read yet: the batch ends before it, so
-            // that the marker and its change are read together next time.
-            batch.changes.retain(|c| c.position < first);
-            batch.end = Position(first.0 - 1);
-        }
-        Ok(batch)
     }
 
     fn head_position(&mut self) -> Result<Position, SourceError> {
