@@ -608,3 +608,35 @@ pub fn read_lake_file(lake: &dyn Lake, path: &LakePath) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{path}: {e}"));
     bytes
 }
+
+/// Runs `lakelink` with `args` on the workspace's config and returns its exit status and its
+/// peak resident memory in MiB (the kernel's high-water mark, `VmHWM`, read until it exits).
+pub fn peak_memory_of_lakelink(ws: &Workspace, args: &[&str]) -> (std::process::ExitStatus, u64) {
+    let config = ws.config.to_string_lossy().to_string();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.replace("{config}", &config))
+        .collect();
+    let mut child = Command::new(lakelink_bin())
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run lakelink");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("wait for lakelink") {
+            return (status, peak_kib / 1024);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
