@@ -216,16 +216,21 @@ fn a_source_replaced_while_linked_stops_the_agent_and_keeps_the_lake() {
     assert_eq!(ws.model().generation, 1, "the lake is intact");
 }
 
-#[test]
-fn a_source_locked_by_a_long_transaction_is_waited_for_without_an_error_storm() {
-    let ws = workspace();
+/// The application holds a write transaction in rollback-journal mode, so that lakelink can
+/// neither switch the database to WAL nor install its triggers until it ends; an agent polling
+/// every 20 ms starts against it. Returns the application's connection (COMMIT ends it).
+fn agent_against_a_locked_source(ws: &Workspace) -> (rusqlite::Connection, RunningAgent) {
     ws.write_config("poll_interval = \"20ms\"", ONE_TABLE);
-    // The application holds a write transaction in rollback-journal mode: lakelink can neither
-    // switch the database to WAL nor install its triggers until it ends.
     let conn = ws.source();
     conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2, 'two');")
         .unwrap();
-    let agent = RunningAgent::start(&ws);
+    (conn, RunningAgent::start(ws))
+}
+
+#[test]
+fn a_source_locked_by_a_long_transaction_is_waited_for_without_an_error_storm() {
+    let ws = workspace();
+    let (conn, agent) = agent_against_a_locked_source(&ws);
     std::thread::sleep(std::time::Duration::from_secs(5));
     assert!(
         !ws.lake.join("model.json").exists(),
@@ -252,11 +257,7 @@ fn a_source_locked_by_a_long_transaction_is_waited_for_without_an_error_storm() 
 #[test]
 fn a_snapshot_request_while_retrying_does_not_turn_the_backoff_into_a_busy_loop() {
     let ws = workspace();
-    ws.write_config("poll_interval = \"20ms\"", ONE_TABLE);
-    let conn = ws.source();
-    conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2, 'two');")
-        .unwrap();
-    let agent = RunningAgent::start(&ws);
+    let (conn, agent) = agent_against_a_locked_source(&ws);
     wait_for(30, "the first retry", || agent.log().contains("retrying"));
     // A snapshot request stays pending until the agent can take it; it may cut one wait
     // short, and must not cut short every wait after it.

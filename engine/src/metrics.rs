@@ -54,6 +54,13 @@ pub struct AgentStatus {
     pub last_error: Option<String>,
 }
 
+/// Shows `table` in `state`, with `why` as its last error.
+fn set_table_state(inner: &mut Inner, table: &str, state: &str, why: &str) {
+    let t = inner.status.tables.entry(table.to_string()).or_default();
+    t.state = state.to_string();
+    t.last_error = Some(why.to_string());
+}
+
 struct Inner {
     status: AgentStatus,
     caught_up_at: BTreeMap<String, Instant>,
@@ -157,9 +164,7 @@ impl Metrics {
                 .entry("table_stopped".into())
                 .or_default() += 1;
             inner.status.last_error = Some(line.to_string());
-            let t = inner.status.tables.entry(table.to_string()).or_default();
-            t.state = "Stopped".to_string();
-            t.last_error = Some(line.to_string());
+            set_table_state(inner, table, "Stopped", line);
         });
     }
 
@@ -167,19 +172,13 @@ impl Metrics {
     pub fn record_refused(&self, table: &str, line: &str) {
         self.with(|inner| {
             inner.status.last_error = Some(line.to_string());
-            let t = inner.status.tables.entry(table.to_string()).or_default();
-            t.state = "Refused".to_string();
-            t.last_error = Some(line.to_string());
+            set_table_state(inner, table, "Refused", line);
         });
     }
 
     /// Records that a configured table waits to be linked, and for what.
     pub fn record_waiting(&self, table: &str, error: &str) {
-        self.with(|inner| {
-            let t = inner.status.tables.entry(table.to_string()).or_default();
-            t.state = "WaitingToLink".to_string();
-            t.last_error = Some(error.to_string());
-        });
+        self.with(|inner| set_table_state(inner, table, "WaitingToLink", error));
     }
 
     /// Forgets a table that was unlinked.

@@ -55,6 +55,21 @@ fn lock_text(holder: &str) -> String {
     )
 }
 
+/// The holder the lock blob names ("another process" when it names none, or cannot be read)
+/// and whether it is a dead process of this machine.
+async fn read_lock_text(store: &BlobStore, name: &str) -> (String, bool) {
+    let text = store
+        .download(name, 0, None)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let (named, dead_here) = parse_lock_text(&text);
+    match named.is_empty() {
+        true => ("another process".to_string(), dead_here),
+        false => (named, dead_here),
+    }
+}
+
 /// The holder line and whether the holder is a dead process of this machine.
 fn parse_lock_text(text: &str) -> (String, bool) {
     let mut lines = text.lines();
@@ -112,17 +127,8 @@ pub fn holder(runtime: &Runtime, store: &BlobStore) -> Result<Option<String>, La
         if !leased {
             return Ok(None);
         }
-        let text = store
-            .download(&name, 0, None)
-            .await
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let (named, _) = parse_lock_text(&text);
-        Ok(Some(if named.is_empty() {
-            "another process".to_string()
-        } else {
-            named
-        }))
+        let (named, _) = read_lock_text(store, &name).await;
+        Ok(Some(named))
     })
 }
 
@@ -172,12 +178,7 @@ pub fn lock_writer(
                     .map(|_| ())
                     .map_err(|e| lake_error("write the lock", &path, &e));
             }
-            let found = store
-                .download(&name, 0, None)
-                .await
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
-            let (named, dead_here) = parse_lock_text(&found);
+            let (named, dead_here) = read_lock_text(store, &name).await;
             if dead_here && attempt < 2 {
                 tracing::info!(holder = %named, "breaking the lease of a lakelink process of this machine that is gone");
                 store
@@ -187,11 +188,7 @@ pub fn lock_writer(
                 continue;
             }
             return Err(LakeError::Locked {
-                holder: if named.is_empty() {
-                    "another process".to_string()
-                } else {
-                    named
-                },
+                holder: named,
                 lock: location.clone(),
             });
         }
