@@ -527,15 +527,7 @@ fn a_snapshot_waits_for_every_pending_change_even_past_the_sources_byte_cap() {
     let ws = Workspace::new("CREATE TABLE blobs (id INTEGER PRIMARY KEY, body TEXT);");
     ws.write_config("", "[[table]]\nname = \"blobs\"\n");
     ws.sync();
-    let conn = ws.source();
-    let body = "x".repeat(1 << 20);
-    for id in 0..120 {
-        conn.execute(
-            "INSERT INTO blobs VALUES (?1, ?2)",
-            rusqlite::params![id, body],
-        )
-        .unwrap();
-    }
+    insert_wide_rows(&ws, "blobs", 120, 1 << 20);
     ws.sync();
     assert_lake_matches_source(&ws, "blobs", "id", None);
 }
@@ -546,15 +538,7 @@ fn the_first_sync_of_a_table_of_wide_rows_keeps_memory_bounded_in_bytes() {
     // agent never holds more than a few of them at once, whatever the rows' width.
     let ws = Workspace::new("CREATE TABLE wide (id INTEGER PRIMARY KEY, body TEXT);");
     ws.write_config("", "[[table]]\nname = \"wide\"\n");
-    let conn = ws.source();
-    let body = "w".repeat(2 << 20);
-    for id in 0..160 {
-        conn.execute(
-            "INSERT INTO wide VALUES (?1, ?2)",
-            rusqlite::params![id, body],
-        )
-        .unwrap();
-    }
+    insert_wide_rows(&ws, "wide", 160, 2 << 20);
     let (status, peak_mib) = peak_memory_of_lakelink(&ws, &["sync", "--config", "{config}"]);
     eprintln!("first sync of 320 MiB of 2 MiB rows: peak RSS {peak_mib} MiB");
     assert!(status.success());
@@ -565,4 +549,17 @@ fn the_first_sync_of_a_table_of_wide_rows_keeps_memory_bounded_in_bytes() {
         "the first sync of 320 MiB of wide rows peaked at {peak_mib} MiB"
     );
     assert_eq!(ws.read("wide", None).1.len(), 160);
+}
+
+/// Inserts `rows` rows `(id, body)` into `table`, each body `bytes` long.
+fn insert_wide_rows(ws: &Workspace, table: &str, rows: i64, bytes: usize) {
+    let conn = ws.source();
+    let body = "w".repeat(bytes);
+    for id in 0..rows {
+        conn.execute(
+            &format!("INSERT INTO {table} VALUES (?1, ?2)"),
+            rusqlite::params![id, body],
+        )
+        .unwrap();
+    }
 }
