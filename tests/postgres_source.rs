@@ -841,10 +841,11 @@ fn linking_a_table_an_application_holds_waits_without_blocking_its_readers_or_th
     );
     // The report ends: b is linked, and everything is in the lake.
     report.batch_execute("COMMIT").unwrap();
+    // The copy's line comes first, then (once the link is whole) the one that ends the wait.
     wait_for(60, "b to be linked", || {
-        agent.log().contains("initial copy completed table=b")
+        agent.log().contains("linked after waiting for the source")
     });
-    assert!(agent.log().contains("linked after waiting for the source"));
+    assert!(agent.log().contains("initial copy completed table=b"));
     agent.stop_cleanly();
     ws.sync();
     assert_lake_matches_source(&ws, "a", "id", plain);
