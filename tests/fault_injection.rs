@@ -492,3 +492,71 @@ fn an_initial_copy_that_failed_halfway_starts_over_without_doubling() {
         Some("Completed")
     );
 }
+
+#[test]
+fn a_reload_that_fails_after_a_retried_failure_takes_back_every_table_it_brought_in() {
+    let (ws, config, plan) = setup("");
+    ws.source()
+        .execute_batch(
+            "CREATE TABLE a (id INTEGER PRIMARY KEY, x TEXT); INSERT INTO a VALUES (1, 'a');
+             CREATE TABLE b (id INTEGER PRIMARY KEY, y TEXT); INSERT INTO b VALUES (1, 'b');
+             CREATE TABLE item (code TEXT PRIMARY KEY, v);
+             INSERT INTO item VALUES (NULL, 'first'), (NULL, 'second');",
+        )
+        .unwrap();
+    let mut pipeline = open(&ws, &config, &plan);
+    pipeline.reconcile().unwrap();
+    // The edit removes event and adds a, b and item. b's copy meets a full disk once, so the
+    // agent applies the edit again; a is linked by then, and item's copy finds two NULL keys.
+    ws.write_config(
+        "",
+        "[[table]]\nname = \"a\"\n\n[[table]]\nname = \"b\"\n\n[[table]]\nname = \"item\"\n",
+    );
+    let edited = Config::load(&ws.config).unwrap();
+    inject(
+        &plan,
+        Fault {
+            op: Op::Append,
+            path_contains: "b/",
+            skip: 0,
+            times: 1,
+            kind: io::ErrorKind::StorageFull,
+            after_effect: false,
+        },
+    );
+    let first = pipeline.apply_config(edited.clone()).unwrap_err();
+    assert!(first.is_transient(), "{first}");
+    let second = pipeline.apply_config(edited).unwrap_err();
+    assert!(
+        !second.is_transient() && second.to_string().contains("NULL"),
+        "{second}"
+    );
+    // Nothing of the edit stays: event is still linked and flowing; a, b and item are not
+    // linked, and none of them keeps capture triggers.
+    let configured: Vec<&str> = pipeline
+        .config()
+        .tables
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(configured, ["event"]);
+    let triggers: i64 = ws
+        .source()
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name IN ('a', 'b', 'item')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(triggers, 0, "the edit's capture was taken back");
+    let expected = insert_events(&ws, 0, 5);
+    pipeline.trickle_once().unwrap();
+    pipeline.snapshot().unwrap();
+    let entities: Vec<String> = ws.model().entities.into_iter().map(|e| e.name).collect();
+    assert_eq!(entities, ["event"]);
+    assert_eq!(ws.live_row_count("event"), expected);
+    assert!(
+        !ws.lake.join("a").join("1.csv").exists(),
+        "a's copy was removed"
+    );
+}
