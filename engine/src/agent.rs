@@ -76,10 +76,8 @@ pub fn sync_once(config: Config, stop: Arc<AtomicBool>) -> Result<SyncOutcome, E
         if next > deadline {
             break;
         }
-        while std::time::Instant::now() < next && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if stop.load(Ordering::Relaxed) {
+        let wait = next.saturating_duration_since(std::time::Instant::now());
+        if sleep_unless(&stop, None, wait) == Woken::Stop {
             break;
         }
         pipeline.link_waiting_tables()?;
@@ -211,7 +209,7 @@ pub fn run_with_lake(
             due = next_tick(SystemTime::now(), interval);
         }
         if caught_up {
-            sleep_unless(signals, poll, true);
+            sleep_unless(&signals.stop, Some(&signals.snapshot_now), poll);
         }
     }
     tracing::info!("stopping: the last batch is committed; releasing the lake");
@@ -251,7 +249,8 @@ fn retrying<T>(
                     what, attempt, error = %e,
                     retry_in_ms = wait.as_millis() as u64, "failed; retrying"
                 );
-                if sleep_unless(signals, wait, may_cut_short) == Woken::SnapshotRequest {
+                let wake_on = may_cut_short.then_some(&*signals.snapshot_now);
+                if sleep_unless(&signals.stop, wake_on, wait) == Woken::SnapshotRequest {
                     may_cut_short = false;
                     tracing::info!(what, "snapshot requested; retrying now");
                 }
@@ -278,23 +277,25 @@ enum Woken {
     SnapshotRequest,
 }
 
-/// Sleeps for `d`, waking early on shutdown, and on a snapshot request if
-/// `wake_on_request`.
-fn sleep_unless(signals: &Signals, d: Duration, wake_on_request: bool) -> Woken {
+/// Sleeps for `d`, waking early when `stop` is set (shutdown), and when `request` is (a
+/// snapshot request), if given.
+fn sleep_unless(stop: &AtomicBool, request: Option<&AtomicBool>, d: Duration) -> Woken {
     let step = Duration::from_millis(20);
     let mut left = d;
-    while !left.is_zero() {
-        if signals.stop.load(Ordering::Relaxed) {
+    loop {
+        if stop.load(Ordering::Relaxed) {
             return Woken::Stop;
         }
-        if wake_on_request && signals.snapshot_now.load(Ordering::Relaxed) {
+        if left.is_zero() {
+            return Woken::Elapsed;
+        }
+        if request.is_some_and(|r| r.load(Ordering::Relaxed)) {
             return Woken::SnapshotRequest;
         }
         let nap = left.min(step);
         std::thread::sleep(nap);
         left = left.saturating_sub(nap);
     }
-    Woken::Elapsed
 }
 
 #[cfg(test)]

@@ -93,11 +93,11 @@ impl PendingLinks {
         self.waiting.get(table).map(|w| w.pending)
     }
 
-    /// Whether `table` waits and its wait is not over.
-    pub fn is_waiting_now(&self, table: &str) -> bool {
+    /// Whether `table` waits for `pending` and its wait is not over.
+    pub fn is_waiting_now(&self, table: &str, pending: Pending) -> bool {
         self.waiting
             .get(table)
-            .is_some_and(|w| Instant::now() < w.next_try)
+            .is_some_and(|w| w.pending == pending && Instant::now() < w.next_try)
     }
 
     /// The waiting tables whose wait is over, with what they wait for.
@@ -155,7 +155,8 @@ mod tests {
         let mut pending = PendingLinks::default();
         let first = pending.wait("t", Pending::Link, Duration::from_millis(10));
         assert_eq!(first.attempt, 1);
-        assert!(pending.is_waiting_now("t"));
+        assert!(pending.is_waiting_now("t", Pending::Link));
+        assert!(!pending.is_waiting_now("t", Pending::Unlink));
         std::thread::sleep(first.wait + Duration::from_millis(5));
         assert_eq!(pending.due(), [("t".to_string(), Pending::Link)]);
         let second = pending.wait("t", Pending::Link, Duration::from_millis(10));

@@ -174,32 +174,28 @@ impl Pipeline {
                 schema: record.schema.clone(),
                 added_from: None,
             };
-            if let Some(reason) = pipeline.source.capture_broken(&spec)? {
-                // Gone (or replaced) while the agent was stopped: reinstalling capture would
-                // capture another table, or fail for every table.
-                let name = table_name(&record.table)?;
-                let feed = TableFeed::new(record, name, files);
-                let table = feed.record.table.clone();
-                pipeline.feeds.insert(table.clone(), feed);
-                pipeline.stop_table(&table, reason)?;
-                continue;
-            }
-            if let Err(e) = pipeline.source.install_capture(&spec) {
-                let SourceError::Uncapturable { reason, .. } = e else {
-                    return Err(e.into());
-                };
-                // Changed while the agent was stopped so that its changes can no longer be
-                // captured exactly (a replica identity set to NOTHING): that table stops.
-                let feed = TableFeed::new(record, name, files);
-                let table = feed.record.table.clone();
-                pipeline.feeds.insert(table.clone(), feed);
-                pipeline.stop_table(&table, reason)?;
-                continue;
-            }
-            pipeline.by_link.insert(record.link, record.table.clone());
+            // Gone (or replaced) while the agent was stopped, where reinstalling capture would
+            // capture another table or fail for every table; or changed so that its changes
+            // can no longer be captured exactly (a replica identity set to NOTHING): that
+            // table stops.
+            let broken = match pipeline.source.capture_broken(&spec)? {
+                Some(reason) => Some(reason),
+                None => match pipeline.source.install_capture(&spec) {
+                    Ok(()) => None,
+                    Err(SourceError::Uncapturable { reason, .. }) => Some(reason),
+                    Err(e) => return Err(e.into()),
+                },
+            };
             let feed = TableFeed::new(record, name, files);
+            let table = feed.record.table.clone();
+            if let Some(reason) = broken {
+                pipeline.feeds.insert(table.clone(), feed);
+                pipeline.stop_table(&table, reason)?;
+                continue;
+            }
+            pipeline.by_link.insert(feed.record.link, table.clone());
             pipeline.write_trickle_manifest(&feed)?;
-            pipeline.feeds.insert(feed.record.table.clone(), feed);
+            pipeline.feeds.insert(table, feed);
         }
         if let Some(at) = pipeline.common_position() {
             // The mark is recorded with every checkpoint that moves the common position, so

@@ -30,9 +30,8 @@ fn lock_holder(config: &Config) -> Result<Option<String>, EngineError> {
 
 /// The first line when the agent holding the lake cannot be asked: who it is and why it
 /// does not answer, so that a person looks at that process instead of starting another.
-fn silent_holder_line(holder: &str) -> String {
-    let parsed = WriterHolder::parse(holder);
-    let process = parsed.as_ref().map_or_else(
+fn silent_holder_line(holder: &str, parsed: Option<&WriterHolder>) -> String {
+    let process = parsed.map_or_else(
         || "that process".to_string(),
         |h| format!("process {}", h.pid),
     );
@@ -84,12 +83,13 @@ fn agent_report(status: &AgentStatus, address: SocketAddr) -> String {
 pub fn report(config: &Config) -> Result<String, EngineError> {
     let mut out = match lock_holder(config) {
         Ok(Some(holder)) => {
-            if let Some(address) = WriterHolder::parse(&holder).and_then(|h| h.status)
+            let parsed = WriterHolder::parse(&holder);
+            if let Some(address) = parsed.as_ref().and_then(|h| h.status)
                 && let Some(status) = fetch_status(address)
             {
                 return Ok(agent_report(&status, address));
             }
-            silent_holder_line(&holder) + "\n"
+            silent_holder_line(&holder, parsed.as_ref()) + "\n"
         }
         Ok(None) => String::from("no agent is running; from the checkpoint store:\n"),
         Err(e) => format!(

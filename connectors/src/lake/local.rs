@@ -392,14 +392,8 @@ impl Lake for LocalLake {
         match taken {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                let holder = match text.trim() {
-                    "" => "another process",
-                    named => named,
-                };
                 return Err(LakeError::Locked {
-                    holder: holder.to_string(),
+                    holder: recorded_holder(&mut file),
                     lock: full.display().to_string(),
                 });
             }
@@ -433,16 +427,19 @@ impl Lake for LocalLake {
         // dropped with the file at once.
         match file.try_lock_shared() {
             Ok(()) => Ok(None),
-            Err(fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                Ok(Some(match text.trim() {
-                    "" => "another process".to_string(),
-                    named => named.to_string(),
-                }))
-            }
+            Err(fs::TryLockError::WouldBlock) => Ok(Some(recorded_holder(&mut file))),
             Err(fs::TryLockError::Error(e)) => Err(LakeError::io("test the lock", &path, e)),
         }
+    }
+}
+
+/// Who the lock file says holds it ("another process" when it says nothing).
+fn recorded_holder(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    match text.trim() {
+        "" => "another process".to_string(),
+        named => named.to_string(),
     }
 }
 

@@ -106,8 +106,7 @@ impl Pipeline {
             .filter(|t| !is_wanted(t))
             .collect();
         for table in &stale {
-            let waits_to_unlink = self.pending.waits(table) == Some(Pending::Unlink);
-            if !(waits_to_unlink && self.pending.is_waiting_now(table)) {
+            if !self.pending.is_waiting_now(table, Pending::Unlink) {
                 self.try_unlink(table)?;
             }
         }
@@ -128,8 +127,7 @@ impl Pipeline {
                 table_schema::warn_on_changed_options(feed, table);
                 continue;
             }
-            let waits_to_link = self.pending.waits(name) == Some(Pending::Link);
-            if !(waits_to_link && self.pending.is_waiting_now(name)) {
+            if !self.pending.is_waiting_now(name, Pending::Link) {
                 self.try_link(table)?;
             }
         }

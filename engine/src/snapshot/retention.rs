@@ -4,7 +4,7 @@
 
 use crate::error::EngineError;
 use lakelink_model::cdm::Model;
-use lakelink_model::lake::Lake;
+use lakelink_model::lake::{Lake, LakeError};
 use lakelink_model::lake_path::{LAKELINK_DIR, LakePath, TRICKLE_DIR};
 use std::collections::HashSet;
 use std::io::Read;
@@ -35,10 +35,7 @@ fn read_model_advising(
     path: &LakePath,
     published: Option<u64>,
 ) -> Result<Model, EngineError> {
-    let mut bytes = Vec::new();
-    lake.read(path, 0, None)?
-        .read_to_end(&mut bytes)
-        .map_err(|e| lakelink_model::lake::LakeError::io("read", path, e))?;
+    let bytes = read_bytes(lake, path)?;
     serde_json::from_slice(&bytes).map_err(|e| EngineError::Manifest {
         path: path.to_string(),
         reason: format!(
@@ -59,7 +56,7 @@ fn damaged_manifest_advice(lake: &dyn Lake, path: &LakePath, published: Option<u
         .list(&LakePath::published_models_dir())
         .unwrap_or_default()
         .into_iter()
-        .filter(|e| !e.is_dir && *path != e.path)
+        .filter(|e| !e.is_dir)
         .filter_map(|e| e.path.generation())
         .filter(|g| published.is_none_or(|p| *g <= p))
         .filter(|g| is_whole_manifest(lake, &LakePath::published_model(*g)))
@@ -75,12 +72,16 @@ fn damaged_manifest_advice(lake: &dyn Lake, path: &LakePath, published: Option<u
 
 /// Whether the manifest at `path` parses (for advice, which must not name a damaged file).
 fn is_whole_manifest(lake: &dyn Lake, path: &LakePath) -> bool {
+    read_bytes(lake, path).is_ok_and(|bytes| serde_json::from_slice::<Model>(&bytes).is_ok())
+}
+
+/// The whole file at `path`.
+fn read_bytes(lake: &dyn Lake, path: &LakePath) -> Result<Vec<u8>, LakeError> {
     let mut bytes = Vec::new();
-    lake.read(path, 0, None)
-        .ok()
-        .and_then(|mut r| r.read_to_end(&mut bytes).ok())
-        .is_some()
-        && serde_json::from_slice::<Model>(&bytes).is_ok()
+    lake.read(path, 0, None)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| LakeError::io("read", path, e))?;
+    Ok(bytes)
 }
 
 /// The lake path of a partition's file, from its location; falls back to the lake layout

@@ -5,6 +5,7 @@
 //! as long as that transaction lasts. A wait that times out is reported busy, naming the
 //! sessions that hold the table, and the agent retries with backoff.
 
+use super::errors::source_error;
 use super::publication::QualifiedTable;
 use lakelink_model::source::SourceError;
 use postgres::Client;
@@ -22,27 +23,28 @@ pub fn execute_ddl(client: &mut Client, sql: &str) -> Result<(), postgres::Error
     tx.commit()
 }
 
-/// `err` while doing `what` on `table`: when a lock on it was not granted in time, a busy
-/// error that says which lock it waited for and behind which sessions; else `None`.
-pub fn lock_wait_error(
+/// `err` while doing `what` on `table`, as a source error: when a lock on the table was not
+/// granted in time, a busy error that says which lock it waited for and behind which
+/// sessions (asked on `client`); else as [`source_error`] maps it.
+pub fn table_error(
     client: &mut Client,
     source_name: &str,
     what: &str,
     table: &QualifiedTable,
     oid: u32,
-    err: &postgres::Error,
-) -> Option<SourceError> {
+    err: postgres::Error,
+) -> SourceError {
     if err.code() != Some(&SqlState::LOCK_NOT_AVAILABLE) {
-        return None;
+        return source_error(source_name, what, err);
     }
     let holders = lock_holders(client, oid);
-    Some(SourceError::Busy {
+    SourceError::Busy {
         source_name: source_name.to_string(),
         what: format!(
             "{what}: a lock on {} was not granted within {DDL_LOCK_TIMEOUT}; it is held by {holders}",
             table.sql()
         ),
-    })
+    }
 }
 
 /// The sessions (other than this one) holding a lock on relation `oid` or one of its

@@ -288,8 +288,7 @@ impl Source for PostgresSource {
         let err = |what: &str, e| source_error(&name, what, e);
         // A lock wait that timed out names the sessions holding the table.
         let locked = |client: &mut Client, what: &str, e: postgres::Error| {
-            lock_wait::lock_wait_error(client, &name, what, &table, oid, &e)
-                .unwrap_or_else(|| source_error(&name, what, e))
+            lock_wait::table_error(client, &name, what, &table, oid, e)
         };
         let identity = publication::prepare_replica_identity(client, &table, oid);
         if let Some(reason) = identity.map_err(|e| {
@@ -401,8 +400,7 @@ impl Source for PostgresSource {
                     schema: schema.unwrap_or("public").to_string(),
                     name: table.to_string(),
                 };
-                lock_wait::lock_wait_error(client, &name, &what, &qualified, oid, &e)
-                    .unwrap_or_else(|| source_error(&name, &what, e))
+                lock_wait::table_error(client, &name, &what, &qualified, oid, e)
             }
             None => source_error(&name, &what, e),
         })
@@ -424,12 +422,8 @@ impl Source for PostgresSource {
         let mut reader = connect(&self.config, &self.name)?;
         let name = self.name.clone();
         let locker = self.connection()?;
-        handoff::copy_table(locker, &mut reader, &table, &columns, &kinds, on_row).map_err(
-            |(what, e)| {
-                lock_wait::lock_wait_error(&mut reader, &name, what, &table, oid, &e)
-                    .unwrap_or_else(|| source_error(&name, what, e))
-            },
-        )
+        handoff::copy_table(locker, &mut reader, &table, &columns, &kinds, on_row)
+            .map_err(|(what, e)| lock_wait::table_error(&mut reader, &name, what, &table, oid, e))
     }
 
     fn read_changes(&mut self, after: Position, max: usize) -> Result<ChangeBatch, SourceError> {

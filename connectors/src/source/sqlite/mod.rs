@@ -196,6 +196,19 @@ enum Read {
 }
 
 impl SqliteSource {
+    /// The name as stored and the kind (`table`, `view`, `virtual`, `shadow`) of the table
+    /// `table` names in any case, or `None` when there is none.
+    fn table_kind(&self, table: &str) -> Result<Option<(String, String)>, SourceError> {
+        self.conn
+            .query_row(
+                "SELECT name, type FROM pragma_table_list WHERE schema = 'main' AND name = ?1 COLLATE NOCASE",
+                [table],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err("reading the schema", e))
+    }
+
     /// [`Source::read_changes`] with a byte cap of `byte_cap`.
     fn read_changes_within(
         &mut self,
@@ -341,19 +354,7 @@ impl Source for SqliteSource {
         // table_list says what kind of table a name is: SQLite forbids triggers on its own
         // tables, on virtual tables and on a virtual table's shadow tables, and a view holds
         // no rows of its own; none of them can be captured.
-        let kind: Option<(String, String)> = self
-            .conn
-            .query_row(
-                "SELECT name, type FROM pragma_table_list WHERE schema = 'main' AND name = ?1 COLLATE NOCASE",
-                [table],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(self.err("reading the schema", e)),
-            })?;
-        let Some((found, kind)) = kind else {
+        let Some((found, kind)) = self.table_kind(table)? else {
             return Err(SourceError::TableNotFound {
                 source_name: self.name.clone(),
                 table: table.to_string(),
@@ -608,17 +609,8 @@ impl Source for SqliteSource {
         self.check_identity()?;
         let attached = capture::captured_table(&self.conn, &self.names, link)
             .map_err(|e| self.err("reading the schema", e))?;
-        let exists = || -> Result<bool, SourceError> {
-            self.conn
-                .query_row(
-                    "SELECT count(*) > 0 FROM pragma_table_list WHERE schema = 'main' AND name = ?1 COLLATE NOCASE",
-                    [table],
-                    |r| r.get(0),
-                )
-                .map_err(|e| self.err("reading the schema", e))
-        };
         Ok(match attached {
-            None if !exists()? => Some(format!(
+            None if self.table_kind(table)?.is_none() => Some(format!(
                 "{table:?} is gone from the source (dropped, or renamed while its capture triggers went with it); if it is gone for good, unlink it"
             )),
             None => Some(format!(
