@@ -10,7 +10,7 @@
 
 mod support;
 
-use lakelink_model::lake_path::LakePath;
+use lakelink_model::lake_path::{LakePath, TableName};
 use support::Workspace;
 use support::crash_harness::{CrashRun, kill_nine_at_random_points};
 use support::workload::CRM_SCHEMA;
@@ -49,10 +49,12 @@ fn kill_nine_at_random_points_of_an_adls_lake_loses_and_doubles_nothing() {
     kill_nine_at_random_points(&ws, &sqlite_run("LAKELINK_CRASH_KILLS_ADLS", 25));
     let lake = ws.open_lake();
     let split = ["account", "contact", "tag"].iter().any(|table| {
-        lake.list(&LakePath::from_raw(*table))
+        let table = TableName::new(table).unwrap();
+        lake.list(&LakePath::table_dir(&table))
             .unwrap()
             .iter()
-            .any(|e| lake.size(&e.path).unwrap().is_some() && lake.parts(&e.path).len() > 1)
+            .filter_map(|e| e.path.as_live_file(&table))
+            .any(|(_, live)| lake.size(&live).unwrap().is_some() && lake.parts(&live).len() > 1)
     });
     assert!(
         split,

@@ -3,17 +3,18 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod cdm_entity;
 pub mod config;
 pub mod config_edit;
 pub mod config_watch;
 pub mod copy_progress;
 pub mod error;
+pub mod format;
 pub mod http_status;
-pub mod manifest;
+pub mod linked_table;
 pub mod metrics;
 pub mod pending_links;
 pub mod pipeline;
-pub mod read;
 pub mod recovery;
 pub mod row_layout;
 pub mod snapshot;
@@ -21,3 +22,4 @@ pub mod state;
 pub mod status;
 pub mod table_feed;
 pub mod table_schema;
+pub mod trickle_manifest;

@@ -5,9 +5,10 @@ use clap::{Parser, Subcommand};
 use lakelink_connectors::lake::local::LocalLakeConfig;
 use lakelink_engine::agent::{self, Signals};
 use lakelink_engine::config::{Config, LakeConfig};
+use lakelink_engine::format::FormatKind;
 use lakelink_engine::pending_links::Pending;
 use lakelink_engine::pipeline::{self, open_lake};
-use lakelink_engine::{config_edit, read, status};
+use lakelink_engine::{config_edit, status};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -175,7 +176,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
             match outcome.published {
                 Some(p) => println!(
                     "published generation {} at position {} ({} snapshot files)",
-                    p.generation, p.position, p.files_written
+                    p.generation,
+                    p.position,
+                    p.cuts.len()
                 ),
                 None => println!("nothing changed; model.json stays as it is"),
             }
@@ -257,7 +260,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            match read::read_table(lake.as_ref(), &table, generation, &mut out) {
+            let format = FormatKind::default().open();
+            match format.read_table(lake.as_ref(), &table, generation, &mut out) {
                 Ok(_) => {}
                 // `lakelink read ... | head` closes the pipe early; that is not a failure.
                 Err(lakelink_engine::error::EngineError::Lake(

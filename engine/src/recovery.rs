@@ -1,39 +1,41 @@
 //! Repair on start: what a crash may have left half done is finished or undone before the
 //! agent writes anything.
 //!
-//! - A snapshot recorded as pending is rolled forward if model.json already names its
-//!   generation (the crash came after the commit point), else forgotten.
-//! - model.json and the checkpoint store must agree on the published generation.
+//! - A snapshot recorded as pending is rolled forward if the output format already publishes
+//!   its generation (model.json names it: the crash came after the commit point), else
+//!   forgotten.
+//! - The output format and the checkpoint store must agree on the published generation.
 //! - Each live file may hold rows appended after the last checkpoint (the crash came between
 //!   the append and the checkpoint): they are counted in, so they are not written twice. A row
 //!   cut short by the crash is removed; it was never part of a committed batch.
 
 use crate::error::EngineError;
-use crate::snapshot::retention::read_current_model;
+use crate::format::SnapshotFormat;
 use crate::state::{LinkRecord, LiveFile, StateStore};
 use lakelink_model::change::Position;
 use lakelink_model::csv_row::{CsvError, CsvReader, Record};
 use lakelink_model::lake::Lake;
-use lakelink_model::lake_path::{LakePath, TableName};
+use lakelink_model::lake_path::{LAKELINK_DIR, LakePath, TRICKLE_DIR, TableName};
 use lakelink_model::schema::AttributeRole;
 
 /// Removes the temporary files that writes interrupted by a crash left anywhere lakelink
-/// writes: the lake's root, its own folders, and each table's folder and snapshot folder.
-pub fn remove_abandoned_files(lake: &dyn Lake) -> Result<usize, EngineError> {
+/// writes: the lake's root, the trickle manifests' folder, each table's folder (its live
+/// files), and the folders the output format writes in.
+pub fn remove_abandoned_files(
+    lake: &dyn Lake,
+    format: &dyn SnapshotFormat,
+) -> Result<usize, EngineError> {
     let root = LakePath::from_raw("");
-    let mut dirs = vec![
-        root.clone(),
-        LakePath::published_models_dir(),
-        LakePath::from_raw(lakelink_model::lake_path::TRICKLE_DIR),
-    ];
+    let mut dirs = vec![root.clone(), LakePath::from_raw(TRICKLE_DIR)];
     for entry in lake.list(&root)? {
         let name = entry.path.file_name();
-        if entry.is_dir
-            && name != lakelink_model::lake_path::LAKELINK_DIR
-            && name != lakelink_model::lake_path::TRICKLE_DIR
-        {
-            dirs.push(LakePath::from_raw(format!("{}/Snapshot", entry.path)));
+        if entry.is_dir && name != LAKELINK_DIR && name != TRICKLE_DIR {
             dirs.push(entry.path);
+        }
+    }
+    for dir in format.folders(lake)? {
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
         }
     }
     let mut removed = 0;
@@ -49,20 +51,19 @@ pub fn remove_abandoned_files(lake: &dyn Lake) -> Result<usize, EngineError> {
     Ok(removed)
 }
 
-/// Settles the publish state. `now` is the lake time text to record a roll-forward with.
+/// Settles the publish state: a pending snapshot is rolled forward or forgotten, and the
+/// generation readers see must be the one the checkpoint store published. `now` is the lake
+/// time text to record a roll-forward with.
 pub fn settle_publish(
     lake: &dyn Lake,
+    format: &dyn SnapshotFormat,
     state: &mut StateStore,
     now: &str,
 ) -> Result<(), EngineError> {
-    let model_path = LakePath::model();
-    let published = state.published()?.map(|p| p.generation);
-    let model_generation = match lake.size(&model_path)? {
-        Some(_) => Some(read_current_model(lake, published)?.generation),
-        None => None,
-    };
+    let recorded = state.published()?.map(|p| p.generation);
+    let found = format.published_generation(lake, recorded)?;
     if let Some(pending) = state.pending()? {
-        if model_generation == Some(pending.generation) {
+        if found == Some(pending.generation) {
             state.commit_pending(now)?;
             tracing::info!(
                 generation = pending.generation,
@@ -76,53 +77,11 @@ pub fn settle_publish(
             );
         }
     }
-    let published = state.published()?.map(|p| p.generation);
-    match (model_generation, published) {
-        (a, b) if a == b => Ok(()),
-        (Some(m), None) => Err(EngineError::Manifest {
-            path: model_path.to_string(),
-            reason: format!(
-                "names generation {m} but the checkpoint store has never published; point [engine] state at this lake's checkpoint store"
-            ),
-        }),
-        (None, Some(p)) => {
-            let kept = LakePath::published_model(p);
-            let advice = if lake.size(&kept)?.is_some() {
-                format!("restore it by copying {kept} to model.json")
-            } else {
-                format!(
-                    "no manifest is kept in _lakelink/models either, so the lake's files are gone (the lake folder deleted or emptied, or [lake] pointing at another place or at storage that is not mounted). If the lake is elsewhere, fix [lake] or mount its storage, and start again. If it is gone for good, start over: move the checkpoint store {} aside and sync, which copies every table afresh (on SQLite the next start names the old capture triggers to drop)",
-                    state.path().display()
-                )
-            };
-            Err(EngineError::Manifest {
-                path: model_path.to_string(),
-                reason: format!("is missing but generation {p} was published; {advice}"),
-            })
-        }
-        (m, p) => {
-            let (m, p) = (m.unwrap_or(0), p.unwrap_or(0));
-            let kept = LakePath::published_model(p);
-            // Advice names only a file that is there. Following it is safe: the next publish
-            // takes a generation above every one the lake holds, so nothing published is
-            // written again.
-            let advice = if lake.size(&kept)?.is_some() {
-                format!(
-                    "if this is the lake's own checkpoint store, restore model.json by copying {kept} to model.json (readers see generation {p} until the next publish); otherwise point [engine] state at the store this lake was written with"
-                )
-            } else {
-                format!(
-                    "{kept} is gone too, so point [engine] state at the store this lake was written with"
-                )
-            };
-            Err(EngineError::Manifest {
-                path: model_path.to_string(),
-                reason: format!(
-                    "names generation {m} but the checkpoint store published {p}; {advice}"
-                ),
-            })
-        }
+    let recorded = state.published()?.map(|p| p.generation);
+    if found == recorded {
+        return Ok(());
     }
+    Err(format.disagreement(lake, found, recorded, state.path())?)
 }
 
 /// Brings a completed table's live files up to what the lake holds. Returns every live file,
@@ -135,14 +94,13 @@ pub fn repair_live_files(
 ) -> Result<Vec<LiveFile>, EngineError> {
     // A live file the checkpoint never heard of: the crash came after its first append.
     for entry in lake.list(&LakePath::table_dir(name))? {
-        let file_name = entry.path.file_name();
-        let Some(partition) = file_name.strip_suffix(".csv") else {
+        let Some((partition, _)) = entry.path.as_live_file(name) else {
             continue;
         };
         if entry.is_dir || files.iter().any(|f| f.partition == partition) {
             continue;
         }
-        files.push(LiveFile::empty(name.as_str(), partition));
+        files.push(LiveFile::empty(name.as_str(), &partition));
     }
     let version_field = link
         .schema
@@ -152,7 +110,7 @@ pub fn repair_live_files(
         .unwrap_or(usize::MAX);
     let mut repaired = Vec::with_capacity(files.len());
     for mut f in files {
-        let path = LakePath::live_file(name, &f.partition, 0);
+        let path = LakePath::live_file(name, &f.partition);
         let size = lake.size(&path)?.unwrap_or(0);
         if size < f.len {
             return Err(EngineError::Manifest {

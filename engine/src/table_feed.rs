@@ -9,12 +9,13 @@
 //! the first `rows_at_last` rows at exactly that position, is already in the file.
 
 use crate::error::EngineError;
+use crate::linked_table::LinkedTable;
 use crate::row_layout::RowLayout;
 use crate::state::{LinkRecord, LiveFile};
 use crate::table_schema;
 use lakelink_model::change::{Change, ChangeKind, Position};
 use lakelink_model::lake::Lake;
-use lakelink_model::lake_path::{DEFAULT_PARTITION, LakePath, TableName};
+use lakelink_model::lake_path::{DEFAULT_PARTITION, TableName};
 use lakelink_model::value::Value;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -30,11 +31,11 @@ pub struct BatchProgress {
     pub bytes: u64,
 }
 
-/// A live file being appended to.
+/// The writer's side of a live file being appended to (its durable side is the table's
+/// [`LiveFile`]).
 struct FileCursor {
-    durable: LiveFile,
-    /// Rows at `durable.last_position` that a re-delivery will bring again and that must be
-    /// skipped; only non-zero right after a restart.
+    /// Rows at the durable `last_position` that a re-delivery will bring again and that must
+    /// be skipped; only non-zero right after a restart.
     skip_at_last: u64,
     buffer: Vec<u8>,
     buffered_rows: u64,
@@ -43,25 +44,23 @@ struct FileCursor {
 }
 
 impl FileCursor {
-    fn new(durable: LiveFile) -> FileCursor {
+    /// A cursor at a live file's durable end.
+    fn at(durable: &LiveFile) -> FileCursor {
         FileCursor {
             skip_at_last: durable.rows_at_last,
             last: durable.last_position,
             rows_at_last: durable.rows_at_last,
-            durable,
             buffer: Vec::new(),
             buffered_rows: 0,
         }
     }
 }
 
-/// A linked table's live files.
+/// The writer of a linked table's live files.
 pub struct TableFeed {
-    /// The table's link.
-    pub record: LinkRecord,
-    name: TableName,
+    table: LinkedTable,
     layout: RowLayout,
-    files: BTreeMap<String, FileCursor>,
+    cursors: BTreeMap<String, FileCursor>,
     new_partitions: bool,
     /// Reused for each row's partition name.
     partition: String,
@@ -72,33 +71,49 @@ pub struct TableFeed {
 impl TableFeed {
     /// A feed over the table's durable live files.
     pub fn new(record: LinkRecord, name: TableName, files: Vec<LiveFile>) -> TableFeed {
+        let table = LinkedTable::new(record, name, files);
         TableFeed {
-            layout: RowLayout::new(&record.schema),
-            files: files
-                .into_iter()
-                .map(|f| (f.partition.clone(), FileCursor::new(f)))
+            layout: RowLayout::new(&table.record.schema),
+            cursors: table
+                .files()
+                .map(|f| (f.partition.clone(), FileCursor::at(f)))
                 .collect(),
-            record,
-            name,
+            table,
             new_partitions: false,
             partition: String::new(),
             progress: BatchProgress::default(),
         }
     }
 
-    /// The table's name.
-    pub fn name(&self) -> &TableName {
-        &self.name
+    /// The table this feed writes, as the lake holds it durably.
+    pub fn table(&self) -> &LinkedTable {
+        &self.table
     }
 
-    /// The row layout (after a schema change the feed is rebuilt).
-    pub fn layout(&self) -> &RowLayout {
-        &self.layout
+    /// The table, for the snapshotter to record what a publish covers
+    /// ([`LinkedTable::mark_snapshot`]).
+    pub fn table_mut(&mut self) -> &mut LinkedTable {
+        &mut self.table
+    }
+
+    /// The table's link.
+    pub fn record(&self) -> &LinkRecord {
+        &self.table.record
+    }
+
+    /// The table's link, to change what the feed does not write (its position, its state).
+    pub fn record_mut(&mut self) -> &mut LinkRecord {
+        &mut self.table.record
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &TableName {
+        self.table.name()
     }
 
     /// The durable state of each live file.
     pub fn files(&self) -> impl Iterator<Item = &LiveFile> {
-        self.files.values().map(|c| &c.durable)
+        self.table.files()
     }
 
     /// Whether a partition appeared since the last call (the trickle manifest must list it).
@@ -108,7 +123,7 @@ impl TableFeed {
 
     /// Bytes waiting to be appended.
     pub fn buffered_bytes(&self) -> usize {
-        self.files.values().map(|c| c.buffer.len()).sum()
+        self.cursors.values().map(|c| c.buffer.len()).sum()
     }
 
     fn partition_of(&self, value: &Value) -> String {
@@ -118,19 +133,19 @@ impl TableFeed {
     }
 
     fn write_partition(&self, value: &Value, out: &mut String) {
-        match self.record.schema.partition_column {
+        match self.table.record.schema.partition_column {
             None => {
                 out.clear();
                 out.push_str(DEFAULT_PARTITION);
             }
-            Some(_) => self.record.granularity.write_partition(value, out),
+            Some(_) => self.table.record.granularity.write_partition(value, out),
         }
     }
 
     /// The Id of a full row: borrowed from the row for a single plain key (no copy per row),
     /// built for a composite or BLOB key.
     fn id_of_row<'r>(&self, row: &'r [Value]) -> Cow<'r, Value> {
-        let schema = &self.record.schema;
+        let schema = &self.table.record.schema;
         match schema.key.as_slice() {
             [k] if !matches!(row.get(*k), Some(Value::Blob(_)) | None) => Cow::Borrowed(&row[*k]),
             _ => Cow::Owned(schema.id_of_key(&schema.key_of_row(row))),
@@ -145,12 +160,15 @@ impl TableFeed {
         position: Position,
         written_at: &str,
     ) -> Result<(), String> {
-        if let Some(problem) = table_schema::key_problem(&self.record.schema, row) {
+        if let Some(problem) = table_schema::key_problem(&self.table.record.schema, row) {
             return Err(problem);
         }
         let id = self.id_of_row(row);
         let mut partition = std::mem::take(&mut self.partition);
-        self.write_partition(self.record.schema.partition_value(row), &mut partition);
+        self.write_partition(
+            self.table.record.schema.partition_value(row),
+            &mut partition,
+        );
         self.push(&partition, position, |layout, out| {
             layout.image_row(out, &id, row, position, written_at)
         });
@@ -167,12 +185,12 @@ impl TableFeed {
     /// cannot be an `Id` of its own.
     pub fn apply(&mut self, change: &Change, written_at: &str) -> Result<(), String> {
         if change.kind != ChangeKind::Delete
-            && let Some(problem) = table_schema::key_problem(&self.record.schema, &change.row)
+            && let Some(problem) = table_schema::key_problem(&self.table.record.schema, &change.row)
         {
             return Err(problem);
         }
         self.progress.changes += 1;
-        let schema = &self.record.schema;
+        let schema = &self.table.record.schema;
         let position = change.position;
         let old = || {
             let id = schema.id_of_key(&change.old_key);
@@ -217,21 +235,18 @@ impl TableFeed {
         position: Position,
         encode: impl FnOnce(&mut RowLayout, &mut Vec<u8>),
     ) {
-        if !self.files.contains_key(partition) {
-            let file = LiveFile::empty(self.name.as_str(), partition);
-            self.files
-                .insert(partition.to_string(), FileCursor::new(file));
-        }
-        let Some(cursor) = self.files.get_mut(partition) else {
-            return;
-        };
-        if cursor.durable.len == 0 && cursor.buffer.is_empty() {
+        let durable = self.table.file_mut(partition);
+        let cursor = self
+            .cursors
+            .entry(partition.to_string())
+            .or_insert_with(|| FileCursor::at(durable));
+        if durable.len == 0 && cursor.buffer.is_empty() {
             self.new_partitions = true;
         }
-        if position < cursor.durable.last_position {
+        if position < durable.last_position {
             return;
         }
-        if position == cursor.durable.last_position && cursor.skip_at_last > 0 {
+        if position == durable.last_position && cursor.skip_at_last > 0 {
             cursor.skip_at_last -= 1;
             return;
         }
@@ -245,31 +260,22 @@ impl TableFeed {
         }
     }
 
-    /// Records that a published snapshot covers `partition` up to `cut` bytes.
-    pub fn mark_snapshot(&mut self, partition: &str, cut: u64, generation: u64) {
-        if let Some(c) = self.files.get_mut(partition) {
-            c.durable.snapshot_len = cut;
-            c.durable.snapshot_generation = Some(generation);
-        }
-    }
-
     /// Replaces the schema after columns were added; buffers must be empty (between batches).
     pub fn widen(&mut self, schema: lakelink_model::schema::TableSchema) {
         debug_assert_eq!(self.buffered_bytes(), 0);
-        self.record.schema = schema;
-        self.layout = RowLayout::new(&self.record.schema);
+        self.table.widen(schema);
+        self.layout = RowLayout::new(&self.table.record.schema);
     }
 
     /// Drops every buffered row and returns each file's cursor to its durable state: after a
     /// failed batch the source delivers the same changes again. They are re-encoded, and the
     /// rows that did reach a file before the failure are skipped like after a restart.
     pub fn discard_buffers(&mut self) {
-        for c in self.files.values_mut() {
-            c.buffer.clear();
-            c.buffered_rows = 0;
-            c.last = c.durable.last_position;
-            c.rows_at_last = c.durable.rows_at_last;
-            c.skip_at_last = c.durable.rows_at_last;
+        for (partition, c) in self.cursors.iter_mut() {
+            // Every cursor's file is in the table: a push adds both.
+            if let Some(durable) = self.table.file(partition) {
+                *c = FileCursor::at(durable);
+            }
         }
         // The changes are applied again; what reached the lake stays counted.
         self.progress.changes = 0;
@@ -279,21 +285,21 @@ impl TableFeed {
     /// the files' new durable state, to be checkpointed.
     pub fn flush(&mut self, lake: &dyn Lake) -> Result<Vec<LiveFile>, EngineError> {
         let mut flushed = Vec::new();
-        for cursor in self.files.values_mut() {
+        for (partition, cursor) in self.cursors.iter_mut() {
             if cursor.buffer.is_empty() {
                 continue;
             }
-            let path = LakePath::live_file(&self.name, &cursor.durable.partition, 0);
+            let path = self.table.live_path(partition);
+            let d = self.table.file_mut(partition);
             let splits = lake.parts(&path).len();
-            let len = lake.append(&path, cursor.durable.len, &cursor.buffer)?;
+            let len = lake.append(&path, d.len, &cursor.buffer)?;
             // A lake that split the file: the trickle manifest must name the new split.
             if lake.parts(&path).len() != splits {
                 self.new_partitions = true;
             }
             cursor.buffer.clear();
             self.progress.rows += cursor.buffered_rows;
-            self.progress.bytes += len - cursor.durable.len;
-            let d = &mut cursor.durable;
+            self.progress.bytes += len - d.len;
             d.len = len;
             d.rows += cursor.buffered_rows;
             d.last_position = cursor.last;

@@ -196,7 +196,7 @@ pub fn compare(known: &[SourceColumn], now: &[SourceColumn]) -> ColumnDrift {
 
 /// Warns when a linked table's options in the config differ from those it was linked with.
 pub fn warn_on_changed_options(feed: &TableFeed, wanted: &TableSettings) {
-    let r = &feed.record;
+    let r = feed.record();
     let column_name = |i: usize| r.schema.columns[i].name.to_lowercase();
     let mut changed = Vec::new();
     if r.mode != wanted.mode {

@@ -76,10 +76,11 @@ pub trait Lake: Send + Sync {
     /// running agent (and learn that one holds the lake even when it does not answer).
     fn writer_holder(&self) -> Result<Option<String>, LakeError>;
 
-    /// The files a live file is stored as, in order: the file itself, or, on a store that
-    /// splits long live files (a blob's block limit), `<partition>.csv`, `<partition>_001.csv`,
-    /// ... as far as this lake has seen them. Every other method treats a live file as one
-    /// file: the splits' concatenation.
+    /// The files an append log ([`LakePath::is_append_log`]) is stored as, in order: the file
+    /// itself, or, on a store that splits long logs (a blob's block limit), `<partition>.csv`,
+    /// `<partition>_001.csv`, ... as far as this lake has seen them. Every other method treats
+    /// an append log as one file, the splits' concatenation, and lists it once. A lake tells
+    /// append logs from other files by the path alone, never by its name.
     fn parts(&self, path: &LakePath) -> Vec<LakePath> {
         vec![path.clone()]
     }

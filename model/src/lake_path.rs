@@ -69,77 +69,135 @@ impl fmt::Display for TableName {
 }
 
 /// A path inside a lake: `/`-separated, relative to the lake's root.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LakePath(String);
+///
+/// A path also says whether its file is an append log (see [`LakePath::is_append_log`]), so
+/// that a lake is told, not left to guess from a name, which files grow by appends. Two paths
+/// with the same text name the same file and are equal.
+#[derive(Debug, Clone)]
+pub struct LakePath {
+    path: String,
+    append_log: bool,
+}
+
+impl PartialEq for LakePath {
+    fn eq(&self, other: &LakePath) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for LakePath {}
+
+impl std::hash::Hash for LakePath {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.path.hash(state);
+    }
+}
+
+impl PartialOrd for LakePath {
+    fn partial_cmp(&self, other: &LakePath) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for LakePath {
+    fn cmp(&self, other: &LakePath) -> std::cmp::Ordering {
+        self.path.cmp(&other.path)
+    }
+}
 
 impl LakePath {
-    /// A path from its text. Callers build paths with the constructors below; this is for
-    /// paths read back from a listing.
+    /// A file written whole.
+    fn plain(path: String) -> LakePath {
+        LakePath {
+            path,
+            append_log: false,
+        }
+    }
+
+    /// A path from its text, of a file written whole (not an append log). Callers build
+    /// paths with the constructors below; this is for paths read back from a listing or a
+    /// manifest.
     pub fn from_raw(path: impl Into<String>) -> LakePath {
-        LakePath(path.into())
+        LakePath::plain(path.into())
     }
 
     /// The path's text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.path
     }
 
     /// The last segment.
     pub fn file_name(&self) -> &str {
-        self.0.rsplit('/').next().unwrap_or(&self.0)
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+
+    /// Whether the file is an append log: written only by [`crate::lake::Lake::append`], in
+    /// batches, for as long as the table lives. A store may keep such a file as several
+    /// parts (see [`crate::lake::Lake::parts`]); every other file is written whole, once.
+    pub fn is_append_log(&self) -> bool {
+        self.append_log
     }
 
     /// `model.json`.
     pub fn model() -> LakePath {
-        LakePath("model.json".into())
+        LakePath::plain("model.json".into())
     }
 
     /// `_lakelink/models/model-T<n>.json`.
     pub fn published_model(generation: u64) -> LakePath {
-        LakePath(format!("{LAKELINK_DIR}/models/model-T{generation}.json"))
+        LakePath::plain(format!("{LAKELINK_DIR}/models/model-T{generation}.json"))
     }
 
     /// `_lakelink/models`.
     pub fn published_models_dir() -> LakePath {
-        LakePath(format!("{LAKELINK_DIR}/models"))
+        LakePath::plain(format!("{LAKELINK_DIR}/models"))
     }
 
     /// `_lakelink/lock`.
     pub fn writer_lock() -> LakePath {
-        LakePath(format!("{LAKELINK_DIR}/lock"))
+        LakePath::plain(format!("{LAKELINK_DIR}/lock"))
     }
 
     /// `<table>`.
     pub fn table_dir(table: &TableName) -> LakePath {
-        LakePath(table.0.clone())
+        LakePath::plain(table.0.clone())
     }
 
-    /// `<table>/<partition>.csv`, or `<table>/<partition>_00n.csv` for split `n` > 0.
-    pub fn live_file(table: &TableName, partition: &str, split: u32) -> LakePath {
-        if split == 0 {
-            LakePath(format!("{}/{partition}.csv", table.0))
-        } else {
-            LakePath(format!("{}/{partition}_{split:03}.csv", table.0))
+    /// `<table>/<partition>.csv`, an append log (how a store that splits long logs names
+    /// the later parts is its own business: LAKE_FORMAT §6).
+    pub fn live_file(table: &TableName, partition: &str) -> LakePath {
+        LakePath {
+            path: format!("{}/{partition}.csv", table.0),
+            append_log: true,
         }
+    }
+
+    /// The partition a file directly in a table's folder is the live file of, if it is one
+    /// (`<partition>.csv`), and its path as an append log.
+    pub fn as_live_file(&self, table: &TableName) -> Option<(String, LakePath)> {
+        let (dir, file) = self.path.rsplit_once('/')?;
+        let partition = file.strip_suffix(".csv")?;
+        (dir == table.0 && !partition.is_empty())
+            .then(|| (partition.to_string(), LakePath::live_file(table, partition)))
     }
 
     /// `<table>/Snapshot`.
     pub fn snapshot_dir(table: &TableName) -> LakePath {
-        LakePath(format!("{}/Snapshot", table.0))
+        LakePath::plain(format!("{}/Snapshot", table.0))
     }
 
     /// `<table>/Snapshot/<table>-T<n>.csv` for an unpartitioned table, or
     /// `<table>/Snapshot/<table>-<partition>-T<n>.csv`.
     pub fn snapshot_file(table: &TableName, partition: Option<&str>, generation: u64) -> LakePath {
         match partition {
-            None => LakePath(format!("{0}/Snapshot/{0}-T{generation}.csv", table.0)),
-            Some(p) => LakePath(format!("{0}/Snapshot/{0}-{p}-T{generation}.csv", table.0)),
+            None => LakePath::plain(format!("{0}/Snapshot/{0}-T{generation}.csv", table.0)),
+            Some(p) => LakePath::plain(format!("{0}/Snapshot/{0}-{p}-T{generation}.csv", table.0)),
         }
     }
 
     /// `Microsoft.Athena.TrickleFeedService/<table>-model.json`.
     pub fn trickle_manifest(table: &TableName) -> LakePath {
-        LakePath(format!("{TRICKLE_DIR}/{}-model.json", table.0))
+        LakePath::plain(format!("{TRICKLE_DIR}/{}-model.json", table.0))
     }
 
     /// The generation in a snapshot file's or published manifest's name (`...-T<n>.csv`,
@@ -156,7 +214,7 @@ impl LakePath {
 
 impl fmt::Display for LakePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.path)
     }
 }
 
@@ -188,14 +246,17 @@ mod tests {
     #[test]
     fn paths_follow_the_layout() {
         let t = TableName::new("account").unwrap();
+        let live = LakePath::live_file(&t, "2024");
+        assert_eq!(live.as_str(), "account/2024.csv");
+        assert!(live.is_append_log());
+        let listed = LakePath::from_raw("account/2024.csv");
+        assert!(!listed.is_append_log());
+        assert_eq!(listed.as_live_file(&t), Some(("2024".into(), live)));
         assert_eq!(
-            LakePath::live_file(&t, "2024", 0).as_str(),
-            "account/2024.csv"
+            LakePath::from_raw("account/Snapshot/account-T1.csv").as_live_file(&t),
+            None
         );
-        assert_eq!(
-            LakePath::live_file(&t, "2024", 2).as_str(),
-            "account/2024_002.csv"
-        );
+        assert!(!LakePath::snapshot_file(&t, Some("2024"), 1).is_append_log());
         assert_eq!(
             LakePath::snapshot_file(&t, Some("2024-05"), 7).as_str(),
             "account/Snapshot/account-2024-05-T7.csv"

@@ -243,15 +243,18 @@ impl Workspace {
         let mut out = BTreeMap::new();
         if self.lake_section.is_some() {
             let lake = self.open_lake();
-            let dir = lakelink_model::lake_path::LakePath::from_raw(table);
-            for entry in lake.list(&dir).expect("list the table's folder") {
-                let name = entry.path.file_name().to_string();
-                if let Some(partition) = name.strip_suffix(".csv")
+            let name = lakelink_model::lake_path::TableName::new(table).expect("a table name");
+            for entry in lake
+                .list(&LakePath::table_dir(&name))
+                .expect("list the table's folder")
+            {
+                // Read as the append log it is: every split, in order.
+                if let Some((partition, live)) = entry.path.as_live_file(&name)
                     && !entry.is_dir
                 {
                     // Read with the lake already open: opening one per file costs requests.
-                    let bytes = read_lake_file(lake.as_ref(), &entry.path);
-                    out.insert(partition.to_string(), parse_csv(&bytes));
+                    let bytes = read_lake_file(lake.as_ref(), &live);
+                    out.insert(partition, parse_csv(&bytes));
                 }
             }
             return out;

@@ -85,7 +85,7 @@ impl Pipeline {
                     for row in &chunk {
                         feed.copy_row(row, position, &now)
                             .map_err(|reason| EngineError::Link {
-                                table: feed.record.table.clone(),
+                                table: feed.record().table.clone(),
                                 reason,
                             })?;
                     }
@@ -164,8 +164,8 @@ impl Pipeline {
             table = %name, rows, position = %position,
             seconds = started.elapsed().as_secs_f64(), "initial copy completed"
         );
-        self.by_link.insert(link, feed.record.table.clone());
-        self.feeds.insert(feed.record.table.clone(), feed);
+        self.by_link.insert(link, feed.record().table.clone());
+        self.feeds.insert(feed.record().table.clone(), feed);
         if self.common_position() == Some(position) {
             // The first table (or one copied at the lowest position) sets where every table
             // resumes from: mark the source's history there.

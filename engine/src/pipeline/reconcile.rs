@@ -283,7 +283,7 @@ impl Pipeline {
         // unread if this fails.
         self.source.remove_capture(record.link, &source_table)?;
         if let Some(feed) = self.feeds.remove(table) {
-            self.by_link.remove(&feed.record.link);
+            self.by_link.remove(&feed.record().link);
         }
         if record.state != SyncState::NotStarted
             && let Ok(name) = TableName::new(table)

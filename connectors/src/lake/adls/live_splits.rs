@@ -1,5 +1,6 @@
-//! Long live files on blob storage, split: a live file `<table>/<partition>.csv` whose block
-//! list has reached [`AdlsLakeConfig::split_after_batches`](super::config::AdlsLakeConfig)
+//! Long append logs on blob storage, split: a file the engine appends to (a path that
+//! [`LakePath::is_append_log`], the live files `<table>/<partition>.csv`) whose block list has
+//! reached [`AdlsLakeConfig::split_after_batches`](super::config::AdlsLakeConfig)
 //! blocks goes on in `<partition>_001.csv`, then `_002.csv`, ... (LAKE_FORMAT §6), well
 //! before blob storage's limit of 50,000 committed blocks, and before the block list, which
 //! every append re-sends whole, grows large. To the engine a live file stays one file, the
@@ -11,45 +12,32 @@ use super::block_append::BlockLists;
 use super::errors::{is_blob_not_found, lake_error};
 use super::range_reader::RangeReader;
 use lakelink_model::lake::LakeError;
-use lakelink_model::lake_path::{LAKELINK_DIR, LakePath, TRICKLE_DIR};
+use lakelink_model::lake_path::LakePath;
 use std::collections::HashMap;
 use std::io::{self, BufRead, Read};
 use std::sync::{Arc, Mutex};
 use tokio::runtime::Runtime;
 
-/// Whether `file` (a file name) is the name of a split after the first: `<p>_NNN.csv`.
-pub fn is_split_name(file: &str) -> bool {
-    file.strip_suffix(".csv")
-        .and_then(|stem| stem.rsplit_once('_'))
-        .is_some_and(|(partition, n)| {
-            !partition.is_empty()
-                && n.len() == 3
-                && n.bytes().all(|b| b.is_ascii_digit())
-                && n != "000"
-        })
+/// The file name of the append log that `file` (a file name) would be a later split of:
+/// `<stem>_NNN.<ext>` (NNN from 001) is a split of `<stem>.<ext>`.
+pub fn split_base(file: &str) -> Option<String> {
+    let (stem, ext) = file.rsplit_once('.')?;
+    let (base, n) = stem.rsplit_once('_')?;
+    let numbered = n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()) && n != "000";
+    (numbered && !base.is_empty()).then(|| format!("{base}.{ext}"))
 }
 
-/// Whether `path` is a live file: `<table>/<partition>.csv` (LAKE_FORMAT §1).
-pub fn is_live_file(path: &LakePath) -> bool {
-    let mut segments = path.as_str().split('/');
-    match (segments.next(), segments.next(), segments.next()) {
-        (Some(table), Some(file), None) => {
-            table != LAKELINK_DIR
-                && table != TRICKLE_DIR
-                && file.ends_with(".csv")
-                && !is_split_name(file)
-        }
-        _ => false,
-    }
-}
-
-/// Split `n` of live file `path` (split 0 is the file itself).
+/// Split `n` of append log `path` (split 0 is the file itself): `<stem>_NNN.<ext>`.
 pub fn split_path(path: &LakePath, n: usize) -> LakePath {
     if n == 0 {
         return path.clone();
     }
-    let stem = path.as_str().strip_suffix(".csv").unwrap_or(path.as_str());
-    LakePath::from_raw(format!("{stem}_{n:03}.csv"))
+    let text = path.as_str();
+    let (stem, ext) = match text.rsplit_once('.') {
+        Some((stem, ext)) if !ext.contains('/') => (stem, format!(".{ext}")),
+        _ => (text, String::new()),
+    };
+    LakePath::from_raw(format!("{stem}_{n:03}{ext}"))
 }
 
 /// The splits of the live files this lake has seen.
@@ -303,22 +291,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn live_files_and_their_splits_are_told_apart() {
+    fn splits_are_named_after_their_append_log() {
         let p = LakePath::from_raw;
-        assert!(is_live_file(&p("account/2024.csv")));
-        assert!(is_live_file(&p("account/2024-12.csv")));
-        assert!(!is_live_file(&p("account/2024_001.csv")), "a split");
-        assert!(!is_live_file(&p("account/Snapshot/account-2024-T1.csv")));
-        assert!(!is_live_file(&p("model.json")));
-        assert!(!is_live_file(&p("_lakelink/lock")));
-        assert!(!is_live_file(&p(
-            "Microsoft.Athena.TrickleFeedService/a.csv"
-        )));
-        assert!(is_split_name("2024_001.csv"));
-        assert!(!is_split_name("2024_000.csv"));
-        assert!(!is_split_name("2024_01.csv"));
-        assert!(!is_split_name("_001.csv"));
+        assert_eq!(split_base("2024_001.csv").as_deref(), Some("2024.csv"));
+        assert_eq!(
+            split_base("2024-12_010.csv").as_deref(),
+            Some("2024-12.csv")
+        );
+        assert_eq!(
+            split_base("2024_000.csv"),
+            None,
+            "split 0 is the file itself"
+        );
+        assert_eq!(split_base("2024_01.csv"), None);
+        assert_eq!(split_base("_001.csv"), None);
+        assert_eq!(split_base("2024.csv"), None);
         assert_eq!(split_path(&p("a/2024.csv"), 0), p("a/2024.csv"));
         assert_eq!(split_path(&p("a/2024.csv"), 2), p("a/2024_002.csv"));
+        assert_eq!(
+            split_base(split_path(&p("a/2024.csv"), 2).file_name()).as_deref(),
+            Some("2024.csv")
+        );
     }
 }

@@ -200,7 +200,7 @@ impl Lake for AdlsLake {
     }
 
     fn size(&self, path: &LakePath) -> Result<Option<u64>, LakeError> {
-        if live_splits::is_live_file(path) {
+        if path.is_append_log() {
             return self
                 .runtime
                 .block_on(self.live.size(&self.store, &self.block_lists, path));
@@ -214,7 +214,7 @@ impl Lake for AdlsLake {
 
     fn append(&self, path: &LakePath, expected_len: u64, data: &[u8]) -> Result<u64, LakeError> {
         self.check_lease()?;
-        if live_splits::is_live_file(path) {
+        if path.is_append_log() {
             return self.runtime.block_on(self.live.append(
                 &self.store,
                 &self.block_lists,
@@ -231,7 +231,7 @@ impl Lake for AdlsLake {
 
     fn discard_tail(&self, path: &LakePath, len: u64) -> Result<(), LakeError> {
         self.check_lease()?;
-        if live_splits::is_live_file(path) {
+        if path.is_append_log() {
             return self.runtime.block_on(self.live.discard_tail(
                 &self.store,
                 &self.block_lists,
@@ -249,7 +249,7 @@ impl Lake for AdlsLake {
         start: u64,
         end: Option<u64>,
     ) -> Result<Box<dyn BufRead + Send>, LakeError> {
-        if live_splits::is_live_file(path) {
+        if path.is_append_log() {
             return self.live.read(
                 &self.runtime,
                 &self.store,
@@ -378,15 +378,21 @@ impl Lake for AdlsLake {
             if first.is_empty() || first.starts_with('.') {
                 continue;
             }
-            // A live file's later splits (`<table>/<partition>_001.csv`) are part of it, not
-            // files of their own.
-            if !is_dir
-                && live_splits::is_split_name(first)
-                && live_splits::is_live_file(&LakePath::from_raw(format!("{folder}x.csv")))
-            {
-                continue;
-            }
             *entries.entry(first.to_string()).or_insert(is_dir) |= is_dir;
+        }
+        // An append log's later splits (`<partition>_001.csv`, ...) are part of it, not files
+        // of their own: a split is never there without the log's first file.
+        let splits: Vec<String> = entries
+            .iter()
+            .filter(|(name, is_dir)| {
+                !**is_dir
+                    && live_splits::split_base(name)
+                        .is_some_and(|base| entries.get(&base) == Some(&false))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for split in splits {
+            entries.remove(&split);
         }
         Ok(entries
             .into_iter()
@@ -399,7 +405,7 @@ impl Lake for AdlsLake {
 
     fn delete(&self, path: &LakePath) -> Result<(), LakeError> {
         self.check_lease()?;
-        if live_splits::is_live_file(path) {
+        if path.is_append_log() {
             return self
                 .runtime
                 .block_on(self.live.delete(&self.store, &self.block_lists, path));
@@ -424,7 +430,7 @@ impl Lake for AdlsLake {
     }
 
     fn parts(&self, path: &LakePath) -> Vec<LakePath> {
-        if live_splits::is_live_file(path) {
+        if path.is_append_log() {
             self.live.parts(path)
         } else {
             vec![path.clone()]

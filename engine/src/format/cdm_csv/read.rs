@@ -2,8 +2,8 @@
 //! an older published manifest) and printed as CSV with a header row. Rows shorter than the
 //! attribute list (written before a column was added) are padded with NULLs.
 
+use super::manifests::{partition_path, read_model};
 use crate::error::EngineError;
-use crate::snapshot::retention::{partition_path, read_model};
 use lakelink_model::csv_row::{CsvReader, Record, RowWriter};
 use lakelink_model::lake::{Lake, LakeError};
 use lakelink_model::lake_path::LakePath;

@@ -1,22 +1,13 @@
-//! Retention: keep the newest `keep_generations` published manifests and delete the snapshot
-//! files none of them names. Manifests go first, so that a crash in between leaves only
-//! unreferenced files, which the next run deletes.
+//! Reading model.json and the kept manifests (`_lakelink/models/model-T<n>.json`) back: which
+//! generation readers see, the highest one the lake ever published, and advice that names
+//! only files that are there when one is damaged or missing.
 
 use crate::error::EngineError;
 use lakelink_model::cdm::Model;
 use lakelink_model::lake::{Lake, LakeError};
-use lakelink_model::lake_path::{LAKELINK_DIR, LakePath, TRICKLE_DIR};
-use std::collections::HashSet;
+use lakelink_model::lake_path::LakePath;
 use std::io::Read;
-
-/// What retention removed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Removed {
-    /// Published manifests deleted.
-    pub manifests: usize,
-    /// Snapshot files deleted.
-    pub files: usize,
-}
+use std::path::Path;
 
 /// Reads a manifest from the lake. A manifest that is not one (cut short, overwritten with
 /// other bytes, not even text) is an error that says which kept file to restore it from.
@@ -115,47 +106,69 @@ pub fn highest_generation(lake: &dyn Lake) -> Result<u64, EngineError> {
     Ok(highest)
 }
 
-/// Applies retention after generation `current` was published.
-pub fn apply(lake: &dyn Lake, keep: u32, current: u64) -> Result<Removed, EngineError> {
-    let mut removed = Removed::default();
-    let mut manifests: Vec<(u64, LakePath)> = lake
-        .list(&LakePath::published_models_dir())?
-        .into_iter()
-        .filter(|e| !e.is_dir)
-        .filter_map(|e| e.path.generation().map(|g| (g, e.path)))
-        .filter(|(g, _)| *g <= current)
-        .collect();
-    manifests.sort_by_key(|m| std::cmp::Reverse(m.0));
-    let keep = (keep as usize).max(1);
-    for (_, path) in manifests.iter().skip(keep) {
-        lake.delete(path)?;
-        removed.manifests += 1;
+/// The generation model.json names, or `None` when there is no model.json.
+pub fn published_generation(
+    lake: &dyn Lake,
+    recorded: Option<u64>,
+) -> Result<Option<u64>, EngineError> {
+    match lake.size(&LakePath::model())? {
+        Some(_) => Ok(Some(read_current_model(lake, recorded)?.generation)),
+        None => Ok(None),
     }
-    let mut referenced = HashSet::new();
-    for (_, path) in manifests.iter().take(keep) {
-        let model = read_model(lake, path)?;
-        for entity in &model.entities {
-            for p in &entity.partitions {
-                referenced.insert(partition_path(lake, &entity.name, &p.location));
+}
+
+/// The error for a model.json that names generation `found` (none: missing) where the
+/// checkpoint store at `state` published `recorded`.
+pub fn disagreement(
+    lake: &dyn Lake,
+    found: Option<u64>,
+    recorded: Option<u64>,
+    state: &Path,
+) -> Result<EngineError, EngineError> {
+    let model_path = LakePath::model();
+    Ok(match (found, recorded) {
+        (Some(m), None) => EngineError::Manifest {
+            path: model_path.to_string(),
+            reason: format!(
+                "names generation {m} but the checkpoint store has never published; point [engine] state at this lake's checkpoint store"
+            ),
+        },
+        (None, Some(p)) => {
+            let kept = LakePath::published_model(p);
+            let advice = if lake.size(&kept)?.is_some() {
+                format!("restore it by copying {kept} to model.json")
+            } else {
+                format!(
+                    "no manifest is kept in _lakelink/models either, so the lake's files are gone (the lake folder deleted or emptied, or [lake] pointing at another place or at storage that is not mounted). If the lake is elsewhere, fix [lake] or mount its storage, and start again. If it is gone for good, start over: move the checkpoint store {} aside and sync, which copies every table afresh (on SQLite the next start names the old capture triggers to drop)",
+                    state.display()
+                )
+            };
+            EngineError::Manifest {
+                path: model_path.to_string(),
+                reason: format!("is missing but generation {p} was published; {advice}"),
             }
         }
-    }
-    for entry in lake.list(&LakePath::from_raw(""))? {
-        let name = entry.path.file_name();
-        if !entry.is_dir || name == LAKELINK_DIR || name == TRICKLE_DIR {
-            continue;
-        }
-        let dir = LakePath::from_raw(format!(
-            "{}/Snapshot",
-            entry.path.as_str().trim_start_matches('/')
-        ));
-        for file in lake.list(&dir)? {
-            let stale = file.path.generation().is_some_and(|g| g <= current);
-            if !file.is_dir && stale && !referenced.contains(&file.path) {
-                lake.delete(&file.path)?;
-                removed.files += 1;
+        (m, p) => {
+            let (m, p) = (m.unwrap_or(0), p.unwrap_or(0));
+            let kept = LakePath::published_model(p);
+            // Advice names only a file that is there. Following it is safe: the next publish
+            // takes a generation above every one the lake holds, so nothing published is
+            // written again.
+            let advice = if lake.size(&kept)?.is_some() {
+                format!(
+                    "if this is the lake's own checkpoint store, restore model.json by copying {kept} to model.json (readers see generation {p} until the next publish); otherwise point [engine] state at the store this lake was written with"
+                )
+            } else {
+                format!(
+                    "{kept} is gone too, so point [engine] state at the store this lake was written with"
+                )
+            };
+            EngineError::Manifest {
+                path: model_path.to_string(),
+                reason: format!(
+                    "names generation {m} but the checkpoint store published {p}; {advice}"
+                ),
             }
         }
-    }
-    Ok(removed)
+    })
 }

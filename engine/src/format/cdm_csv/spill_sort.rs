@@ -5,7 +5,7 @@
 //! number of items, and change rows range from a few bytes to many megabytes: only a budget in
 //! bytes keeps memory bounded for any table.
 
-use crate::snapshot::id_key::IdKey;
+use super::id_key::IdKey;
 use lakelink_model::csv_row::{CsvError, CsvReader, Record, RowWriter};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -69,7 +69,8 @@ impl SpillSorter {
         Ok(())
     }
 
-    /// How many runs went to disk (for tests and logs).
+    /// How many runs went to disk (for tests).
+    #[cfg(test)]
     pub fn spilled_runs(&self) -> usize {
         self.runs.len()
     }

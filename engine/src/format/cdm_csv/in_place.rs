@@ -3,9 +3,9 @@
 //! dropping deleted Ids. Reads the previous snapshot and the new changes once; memory stays
 //! within the sort budget whatever the partition's size.
 
+use super::id_key::IdKey;
+use super::spill_sort::{Keyed, SpillSorter};
 use crate::error::EngineError;
-use crate::snapshot::id_key::IdKey;
-use crate::snapshot::spill_sort::{Keyed, SpillSorter};
 use lakelink_model::csv_row::{CsvReader, Record, RowWriter};
 use lakelink_model::lake::Lake;
 use lakelink_model::lake_path::LakePath;

@@ -1,0 +1,119 @@
+//! A CSV snapshot file of one partition (LAKE_FORMAT §4): for an `append_only` table the live
+//! file up to the cut, for an `in_place` table each Id's latest image at the cut
+//! ([`super::in_place`]).
+
+use super::in_place::{InPlaceInput, write_in_place};
+use crate::error::EngineError;
+use crate::linked_table::LinkedTable;
+use lakelink_model::csv_row::{CsvReader, Record, RowWriter};
+use lakelink_model::lake::{Lake, LakeError, NewFile};
+use lakelink_model::lake_path::LakePath;
+use lakelink_model::schema::AttributeRole;
+use lakelink_model::table_mode::Mode;
+use lakelink_model::value_codec::write_value;
+use std::io::BufWriter;
+
+/// Memory the sort of one partition's changes may use before spilling to disk.
+pub const SORT_BUDGET: usize = 64 << 20;
+
+/// Starts a file of a generation that is not published yet. A file already there is left from
+/// an attempt that crashed before publishing; no manifest names it, so it is replaced.
+pub fn create_unpublished(
+    lake: &dyn Lake,
+    path: &LakePath,
+) -> Result<Box<dyn NewFile>, EngineError> {
+    match lake.create(path) {
+        Err(LakeError::AlreadyExists { .. }) => {
+            lake.delete(path)?;
+            Ok(lake.create(path)?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Each filled column's field index and encoded value (see [`InPlaceInput::fills`]).
+fn fill_fields(table: &LinkedTable) -> Vec<(usize, String, bool)> {
+    let attributes = table.attributes();
+    let mut out: Vec<(usize, String, bool)> = table
+        .record
+        .schema
+        .fills
+        .iter()
+        .filter_map(|fill| {
+            let at = attributes
+                .iter()
+                .position(|a| a.role == AttributeRole::Column(fill.column))?;
+            let mut bytes = Vec::new();
+            let mut row = RowWriter::new(&mut bytes);
+            write_value(
+                &mut row,
+                &fill.value,
+                attributes[at].kind,
+                &mut String::new(),
+            );
+            row.finish();
+            let mut record = Record::default();
+            CsvReader::new(bytes.as_slice(), 0)
+                .read_record(&mut record)
+                .ok()?;
+            let (text, quoted) = record.get(0)?;
+            Some((at, text.to_string(), quoted))
+        })
+        .collect();
+    out.sort_by_key(|(at, _, _)| *at);
+    out
+}
+
+/// Writes the snapshot file of `table`'s `partition` at live-file length `cut`, for
+/// `generation`; nothing names it until the generation is published.
+pub fn write_partition(
+    lake: &dyn Lake,
+    table: &LinkedTable,
+    partition: &str,
+    cut: u64,
+    generation: u64,
+) -> Result<(), EngineError> {
+    let name = table.name();
+    let partitioned = table.is_partitioned();
+    let path = LakePath::snapshot_file(name, partitioned.then_some(partition), generation);
+    let live = table.live_path(partition);
+    let file = table
+        .file(partition)
+        .cloned()
+        .ok_or_else(|| EngineError::Manifest {
+            path: live.to_string(),
+            reason: "a snapshot cut names a live file the table does not have".into(),
+        })?;
+    let io_err = |e| LakeError::io("write", &path, e);
+    let mut out = BufWriter::with_capacity(1 << 20, create_unpublished(lake, &path)?);
+    match table.record.mode {
+        Mode::AppendOnly => {
+            let mut from = lake.read(&live, 0, Some(cut))?;
+            std::io::copy(&mut from, &mut out).map_err(io_err)?;
+        }
+        Mode::InPlace => {
+            let previous = file
+                .snapshot_generation
+                .map(|g| LakePath::snapshot_file(name, partitioned.then_some(partition), g));
+            let attributes = table.attributes();
+            let is_delete = attributes
+                .iter()
+                .position(|a| a.role == AttributeRole::IsDelete)
+                .unwrap_or(usize::MAX);
+            let input = InPlaceInput {
+                previous: previous.as_ref(),
+                live: &live,
+                from: file.snapshot_len,
+                to: cut,
+                is_delete,
+                integer_ids: table.record.schema.id_kind() == lakelink_model::FieldKind::Integer,
+                sort_budget: SORT_BUDGET,
+                fills: &fill_fields(table),
+            };
+            write_in_place(lake, &input, &mut out)?;
+        }
+    }
+    let file = out.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.commit()?;
+    Ok(())
+}
