@@ -212,7 +212,7 @@ fn prepare(workload: &Workload, path: &Path, capture: Capture) -> Result<Connect
                 },
                 "bench",
             )?;
-            let described = source.describe_table("account")?;
+            let described = source.describe_table(&"account".into())?;
             source.install_capture(&CaptureSpec {
                 link: 1,
                 table: "account".into(),

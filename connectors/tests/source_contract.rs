@@ -119,7 +119,9 @@ const TABLE: &str = "CREATE TABLE item (id integer PRIMARY KEY, name text, creat
     INSERT INTO item VALUES (1, 'one', '2024-01-01 00:00:00'), (2, 'two', '2025-01-01 00:00:00');";
 
 fn spec(source: &mut dyn Source) -> CaptureSpec {
-    let table = source.describe_table("item").expect("describe the table");
+    let table = source
+        .describe_table(&"item".into())
+        .expect("describe the table");
     assert_eq!(table.primary_key, vec![0], "the key is the primary key");
     let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["id", "name", "createdon"]);
@@ -253,7 +255,7 @@ fn the_contract_holds(db: &mut dyn Database) {
     assert!(source.head_position().unwrap() >= after_ack[0].0);
 
     // Removed: the table's changes are no longer reported.
-    source.remove_capture(spec.link, "item").unwrap();
+    source.remove_capture(spec.link, &"item".into()).unwrap();
     db.execute("INSERT INTO item VALUES (7, 'seven', '2026-07-07 00:00:00');");
     let batch = source.read_changes(end, 1000).unwrap();
     assert!(batch.changes.is_empty(), "{:?}", batch.changes);

@@ -6,6 +6,7 @@ pub use lakelink_connectors::registry::{LakeConfig, SourceConfig};
 use lakelink_model::lake_path::TableName;
 use lakelink_model::partition::Granularity;
 use lakelink_model::table_mode::Mode;
+use lakelink_model::table_ref::TableRef;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -149,13 +150,9 @@ pub struct TableSettings {
 }
 
 impl TableSettings {
-    /// The name the source knows the table by: `schema.name` when a schema is configured (a
-    /// schema never holds a `.`, a table name neither), else the name.
-    pub fn source_name(&self) -> String {
-        match &self.schema {
-            Some(schema) => format!("{schema}.{}", self.name.as_str()),
-            None => self.name.as_str().to_string(),
-        }
+    /// The table in the source: its name, in its configured schema (if any).
+    pub fn source_table(&self) -> TableRef {
+        TableRef::in_schema(self.schema.clone(), self.name.as_str())
     }
 }
 

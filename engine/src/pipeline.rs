@@ -25,6 +25,7 @@ use lakelink_model::datetime::UtcDateTime;
 use lakelink_model::lake::{Lake, WriterLock};
 use lakelink_model::lake_path::{LakePath, TableName};
 use lakelink_model::source::Source;
+use lakelink_model::table_ref::TableRef;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -195,12 +196,12 @@ impl Pipeline {
 
     /// The name the source knows a linked table by (its configured schema, if any, in
     /// front); the lake name when the config no longer lists it.
-    fn source_table(&self, table: &str) -> String {
+    fn source_table(&self, table: &str) -> TableRef {
         self.config
             .tables
             .iter()
             .find(|t| t.name.as_str() == table)
-            .map_or_else(|| table.to_string(), TableSettings::source_name)
+            .map_or_else(|| TableRef::new(table), TableSettings::source_table)
     }
 
     /// The position every completed table is durable through.

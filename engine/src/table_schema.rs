@@ -26,7 +26,7 @@ pub fn resolve(source: &mut dyn Source, table: &TableSettings) -> Result<TableSc
             "names starting with {RESERVED_PREFIX:?} are reserved for lakelink's own objects (its change log, triggers and lake folder); link only application tables"
         )));
     }
-    let described = source.describe_table(&table.source_name())?;
+    let described = source.describe_table(&table.source_table())?;
     let find = |column: &str, setting: &'static str| {
         described
             .columns
@@ -58,7 +58,7 @@ pub fn resolve(source: &mut dyn Source, table: &TableSettings) -> Result<TableSc
     check_names(&described.columns).map_err(link_err)?;
     // After the key: a table without one is told to name one first, not to change its
     // replica identity and then be told that.
-    if let Some(reason) = source.capture_problem(&table.source_name())? {
+    if let Some(reason) = source.capture_problem(&table.source_table())? {
         return Err(link_err(reason));
     }
     for &k in &key {

@@ -13,6 +13,7 @@ pub mod partition;
 pub mod schema;
 pub mod source;
 pub mod table_mode;
+pub mod table_ref;
 pub mod value;
 pub mod value_codec;
 pub mod writer_holder;

@@ -5,6 +5,7 @@
 
 use crate::change::{ChangeBatch, LinkId, Position};
 use crate::schema::{SourceColumn, TableSchema};
+use crate::table_ref::TableRef;
 use crate::value::Value;
 use std::ops::ControlFlow;
 
@@ -26,8 +27,8 @@ pub struct SourceTable {
 pub struct CaptureSpec {
     /// The link's number, carried by every change.
     pub link: LinkId,
-    /// The table's name in the source.
-    pub table: String,
+    /// The table in the source.
+    pub table: TableRef,
     /// Its schema: which columns to capture, the key and the partition column.
     pub schema: TableSchema,
     /// Set when capture is widened: columns from this index on were added to the table since
@@ -77,7 +78,7 @@ pub trait Source: Send {
     fn describe(&self) -> String;
 
     /// The table's columns and primary key.
-    fn describe_table(&mut self, table: &str) -> Result<SourceTable, SourceError>;
+    fn describe_table(&mut self, table: &TableRef) -> Result<SourceTable, SourceError>;
 
     /// A number that changes whenever any table's schema may have changed, cheap enough to
     /// ask before every batch.
@@ -87,7 +88,7 @@ pub trait Source: Send {
     fn install_capture(&mut self, spec: &CaptureSpec) -> Result<(), SourceError>;
 
     /// Removes a link's capture objects and forgets its pending changes.
-    fn remove_capture(&mut self, link: LinkId, table: &str) -> Result<(), SourceError>;
+    fn remove_capture(&mut self, link: LinkId, table: &TableRef) -> Result<(), SourceError>;
 
     /// Streams every row of the table at one position, calling `on_row` with the position and
     /// the row (values in schema column order, handed over so the caller can pass them on
@@ -106,7 +107,7 @@ pub trait Source: Send {
     fn head_position(&mut self) -> Result<Position, SourceError>;
 
     /// About how many rows the table holds (for the initial copy's progress).
-    fn count_rows(&mut self, table: &str) -> Result<u64, SourceError>;
+    fn count_rows(&mut self, table: &TableRef) -> Result<u64, SourceError>;
 
     /// Everything up to `upto` is durable in the lake.
     fn acknowledge(&mut self, upto: Position) -> Result<(), SourceError>;
@@ -120,10 +121,14 @@ pub trait Source: Send {
     /// Why the table's changes could not be captured exactly as it is set up now, with what
     /// to change; `None` when they can. Only reads: asked before a link changes anything
     /// (`lakelink link`, a reload), so that a refusal leaves everything as it was.
-    fn capture_problem(&mut self, table: &str) -> Result<Option<String>, SourceError>;
+    fn capture_problem(&mut self, table: &TableRef) -> Result<Option<String>, SourceError>;
 
     /// What the table's existing rows hold in `column`, just added.
-    fn existing_rows(&mut self, table: &str, column: &str) -> Result<ExistingRows, SourceError>;
+    fn existing_rows(
+        &mut self,
+        table: &TableRef,
+        column: &str,
+    ) -> Result<ExistingRows, SourceError>;
 
     /// A short text that identifies the source's history at `position` (a position the
     /// source gave out), to be kept with the checkpoint and handed back by

@@ -51,7 +51,7 @@ impl Pipeline {
         self.state.put_link(&record)?;
         let spec = CaptureSpec {
             link,
-            table: table.source_name(),
+            table: table.source_table(),
             schema: record.schema.clone(),
             added_from: None,
         };
@@ -67,7 +67,7 @@ impl Pipeline {
 
         let started = std::time::Instant::now();
         let now = now_text();
-        let total = self.source.count_rows(&table.source_name())?;
+        let total = self.source.count_rows(&table.source_table())?;
         let progress = CopyProgress::new(name.as_str(), total);
         let feed = TableFeed::new(record.clone(), name.clone(), Vec::new());
         let lake = self.lake.as_ref();
@@ -140,7 +140,7 @@ impl Pipeline {
                 // The table cannot be linked as it is: take capture back out, so that the
                 // application does not keep paying for it, and forget the link.
                 progress.finish();
-                self.source.remove_capture(link, &table.source_name())?;
+                self.source.remove_capture(link, &table.source_table())?;
                 self.state.remove_link(name.as_str())?;
                 self.delete_live_files(&name)?;
                 return Err(refused);
@@ -181,7 +181,8 @@ impl Pipeline {
         self.verify_lock()?;
         let link = self.state.links()?.into_iter().find(|r| r.table == table);
         if let Some(record) = link {
-            self.source.remove_capture(record.link, table)?;
+            self.source
+                .remove_capture(record.link, &self.source_table(table))?;
             self.by_link.remove(&record.link);
         }
         self.state.remove_link(table)?;

@@ -24,6 +24,7 @@ use lakelink_model::change::{ChangeBatch, LinkId, Position};
 use lakelink_model::column_type::FieldKind;
 use lakelink_model::schema::SourceColumn;
 use lakelink_model::source::{CaptureSpec, ExistingRows, Source, SourceError, SourceTable};
+use lakelink_model::table_ref::TableRef;
 use lakelink_model::value::Value;
 use postgres::{Client, NoTls};
 use publication::QualifiedTable;
@@ -123,9 +124,8 @@ impl PostgresSource {
         Ok(&mut self.client)
     }
 
-    /// The table's schema-qualified name and OID; `table` is `name` (in schema `public`) or
-    /// `schema.name`.
-    fn resolve(&mut self, table: &str) -> Result<(QualifiedTable, u32), SourceError> {
+    /// The table's schema-qualified name and OID; a table in no schema is in `public`.
+    fn resolve(&mut self, table: &TableRef) -> Result<(QualifiedTable, u32), SourceError> {
         let name = self.name.clone();
         let QualifiedTable {
             schema,
@@ -157,13 +157,16 @@ impl PostgresSource {
     }
 }
 
-/// The table a configured name means: `name` (in schema `public`) or `schema.name`, as
-/// written (lookups also try it folded to lower case).
-fn configured_table(table: &str) -> QualifiedTable {
-    let (schema, name) = table.split_once('.').unwrap_or((DEFAULT_SCHEMA, table));
+/// The table a configured one means: in its schema, or in `public`, named as written
+/// (lookups also try it folded to lower case).
+fn configured_table(table: &TableRef) -> QualifiedTable {
     QualifiedTable {
-        schema: schema.to_string(),
-        name: name.to_string(),
+        schema: table
+            .schema
+            .as_deref()
+            .unwrap_or(DEFAULT_SCHEMA)
+            .to_string(),
+        name: table.name.clone(),
     }
 }
 
@@ -213,7 +216,7 @@ impl Source for PostgresSource {
         self.name.clone()
     }
 
-    fn describe_table(&mut self, table: &str) -> Result<SourceTable, SourceError> {
+    fn describe_table(&mut self, table: &TableRef) -> Result<SourceTable, SourceError> {
         let (_, oid) = self.resolve(table)?;
         let name = self.name.clone();
         let client = self.connection()?;
@@ -300,7 +303,7 @@ impl Source for PostgresSource {
         })? {
             return Err(SourceError::Uncapturable {
                 source_name: name,
-                table: spec.table.clone(),
+                table: spec.table.to_string(),
                 reason,
             });
         }
@@ -367,7 +370,7 @@ impl Source for PostgresSource {
         Ok(())
     }
 
-    fn remove_capture(&mut self, link: LinkId, table: &str) -> Result<(), SourceError> {
+    fn remove_capture(&mut self, link: LinkId, table: &TableRef) -> Result<(), SourceError> {
         // Forgotten only once removed: a retry after a lock wait still goes by OID.
         let known = self.links.get(&link).cloned();
         // By OID when known, so that a table renamed since still leaves the publication.
@@ -378,11 +381,8 @@ impl Source for PostgresSource {
                 Some(info.oid),
             ),
             // Not known by OID (a link that never got this far this run): by its configured
-            // name, `schema.name` or a name in any schema.
-            None => match table.split_once('.') {
-                Some((schema, name)) => (Some(schema), name, None),
-                None => (None, table, None),
-            },
+            // name, in its schema or (none configured) in any schema.
+            None => (table.schema.as_deref(), table.name.as_str(), None),
         };
         let name = self.name.clone();
         let slot = self.config.slot.clone();
@@ -445,7 +445,7 @@ impl Source for PostgresSource {
         Ok(Position(row.get::<_, i64>(0) - 1))
     }
 
-    fn count_rows(&mut self, table: &str) -> Result<u64, SourceError> {
+    fn count_rows(&mut self, table: &TableRef) -> Result<u64, SourceError> {
         let (qualified, oid) = self.resolve(table)?;
         let name = self.name.clone();
         let client = self.connection()?;
@@ -548,7 +548,7 @@ impl Source for PostgresSource {
         })
     }
 
-    fn capture_problem(&mut self, table: &str) -> Result<Option<String>, SourceError> {
+    fn capture_problem(&mut self, table: &TableRef) -> Result<Option<String>, SourceError> {
         let (qualified, oid) = self.resolve(table)?;
         let name = self.name.clone();
         let client = self.connection()?;
@@ -556,7 +556,11 @@ impl Source for PostgresSource {
             .map_err(|e| source_error(&name, "checking the table's replica identity", e))
     }
 
-    fn existing_rows(&mut self, table: &str, column: &str) -> Result<ExistingRows, SourceError> {
+    fn existing_rows(
+        &mut self,
+        table: &TableRef,
+        column: &str,
+    ) -> Result<ExistingRows, SourceError> {
         let (_, oid) = self.resolve(table)?;
         let name = self.name.clone();
         let client = self.connection()?;

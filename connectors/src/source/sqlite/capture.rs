@@ -134,7 +134,7 @@ pub(super) fn install(
     for c in images..schema.columns.len() {
         tx.execute_batch(&format!("ALTER TABLE {log} ADD COLUMN c{c}"))?;
     }
-    let table = quote_ident(&spec.table);
+    let table = quote_ident(&spec.table.name);
     let col = |i: usize, side: &str| format!("{side}.{}", quote_ident(&schema.columns[i].name));
     let image_names: Vec<String> = (0..schema.columns.len()).map(|c| format!("c{c}")).collect();
     let key_names: Vec<String> = (0..schema.key.len()).map(|k| format!("k{k}")).collect();
@@ -198,7 +198,7 @@ fn backfill_added_columns(
     if from >= schema.columns.len() {
         return Ok(0);
     }
-    let table = quote_ident(&spec.table);
+    let table = quote_ident(&spec.table.name);
     let sets: Vec<String> = (from..schema.columns.len())
         .map(|c| format!("c{c} = t.{}", quote_ident(&schema.columns[c].name)))
         .collect();

@@ -13,6 +13,7 @@ use capture::{CaptureNames, quote_ident};
 use lakelink_model::change::{Change, ChangeBatch, ChangeKind, LinkId, Position};
 use lakelink_model::schema::SourceColumn;
 use lakelink_model::source::{CaptureSpec, ExistingRows, Source, SourceError, SourceTable};
+use lakelink_model::table_ref::TableRef;
 use lakelink_model::value::Value;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use serde::Deserialize;
@@ -349,7 +350,9 @@ impl Source for SqliteSource {
         self.name.clone()
     }
 
-    fn describe_table(&mut self, table: &str) -> Result<SourceTable, SourceError> {
+    fn describe_table(&mut self, table: &TableRef) -> Result<SourceTable, SourceError> {
+        // A SQLite database has no schemas (the config refuses one): the name alone.
+        let table = table.name.as_str();
         self.check_identity()?;
         // table_list says what kind of table a name is: SQLite forbids triggers on its own
         // tables, on virtual tables and on a virtual table's shadow tables, and a view holds
@@ -461,7 +464,7 @@ impl Source for SqliteSource {
         capture::install(&mut self.conn, &self.names, spec)
             .map_err(|e| self.err("installing capture triggers", e))?;
         if spec.added_from.is_none() {
-            let others = capture::other_lakes_triggers(&self.conn, &self.names, &spec.table)
+            let others = capture::other_lakes_triggers(&self.conn, &self.names, &spec.table.name)
                 .map_err(|e| self.err("reading the schema", e))?;
             if !others.is_empty() {
                 tracing::warn!(
@@ -473,7 +476,7 @@ impl Source for SqliteSource {
         self.links.insert(
             spec.link,
             LinkInfo {
-                table: spec.table.clone(),
+                table: spec.table.to_string(),
                 columns: spec.schema.columns.iter().map(|c| c.name.clone()).collect(),
                 key_width: spec.schema.key.len(),
                 key: spec.schema.key.clone(),
@@ -482,14 +485,14 @@ impl Source for SqliteSource {
         Ok(())
     }
 
-    fn remove_capture(&mut self, link: LinkId, table: &str) -> Result<(), SourceError> {
+    fn remove_capture(&mut self, link: LinkId, table: &TableRef) -> Result<(), SourceError> {
         self.check_identity()?;
         // Entries from the anchor on stay: the one there marks the log's history. Before the
         // anchor is known (removing a stopped table's capture on start) nothing is deleted;
         // acknowledgements trim those entries later.
         let keep_from = self.anchor.as_ref().map_or(i64::MIN, |(at, _)| at.0);
         capture::remove(&mut self.conn, &self.names, link, keep_from)
-            .map_err(|e| db_error(&self.name, &format!("removing capture of {table:?}"), e))?;
+            .map_err(|e| db_error(&self.name, &format!("removing capture of \"{table}\""), e))?;
         self.links.remove(&link);
         Ok(())
     }
@@ -521,7 +524,7 @@ impl Source for SqliteSource {
         let sql = format!(
             "SELECT {} FROM {}",
             columns.join(", "),
-            quote_ident(&spec.table)
+            quote_ident(&spec.table.name)
         );
         let mut stmt = tx.prepare(&sql).map_err(|e| err("reading the table", e))?;
         let mut rows = stmt.query([]).map_err(|e| err("reading the table", e))?;
@@ -529,7 +532,12 @@ impl Source for SqliteSource {
             let mut values = Vec::with_capacity(columns.len());
             for (i, column) in spec.schema.columns.iter().enumerate() {
                 let v = row.get_ref(i).map_err(|e| err("reading the table", e))?;
-                values.push(values::from_sql(v, &spec.table, &column.name, position));
+                values.push(values::from_sql(
+                    v,
+                    &spec.table.name,
+                    &column.name,
+                    position,
+                ));
             }
             if on_row(position, values).is_break() {
                 break;
@@ -567,7 +575,9 @@ impl Source for SqliteSource {
             .map_err(|e| self.err("reading the log position", e))
     }
 
-    fn count_rows(&mut self, table: &str) -> Result<u64, SourceError> {
+    fn count_rows(&mut self, table: &TableRef) -> Result<u64, SourceError> {
+        // A SQLite database has no schemas (the config refuses one): the name alone.
+        let table = table.name.as_str();
         self.check_identity()?;
         self.conn
             .query_row(
@@ -605,7 +615,7 @@ impl Source for SqliteSource {
     }
 
     fn capture_broken(&mut self, spec: &CaptureSpec) -> Result<Option<String>, SourceError> {
-        let (link, table) = (spec.link, spec.table.as_str());
+        let (link, table) = (spec.link, spec.table.name.as_str());
         self.check_identity()?;
         let attached = capture::captured_table(&self.conn, &self.names, link)
             .map_err(|e| self.err("reading the schema", e))?;
@@ -623,13 +633,19 @@ impl Source for SqliteSource {
         })
     }
 
-    fn capture_problem(&mut self, _table: &str) -> Result<Option<String>, SourceError> {
+    fn capture_problem(&mut self, _table: &TableRef) -> Result<Option<String>, SourceError> {
         // Triggers capture every change of a table exactly; what cannot carry triggers (views,
         // virtual, shadow and system tables) describe_table already refuses.
         Ok(None)
     }
 
-    fn existing_rows(&mut self, table: &str, column: &str) -> Result<ExistingRows, SourceError> {
+    fn existing_rows(
+        &mut self,
+        table: &TableRef,
+        column: &str,
+    ) -> Result<ExistingRows, SourceError> {
+        // A SQLite database has no schemas (the config refuses one): the name alone.
+        let table = table.name.as_str();
         self.check_identity()?;
         let found: Option<(Option<String>, i64)> = self
             .conn

@@ -88,14 +88,14 @@ pub(super) fn triggers_sql(
         names.trigger(spec.link, "replace_update"),
     );
     let mut sql = format!("DROP TRIGGER IF EXISTS {ins}; DROP TRIGGER IF EXISTS {upd};");
-    let uniques = unique_indexes(conn, &spec.table, schema)?;
+    let uniques = unique_indexes(conn, &spec.table.name, schema)?;
     let partitioned = schema.partition_column.is_some();
     if !partitioned && uniques.is_empty() {
         return Ok(sql);
     }
     let log = &names.log;
     let link = spec.link;
-    let table = quote_ident(&spec.table);
+    let table = quote_ident(&spec.table.name);
     let col = |side: &str, i: usize| format!("{side}.{}", quote_ident(&schema.columns[i].name));
     let all = |cols: &[usize], f: &dyn Fn(usize) -> String| {
         cols.iter().map(|&i| f(i)).collect::<Vec<_>>().join(" AND ")
