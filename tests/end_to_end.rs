@@ -520,6 +520,56 @@ fn on_unlink_delete_removes_the_folder_once_no_kept_manifest_needs_it() {
     );
 }
 
+/// On ADLS a long live file is several blobs; unlinking with `on_unlink = "delete"` removes
+/// every one of them, not only the first.
+#[test]
+#[cfg(feature = "adls")]
+fn on_unlink_delete_removes_every_split_of_an_adls_live_file() {
+    use lakelink_model::lake_path::{LakePath, TableName};
+    let azurite = support::azurite::Azurite::start();
+    let mut ws = Workspace::new(
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, x TEXT); CREATE TABLE b (id INTEGER PRIMARY KEY, y TEXT);
+         INSERT INTO a VALUES (1, 'x'); INSERT INTO b VALUES (1, 'y');",
+    );
+    support::azurite::use_azurite(&mut ws, &azurite);
+    if let Some(section) = ws.lake_section.as_mut() {
+        section.push_str("split_after_batches = 2\n");
+    }
+    let engine = "on_unlink = \"delete\"";
+    ws.write_config(
+        engine,
+        "[[table]]\nname = \"a\"\n\n[[table]]\nname = \"b\"\n",
+    );
+    ws.sync();
+    for id in 2..8 {
+        ws.source()
+            .execute("INSERT INTO b VALUES (?1, 'y')", [id])
+            .unwrap();
+        ws.sync();
+    }
+    let b = TableName::new("b").unwrap();
+    let lake = ws.open_lake();
+    let live = LakePath::live_file(&b, "1");
+    // A lake knows a log's splits once it has looked at the log.
+    assert!(lake.size(&live).unwrap().is_some());
+    let parts = lake.parts(&live);
+    assert!(parts.len() > 2, "the live file was split: {parts:?}");
+    ws.write_config(engine, "[[table]]\nname = \"a\"\n");
+    ws.sync();
+    let lake = ws.open_lake();
+    let left: Vec<_> = lake
+        .list(&LakePath::table_dir(&b))
+        .unwrap()
+        .into_iter()
+        .filter(|e| !e.is_dir)
+        .map(|e| e.path)
+        .collect();
+    assert!(left.is_empty(), "every split goes: {left:?} is left");
+    for part in &parts {
+        assert_eq!(lake.size(part).unwrap(), None, "{part} is gone");
+    }
+}
+
 #[test]
 fn a_snapshot_waits_for_every_pending_change_even_past_the_sources_byte_cap() {
     // 120 changes of 1 MiB each: four batches (the source stops a batch at 32 MiB), though

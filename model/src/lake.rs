@@ -80,7 +80,9 @@ pub trait Lake: Send + Sync {
     /// itself, or, on a store that splits long logs (a blob's block limit), `<partition>.csv`,
     /// `<partition>_001.csv`, ... as far as this lake has seen them. Every other method treats
     /// an append log as one file, the splits' concatenation, and lists it once. A lake tells
-    /// append logs from other files by the path alone, never by its name.
+    /// append logs from other files by the path it is handed ([`LakePath::is_append_log`]),
+    /// never by the file's name; only in a listing does it know a later split by the name it
+    /// gave it, beside its log's first file.
     fn parts(&self, path: &LakePath) -> Vec<LakePath> {
         vec![path.clone()]
     }

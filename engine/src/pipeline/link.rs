@@ -191,13 +191,10 @@ impl Pipeline {
         if let Ok(name) = TableName::new(table) {
             self.lake.delete(&LakePath::trickle_manifest(&name))?;
             if self.config.engine.on_unlink == OnUnlink::Delete {
-                // Live files go now; snapshot files go with retention, once no kept manifest
-                // (which readers may still be using) names them.
-                for entry in self.lake.list(&LakePath::table_dir(&name))? {
-                    if !entry.is_dir {
-                        self.lake.delete(&entry.path)?;
-                    }
-                }
+                // Live files go now (each as the append log it is, every split with it);
+                // snapshot files go with retention, once no kept manifest (which readers may
+                // still be using) names them.
+                self.delete_live_files(&name)?;
                 tracing::info!(
                     table,
                     "unlinked; its live files are deleted, its snapshots go with retention"

@@ -237,7 +237,9 @@ impl LiveSplits {
                 blocks
                     .discard_tail(store, &split_path(path, n), len - from)
                     .await?;
-                for later in n + 1..sizes.len() {
+                // Last first, as delete does: a crash midway leaves a shorter file, never a
+                // gap that a later split could be read across.
+                for later in (n + 1..sizes.len()).rev() {
                     self.delete_split(store, blocks, &split_path(path, later))
                         .await?;
                 }
