@@ -30,21 +30,27 @@ pub struct InPlaceInput<'a> {
     pub integer_ids: bool,
     /// Memory budget for sorting, in bytes.
     pub sort_budget: usize,
-    /// The fields a row written before a column was added gets for it: (field index, the
-    /// value's encoded field), in field order. A row that ends before such a field was
-    /// written before the column existed, and holds the column's value for existing rows.
-    pub fills: &'a [(usize, String, bool)],
+    /// The fields a row written before a column was added gets for it, in field order. A row
+    /// that ends before such a field was written before the column existed, and holds the
+    /// column's value for existing rows.
+    pub fills: &'a [FilledField],
+}
+
+/// The field a row written before its column was added holds for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilledField {
+    /// The field's index in a row.
+    pub at: usize,
+    /// Its text, as a CSV reader gives it back.
+    pub text: String,
+    /// Whether it is written quoted.
+    pub quoted: bool,
 }
 
 /// Writes `record` as a row; `created` replaces its `SinkCreatedOn`; fields the record ends
 /// before are filled in from `fills` (empty between them).
-fn write_row(
-    out: &mut Vec<u8>,
-    record: &Record,
-    created: Option<&str>,
-    fills: &[(usize, String, bool)],
-) {
-    let padded_to = fills.last().map_or(0, |(i, _, _)| i + 1);
+fn write_row(out: &mut Vec<u8>, record: &Record, created: Option<&str>, fills: &[FilledField]) {
+    let padded_to = fills.last().map_or(0, |f| f.at + 1);
     if created.is_none() && record.len() >= padded_to {
         record.write_to(out);
         return;
@@ -57,8 +63,8 @@ fn write_row(
         }
     }
     for i in record.len()..padded_to {
-        match fills.iter().find(|(at, _, _)| *at == i) {
-            Some((_, text, quoted)) => row.field(text, *quoted),
+        match fills.iter().find(|f| f.at == i) {
+            Some(f) => row.field(&f.text, f.quoted),
             None => row.null(),
         }
     }

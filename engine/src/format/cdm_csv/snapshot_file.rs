@@ -2,7 +2,7 @@
 //! file up to the cut, for an `in_place` table each Id's latest image at the cut
 //! ([`super::in_place`]).
 
-use super::in_place::{InPlaceInput, write_in_place};
+use super::in_place::{FilledField, InPlaceInput, write_in_place};
 use crate::error::EngineError;
 use crate::linked_table::LinkedTable;
 use lakelink_model::csv_row::{CsvReader, Record, RowWriter};
@@ -32,9 +32,9 @@ pub fn create_unpublished(
 }
 
 /// Each filled column's field index and encoded value (see [`InPlaceInput::fills`]).
-fn fill_fields(table: &LinkedTable) -> Vec<(usize, String, bool)> {
+fn fill_fields(table: &LinkedTable) -> Vec<FilledField> {
     let attributes = table.attributes();
-    let mut out: Vec<(usize, String, bool)> = table
+    let mut out: Vec<FilledField> = table
         .record
         .schema
         .fills
@@ -57,10 +57,14 @@ fn fill_fields(table: &LinkedTable) -> Vec<(usize, String, bool)> {
                 .read_record(&mut record)
                 .ok()?;
             let (text, quoted) = record.get(0)?;
-            Some((at, text.to_string(), quoted))
+            Some(FilledField {
+                at,
+                text: text.to_string(),
+                quoted,
+            })
         })
         .collect();
-    out.sort_by_key(|(at, _, _)| *at);
+    out.sort_by_key(|f| f.at);
     out
 }
 
