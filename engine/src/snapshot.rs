@@ -18,6 +18,8 @@ use crate::format::{Removed, SnapshotFiles, SnapshotFormat};
 use crate::linked_table::LinkedTable;
 use crate::state::{PartitionCut, PendingSnapshot, StateStore};
 use lakelink_model::change::Position;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a publish did.
@@ -77,6 +79,67 @@ fn snapshot_files(
         files.insert((cut.table.clone(), cut.partition.clone()), generation);
     }
     files
+}
+
+/// Memory the snapshot files being written may hold together (their sorts' budgets), in
+/// bytes; each writing thread has its share.
+pub const SNAPSHOT_MEMORY: usize = 64 << 20;
+
+/// Threads that write snapshot files at most: partitions are independent files, and a first
+/// snapshot of a big table is bound by the CPU of its sorts.
+const MAX_PARTITION_WRITERS: usize = 4;
+
+/// Step 2: writes the snapshot file of every cut, on up to one thread per core (at most
+/// [`MAX_PARTITION_WRITERS`]). The first failure stops the others from taking more cuts and
+/// is returned once every thread is done; what the threads wrote is never published.
+fn write_partitions(
+    format: &dyn SnapshotFormat,
+    lake: &dyn lakelink_model::lake::Lake,
+    tables: &[&LinkedTable],
+    cuts: &[PartitionCut],
+    generation: u64,
+) -> Result<(), EngineError> {
+    let writers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, MAX_PARTITION_WRITERS)
+        .min(cuts.len().max(1));
+    let memory = SNAPSHOT_MEMORY / writers;
+    let next = AtomicUsize::new(0);
+    let failed = Mutex::new(None);
+    let write = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(cut) = cuts.get(i) else {
+            return;
+        };
+        if failed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return;
+        }
+        let Some(table) = tables.iter().find(|t| t.name().as_str() == cut.table) else {
+            continue;
+        };
+        if let Err(e) =
+            format.write_partition(lake, table, &cut.partition, cut.length, generation, memory)
+        {
+            failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e);
+            return;
+        }
+    };
+    if writers == 1 {
+        write();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..writers {
+                scope.spawn(write);
+            }
+        });
+    }
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Takes a snapshot of every table at `position` and publishes it through `format`, unless
@@ -149,12 +212,7 @@ fn cut_and_publish(
         signature,
         cuts: cuts.clone(),
     })?;
-    for cut in &cuts {
-        let Some(table) = tables.iter().find(|t| t.name().as_str() == cut.table) else {
-            continue;
-        };
-        format.write_partition(lake, table, &cut.partition, cut.length, generation)?;
-    }
+    write_partitions(format, lake, tables, &cuts, generation)?;
     let files = snapshot_files(tables, &cuts, generation);
     format.publish(lake, tables, &files, generation, position)?;
     state.commit_pending(now)?;

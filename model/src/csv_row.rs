@@ -176,6 +176,25 @@ impl<R: BufRead> CsvReader<R> {
     /// Reads the next record into `record`. Returns `Ok(false)` at a clean end of data and
     /// [`CsvError::Torn`] when the data ends inside a row.
     pub fn read_record(&mut self, record: &mut Record) -> Result<bool, CsvError> {
+        self.read(record, None)
+    }
+
+    /// [`CsvReader::read_record`], and the row's bytes as they stand in the data (its newline
+    /// included) appended to `raw`: for a caller that passes rows on unchanged, without
+    /// encoding them again.
+    pub fn read_record_and_bytes(
+        &mut self,
+        record: &mut Record,
+        raw: &mut Vec<u8>,
+    ) -> Result<bool, CsvError> {
+        self.read(record, Some(raw))
+    }
+
+    fn read(
+        &mut self,
+        record: &mut Record,
+        mut raw: Option<&mut Vec<u8>>,
+    ) -> Result<bool, CsvError> {
         // Fields are read straight into the record's text buffer and checked as UTF-8 once the
         // row is complete; the separators are ASCII, so every field boundary is a character
         // boundary of valid text.
@@ -294,6 +313,9 @@ impl<R: BufRead> CsvReader<R> {
                         }
                     }
                 }
+            }
+            if let Some(raw) = raw.as_deref_mut() {
+                raw.extend_from_slice(&buf[..used]);
             }
             self.inner.consume(used);
             consumed_total += used as u64;
@@ -444,6 +466,31 @@ mod tests {
                 }
             };
             prop_assert_eq!(whole, pieced);
+        }
+
+        #[test]
+        fn each_rows_bytes_are_the_bytes_it_was_read_from(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b',', b'"', b'\n', 0xc3, 0xa9]), 0..64),
+            capacity in 1usize..9,
+        ) {
+            let mut reader = CsvReader::new(std::io::BufReader::with_capacity(capacity, &bytes[..]), 0);
+            let mut record = Record::default();
+            let mut start = 0;
+            loop {
+                let mut raw = Vec::new();
+                match reader.read_record_and_bytes(&mut record, &mut raw) {
+                    Ok(true) => {
+                        let end = reader.offset() as usize;
+                        prop_assert_eq!(&raw[..], &bytes[start..end]);
+                        // The bytes read alone give the same record back.
+                        let again = parse_all(&raw).unwrap();
+                        prop_assert_eq!(&again[..], std::slice::from_ref(&record));
+                        start = end;
+                    }
+                    Ok(false) | Err(_) => break,
+                }
+            }
         }
     }
 }

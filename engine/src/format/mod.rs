@@ -62,7 +62,9 @@ pub trait SnapshotFormat: Send + Sync {
     fn folders(&self, lake: &dyn Lake) -> Result<Vec<LakePath>, EngineError>;
 
     /// Writes the snapshot of `table`'s `partition` at its live file's length `cut`, for
-    /// `generation`, from the partition's previous snapshot and the live file.
+    /// `generation`, from the partition's previous snapshot and the live file, holding at
+    /// most about `memory` bytes (a sort's budget). Partitions are written on several threads
+    /// at once, each with its share of the snapshot's memory.
     fn write_partition(
         &self,
         lake: &dyn Lake,
@@ -70,6 +72,7 @@ pub trait SnapshotFormat: Send + Sync {
         partition: &str,
         cut: u64,
         generation: u64,
+        memory: usize,
     ) -> Result<(), EngineError>;
 
     /// Publishes `generation`: every table, cut at `position`, each partition in the

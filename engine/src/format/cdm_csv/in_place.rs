@@ -1,18 +1,18 @@
 //! An in-place snapshot of one partition: the previous snapshot (sorted by Id) merged with
 //! the changes the live file gained since, sorted by Id, keeping each Id's latest image and
 //! dropping deleted Ids. Reads the previous snapshot and the new changes once; memory stays
-//! within the sort budget whatever the partition's size.
+//! within the sort budget whatever the partition's size. Rows are carried as their bytes
+//! ([`RawRow`]): a row that keeps its `SinkCreatedOn` and has every field is written as it was
+//! read.
 
 use super::id_key::IdKey;
+use super::raw_row::{RawRow, RowReader, SINK_CREATED_ON};
 use super::spill_sort::{Keyed, SpillSorter};
 use crate::error::EngineError;
-use lakelink_model::csv_row::{CsvReader, Record, RowWriter};
+use lakelink_model::csv_row::{CsvError, CsvReader, Record, RowWriter};
 use lakelink_model::lake::Lake;
 use lakelink_model::lake_path::LakePath;
 use std::io::Write;
-
-/// Field positions every row shares.
-const SINK_CREATED_ON: usize = 1;
 
 /// Where to read from, and how the table's rows are laid out.
 pub struct InPlaceInput<'a> {
@@ -47,28 +47,39 @@ pub struct FilledField {
     pub quoted: bool,
 }
 
-/// Writes `record` as a row; `created` replaces its `SinkCreatedOn`; fields the record ends
-/// before are filled in from `fills` (empty between them).
-fn write_row(out: &mut Vec<u8>, record: &Record, created: Option<&str>, fills: &[FilledField]) {
+/// Writes `row`; `created` replaces its `SinkCreatedOn`; fields the row ends before are
+/// filled in from `fills` (empty between them). A row neither changes is copied as its bytes.
+fn write_row(
+    out: &mut dyn Write,
+    row: &RawRow,
+    created: Option<&str>,
+    fills: &[FilledField],
+    scratch: &mut (Record, Vec<u8>),
+) -> Result<(), CsvError> {
     let padded_to = fills.last().map_or(0, |f| f.at + 1);
-    if created.is_none() && record.len() >= padded_to {
-        record.write_to(out);
-        return;
+    if created.is_none() && row.fields >= padded_to {
+        out.write_all(&row.bytes)?;
+        return Ok(());
     }
-    let mut row = RowWriter::new(out);
+    let (record, bytes) = scratch;
+    row.parse(record)?;
+    bytes.clear();
+    let mut w = RowWriter::new(bytes);
     for (i, (text, quoted)) in record.iter().enumerate() {
         match created {
-            Some(created) if i == SINK_CREATED_ON => row.quoted(created),
-            _ => row.field(text, quoted),
+            Some(created) if i == SINK_CREATED_ON => w.quoted(created),
+            _ => w.field(text, quoted),
         }
     }
     for i in record.len()..padded_to {
         match fills.iter().find(|f| f.at == i) {
-            Some(f) => row.field(&f.text, f.quoted),
-            None => row.null(),
+            Some(f) => w.field(&f.text, f.quoted),
+            None => w.null(),
         }
     }
-    row.finish();
+    w.finish();
+    out.write_all(bytes)?;
+    Ok(())
 }
 
 /// Writes the partition's state at the cut to `out`; returns the number of rows.
@@ -84,48 +95,47 @@ pub fn write_in_place(
             source,
         }
     };
-    let mut sorter = SpillSorter::new(input.sort_budget, input.integer_ids);
-    let mut changes = CsvReader::new(
-        lake.read(input.live, input.from, Some(input.to))?,
-        input.from,
+    let mut sorter = SpillSorter::new(input.sort_budget);
+    let mut changes = RowReader::new(
+        CsvReader::new(
+            lake.read(input.live, input.from, Some(input.to))?,
+            input.from,
+        ),
+        input.is_delete,
+        input.integer_ids,
     );
     let mut seq = 0;
-    loop {
-        let mut record = Record::default();
-        if !changes
-            .read_record(&mut record)
-            .map_err(csv_err(input.live))?
-        {
-            break;
-        }
-        let key = IdKey::of_record(&record, input.integer_ids);
+    while let Some((key, row)) = changes.next_row().map_err(csv_err(input.live))? {
         sorter
-            .push(Keyed { key, seq, record })
+            .push(Keyed { key, seq, row })
             .map_err(|e| csv_err(input.live)(e.into()))?;
         seq += 1;
     }
     let mut sorted = sorter.finish().map_err(csv_err(input.live))?;
 
     let mut previous = match input.previous {
-        Some(path) => Some((CsvReader::new(lake.read(path, 0, None)?, 0), path)),
+        Some(path) => Some((
+            RowReader::new(
+                CsvReader::new(lake.read(path, 0, None)?, 0),
+                input.is_delete,
+                input.integer_ids,
+            ),
+            path,
+        )),
         None => None,
     };
-    let read_previous = |previous: &mut Option<(CsvReader<_>, &LakePath)>| -> Result<Option<(IdKey, Record)>, EngineError> {
-        let Some((reader, path)) = previous else {
-            return Ok(None);
-        };
-        let mut record = Record::default();
-        if reader.read_record(&mut record).map_err(csv_err(path))? {
-            Ok(Some((IdKey::of_record(&record, input.integer_ids), record)))
-        } else {
-            Ok(None)
+    let read_previous = |previous: &mut Option<(RowReader<_>, &LakePath)>| -> Result<Option<(IdKey, RawRow)>, EngineError> {
+        match previous {
+            Some((reader, path)) => reader.next_row().map_err(csv_err(path)),
+            None => Ok(None),
         }
     };
 
+    let out_err = |e: CsvError| csv_err(input.live)(e);
+    let mut scratch = (Record::default(), Vec::new());
     let mut next_previous = read_previous(&mut previous)?;
     let mut next_change = sorted.next_item().map_err(csv_err(input.live))?;
     let mut rows = 0;
-    let mut bytes = Vec::new();
     loop {
         let take_previous_only = match (&next_previous, &next_change) {
             (None, None) => break,
@@ -134,44 +144,43 @@ pub fn write_in_place(
             (Some((pk, _)), Some(change)) => *pk < change.key,
         };
         if take_previous_only {
-            if let Some((_, record)) = next_previous.take() {
-                bytes.clear();
-                write_row(&mut bytes, &record, None, input.fills);
-                out.write_all(&bytes)
-                    .map_err(|e| csv_err(input.live)(e.into()))?;
+            if let Some((_, row)) = next_previous.take() {
+                write_row(out, &row, None, input.fills, &mut scratch).map_err(out_err)?;
                 rows += 1;
             }
             next_previous = read_previous(&mut previous)?;
             continue;
         }
-        // Fold every change of this Id over the previous image, in live-file order.
+        // Fold every change of this Id over the previous image, in live-file order. The Id's
+        // `SinkCreatedOn` is that of the image that created it; `None` while that is the
+        // current image itself (read only when an image replaces the one that created it).
         let Some(first) = next_change.take() else {
             break;
         };
         let id = first.key.clone();
-        let (mut created, mut image) = match next_previous.take() {
-            Some((pk, record)) if pk == id => {
+        let mut created: Option<String> = None;
+        let mut image = match next_previous.take() {
+            Some((pk, row)) if pk == id => {
                 next_previous = read_previous(&mut previous)?;
-                (field(&record, SINK_CREATED_ON), Some(record))
+                Some(row)
             }
             other => {
                 next_previous = other;
-                (String::new(), None)
+                None
             }
         };
         let mut change = Some(first);
         while let Some(c) = change {
-            let deleted = c
-                .record
-                .get(input.is_delete)
-                .is_some_and(|(t, _)| t == "True");
-            if deleted {
+            if c.row.is_delete {
                 image = None;
+                created = None;
             } else {
-                if image.is_none() {
-                    created = field(&c.record, SINK_CREATED_ON);
+                if let Some(old) = &image
+                    && created.is_none()
+                {
+                    created = Some(old.sink_created_on(&mut scratch.0).map_err(out_err)?);
                 }
-                image = Some(c.record);
+                image = Some(c.row);
             }
             change = sorted.next_item().map_err(csv_err(input.live))?;
             if change.as_ref().is_some_and(|n| n.key != id) {
@@ -179,20 +188,10 @@ pub fn write_in_place(
                 break;
             }
         }
-        if let Some(record) = image {
-            bytes.clear();
-            write_row(&mut bytes, &record, Some(&created), input.fills);
-            out.write_all(&bytes)
-                .map_err(|e| csv_err(input.live)(e.into()))?;
+        if let Some(row) = image {
+            write_row(out, &row, created.as_deref(), input.fills, &mut scratch).map_err(out_err)?;
             rows += 1;
         }
     }
     Ok(rows)
-}
-
-fn field(record: &Record, i: usize) -> String {
-    record
-        .get(i)
-        .map(|(t, _)| t.to_string())
-        .unwrap_or_default()
 }

@@ -7,12 +7,11 @@ mod id_key;
 mod in_place;
 mod manifests;
 mod model_json;
+mod raw_row;
 mod read;
 mod retention;
 mod snapshot_file;
 mod spill_sort;
-
-pub use snapshot_file::SORT_BUDGET;
 
 use crate::error::EngineError;
 use crate::format::{Removed, SnapshotFiles, SnapshotFormat};
@@ -45,8 +44,9 @@ impl SnapshotFormat for CdmCsv {
         partition: &str,
         cut: u64,
         generation: u64,
+        memory: usize,
     ) -> Result<(), EngineError> {
-        snapshot_file::write_partition(lake, table, partition, cut, generation)
+        snapshot_file::write_partition(lake, table, partition, cut, generation, memory)
     }
 
     fn publish(

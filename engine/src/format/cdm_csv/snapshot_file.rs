@@ -13,9 +13,6 @@ use lakelink_model::table_mode::Mode;
 use lakelink_model::value_codec::write_value;
 use std::io::BufWriter;
 
-/// Memory the sort of one partition's changes may use before spilling to disk.
-pub const SORT_BUDGET: usize = 64 << 20;
-
 /// Starts a file of a generation that is not published yet. A file already there is left from
 /// an attempt that crashed before publishing; no manifest names it, so it is replaced.
 pub fn create_unpublished(
@@ -69,13 +66,15 @@ fn fill_fields(table: &LinkedTable) -> Vec<FilledField> {
 }
 
 /// Writes the snapshot file of `table`'s `partition` at live-file length `cut`, for
-/// `generation`; nothing names it until the generation is published.
+/// `generation`; nothing names it until the generation is published. An in-place merge sorts
+/// in `memory` bytes before it spills to disk.
 pub fn write_partition(
     lake: &dyn Lake,
     table: &LinkedTable,
     partition: &str,
     cut: u64,
     generation: u64,
+    memory: usize,
 ) -> Result<(), EngineError> {
     let name = table.name();
     let partitioned = table.is_partitioned();
@@ -111,7 +110,7 @@ pub fn write_partition(
                 to: cut,
                 is_delete,
                 integer_ids: table.record.schema.id_kind() == lakelink_model::FieldKind::Integer,
-                sort_budget: SORT_BUDGET,
+                sort_budget: memory,
                 fills: &fill_fields(table),
             };
             write_in_place(lake, &input, &mut out)?;

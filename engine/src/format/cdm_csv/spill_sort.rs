@@ -6,11 +6,12 @@
 //! bytes keeps memory bounded for any table.
 
 use super::id_key::IdKey;
-use lakelink_model::csv_row::{CsvError, CsvReader, Record, RowWriter};
+use super::raw_row::RawRow;
+use lakelink_model::csv_row::CsvError;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 
 /// One change row with its sort key: the Id, then its order in the live file.
 pub struct Keyed {
@@ -19,15 +20,85 @@ pub struct Keyed {
     /// Its index in the live file segment.
     pub seq: u64,
     /// The row.
-    pub record: Record,
+    pub row: RawRow,
 }
 
 impl Keyed {
     fn size(&self) -> usize {
-        // Text plus per-field bounds and fixed overhead: a close enough measure of the heap
+        // The row's bytes, the key's and a fixed overhead: a close enough measure of the heap
         // memory the item holds.
-        let text: usize = self.record.iter().map(|(t, _)| t.len() + 24).sum();
-        text + self.key.heap_size() + 64
+        self.row.bytes.len() + self.key.heap_size() + 64
+    }
+
+    /// Writes the item to a run file: the key (a tag, then an `i64` or a length and its
+    /// text), the seq, the field count, the delete flag and the row's bytes, lengths in
+    /// little-endian. A run is read back only by this process, so it needs no more than that.
+    fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        match &self.key {
+            IdKey::Missing => out.write_all(&[0])?,
+            IdKey::Int(i) => {
+                out.write_all(&[1])?;
+                out.write_all(&i.to_le_bytes())?;
+            }
+            IdKey::Text(t) => {
+                out.write_all(&[2])?;
+                out.write_all(&(t.len() as u64).to_le_bytes())?;
+                out.write_all(t.as_bytes())?;
+            }
+        }
+        out.write_all(&self.seq.to_le_bytes())?;
+        out.write_all(&(self.row.fields as u64).to_le_bytes())?;
+        out.write_all(&[u8::from(self.row.is_delete)])?;
+        out.write_all(&(self.row.bytes.len() as u64).to_le_bytes())?;
+        out.write_all(&self.row.bytes)
+    }
+
+    /// Reads an item [`Keyed::write_to`] wrote, or `None` at the run's end.
+    fn read_from(input: &mut impl Read) -> Result<Option<Keyed>, CsvError> {
+        let mut tag = [0u8; 1];
+        if input.read(&mut tag)? == 0 {
+            return Ok(None);
+        }
+        let mut word = [0u8; 8];
+        let mut u64_of = |input: &mut dyn Read| -> io::Result<u64> {
+            input.read_exact(&mut word)?;
+            Ok(u64::from_le_bytes(word))
+        };
+        let key = match tag[0] {
+            0 => IdKey::Missing,
+            1 => IdKey::Int(u64_of(input)? as i64),
+            2 => {
+                let len = u64_of(input)? as usize;
+                let mut text = vec![0; len];
+                input.read_exact(&mut text)?;
+                IdKey::Text(String::from_utf8(text).map_err(|_| CsvError::Malformed {
+                    offset: 0,
+                    reason: "a spilled Id that is not UTF-8",
+                })?)
+            }
+            _ => {
+                return Err(CsvError::Malformed {
+                    offset: 0,
+                    reason: "a spilled row of an unknown kind",
+                });
+            }
+        };
+        let seq = u64_of(input)?;
+        let fields = u64_of(input)? as usize;
+        let mut flag = [0u8; 1];
+        input.read_exact(&mut flag)?;
+        let len = u64_of(input)? as usize;
+        let mut bytes = vec![0; len];
+        input.read_exact(&mut bytes)?;
+        Ok(Some(Keyed {
+            key,
+            seq,
+            row: RawRow {
+                bytes,
+                fields,
+                is_delete: flag[0] != 0,
+            },
+        }))
     }
 }
 
@@ -43,19 +114,16 @@ pub struct SpillSorter {
     used: usize,
     buffer: Vec<Keyed>,
     runs: Vec<File>,
-    integer_ids: bool,
 }
 
 impl SpillSorter {
-    /// A sorter that keeps at most about `budget` bytes in memory. `integer_ids`: whether
-    /// the table's Ids are integers (see [`IdKey::parse`]).
-    pub fn new(budget: usize, integer_ids: bool) -> SpillSorter {
+    /// A sorter that keeps at most about `budget` bytes in memory.
+    pub fn new(budget: usize) -> SpillSorter {
         SpillSorter {
             budget,
             used: 0,
             buffer: Vec::new(),
             runs: Vec::new(),
-            integer_ids,
         }
     }
 
@@ -79,17 +147,9 @@ impl SpillSorter {
         sort_by_key_and_seq(&mut self.buffer);
         let mut file = tempfile::tempfile()?;
         {
-            let mut out = BufWriter::new(&mut file);
-            let mut bytes = Vec::new();
+            let mut out = BufWriter::with_capacity(1 << 20, &mut file);
             for item in self.buffer.drain(..) {
-                bytes.clear();
-                let mut row = RowWriter::new(&mut bytes);
-                row.raw(&item.seq.to_string());
-                for (text, quoted) in item.record.iter() {
-                    row.field(text, quoted);
-                }
-                row.finish();
-                out.write_all(&bytes)?;
+                item.write_to(&mut out)?;
             }
             out.flush()?;
         }
@@ -112,8 +172,7 @@ impl SpillSorter {
         let mut heap = BinaryHeap::new();
         for (i, file) in self.runs.into_iter().enumerate() {
             let mut run = Run {
-                reader: CsvReader::new(BufReader::new(file), 0),
-                integer_ids: self.integer_ids,
+                reader: BufReader::with_capacity(1 << 20, file),
             };
             if let Some(item) = run.next()? {
                 heap.push(Reverse(HeapItem { item, run: i }));
@@ -125,26 +184,12 @@ impl SpillSorter {
 }
 
 struct Run {
-    reader: CsvReader<BufReader<File>>,
-    integer_ids: bool,
+    reader: BufReader<File>,
 }
 
 impl Run {
     fn next(&mut self) -> Result<Option<Keyed>, CsvError> {
-        let mut stored = Record::default();
-        if !self.reader.read_record(&mut stored)? {
-            return Ok(None);
-        }
-        let seq = stored
-            .get(0)
-            .and_then(|(t, _)| t.parse().ok())
-            .ok_or(CsvError::Malformed {
-                offset: self.reader.offset(),
-                reason: "a spilled row without its sequence number",
-            })?;
-        let record = Record::from_fields(stored.iter().skip(1));
-        let key = IdKey::of_record(&record, self.integer_ids);
-        Ok(Some(Keyed { key, seq, record }))
+        Keyed::read_from(&mut self.reader)
     }
 }
 
@@ -210,32 +255,45 @@ mod tests {
 
     #[test]
     fn spilled_runs_merge_in_order() {
-        let mut sorter = SpillSorter::new(2_000, true);
+        let mut sorter = SpillSorter::new(2_000);
         let n = 500u64;
+        let row = |seq: u64| {
+            format!(
+                "{},\"row {seq}, with \"\"quotes\"\"\nand a newline\"\n",
+                (seq * 7919) % 101
+            )
+        };
         for seq in 0..n {
             let id = (seq * 7919) % 101;
-            let text = format!("row {seq}, with \"quotes\"\nand a newline");
-            let record =
-                Record::from_fields([(id.to_string().as_str(), false), (text.as_str(), true)]);
+            let key = if seq % 50 == 0 {
+                IdKey::Text(format!("t{id}"))
+            } else {
+                IdKey::Int(id as i64)
+            };
             sorter
                 .push(Keyed {
-                    key: IdKey::Int(id as i64),
+                    key,
                     seq,
-                    record,
+                    row: RawRow {
+                        bytes: row(seq).into_bytes(),
+                        fields: 2,
+                        is_delete: seq % 3 == 0,
+                    },
                 })
                 .unwrap();
         }
         assert!(sorter.spilled_runs() > 3, "the budget should force spills");
         let mut sorted = sorter.finish().unwrap();
-        let mut last = (IdKey::Int(i64::MIN), 0);
+        let mut last: Option<(IdKey, u64)> = None;
         let mut count = 0;
         while let Some(item) = sorted.next_item().unwrap() {
-            assert!((&item.key, item.seq) > (&last.0, last.1) || count == 0);
-            assert_eq!(
-                item.record.get(1).unwrap().0,
-                format!("row {}, with \"quotes\"\nand a newline", item.seq)
-            );
-            last = (item.key, item.seq);
+            if let Some((key, seq)) = &last {
+                assert!((&item.key, item.seq) > (key, *seq));
+            }
+            assert_eq!(item.row.bytes, row(item.seq).into_bytes());
+            assert_eq!(item.row.fields, 2);
+            assert_eq!(item.row.is_delete, item.seq % 3 == 0);
+            last = Some((item.key, item.seq));
             count += 1;
         }
         assert_eq!(count, n);
