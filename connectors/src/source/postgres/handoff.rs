@@ -7,9 +7,11 @@
 //! transaction that wrote the table committed before the lock was granted, so it is in the
 //! snapshot and its commit record lies before `P0`; every later writer must wait for A to end,
 //! so its changes and commit record lie after `P0` and are decoded from the slot. Connection B
-//! adopts the snapshot, A commits (the lock lasted milliseconds), and B reads the table
-//! through a cursor in chunks, never holding it in memory. The copy stands at `P0`.
+//! adopts the snapshot, A commits (the lock lasted milliseconds), and B streams the table with
+//! `COPY (SELECT ...) TO STDOUT`, a row at a time, never holding it in memory. The copy stands
+//! at `P0`.
 
+use super::copy_text;
 use super::lock_wait::DDL_LOCK_TIMEOUT;
 use super::publication::QualifiedTable;
 use super::types;
@@ -17,21 +19,46 @@ use lakelink_model::change::Position;
 use lakelink_model::column_type::FieldKind;
 use lakelink_model::value::Value;
 use postgres::error::SqlState;
-use postgres::{Client, IsolationLevel, SimpleQueryMessage};
+use postgres::{Client, IsolationLevel};
+use std::io::BufRead;
 use std::ops::ControlFlow;
 
 /// Tries before the copy reports the table busy (the agent then retries with backoff). Each
 /// waits at most [`DDL_LOCK_TIMEOUT`] for the table's in-flight writers: while it waits, new
 /// writers queue behind it, so the wait stays short.
 const LOCK_TRIES: u32 = 3;
-/// Rows fetched per round trip, at most.
-const FETCH_ROWS: usize = 5000;
-/// Bytes of rows fetched per round trip, about: a fetch's rows are all in memory at once,
-/// so the next fetch asks for as many rows as the last ones' size says fit.
-const FETCH_BYTES: usize = 4 << 20;
+/// Bytes of the COPY stream read ahead.
+const COPY_BUFFER: usize = 1 << 20;
 
-/// What failed, and the server's error.
-pub type CopyError = (&'static str, postgres::Error);
+/// How a copy failed.
+#[derive(Debug)]
+pub enum CopyError {
+    /// What failed, and the server's error.
+    Server(&'static str, postgres::Error),
+    /// What failed, and the connection's error while the rows streamed.
+    Stream(&'static str, std::io::Error),
+    /// The stream held something COPY does not send.
+    Damaged(&'static str),
+}
+
+impl CopyError {
+    /// An error reading the COPY stream: the server's, when that is what it carries.
+    fn from_stream(what: &'static str, e: std::io::Error) -> CopyError {
+        match e
+            .get_ref()
+            .is_some_and(|inner| inner.is::<postgres::Error>())
+        {
+            true => match e
+                .into_inner()
+                .map(|inner| inner.downcast::<postgres::Error>())
+            {
+                Some(Ok(server)) => CopyError::Server(what, *server),
+                _ => CopyError::Damaged(what),
+            },
+            false => CopyError::Stream(what, e),
+        }
+    }
+}
 
 /// Copies `table` at an exact position; `reader` is a second connection to the same
 /// database. Returns the position (the WAL insert position while the table was locked).
@@ -50,85 +77,101 @@ pub fn copy_table(
             .build_transaction()
             .isolation_level(IsolationLevel::RepeatableRead)
             .start()
-            .map_err(|e| ("starting the copy", e))?;
+            .map_err(|e| CopyError::Server("starting the copy", e))?;
         // LOCK and SET take no snapshot, so the one exported below is taken under the lock.
         lock.batch_execute(&format!("SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'"))
-            .map_err(|e| ("starting the copy", e))?;
+            .map_err(|e| CopyError::Server("starting the copy", e))?;
         match lock.batch_execute(&format!("LOCK TABLE {} IN SHARE MODE", table.sql())) {
             Ok(()) => {}
             Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) && tries < LOCK_TRIES => {
                 tracing::info!(table = %table.sql(), tries, "waiting for the table's writers to finish before the copy");
                 continue;
             }
-            Err(e) => return Err(("locking the table for the copy's hand-off", e)),
+            Err(e) => {
+                return Err(CopyError::Server(
+                    "locking the table for the copy's hand-off",
+                    e,
+                ));
+            }
         }
         let row = lock
             .query_one(
                 "SELECT pg_export_snapshot(), (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8",
                 &[],
             )
-            .map_err(|e| ("exporting the copy's snapshot", e))?;
+            .map_err(|e| CopyError::Server("exporting the copy's snapshot", e))?;
         let snapshot: String = row.get(0);
         let position: i64 = row.get(1);
         break (lock, snapshot, Position(position));
     };
+    let cancel = reader.cancel_token();
     let mut copy = reader
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
-        .map_err(|e| ("starting the copy's read", e))?;
+        .map_err(|e| CopyError::Server("starting the copy's read", e))?;
     copy.batch_execute(&format!(
         "SET TRANSACTION SNAPSHOT '{}'",
         snapshot.replace('\'', "''")
     ))
-    .map_err(|e| ("adopting the copy's snapshot", e))?;
+    .map_err(|e| CopyError::Server("adopting the copy's snapshot", e))?;
     lock.commit()
-        .map_err(|e| ("releasing the copy's lock", e))?;
+        .map_err(|e| CopyError::Server("releasing the copy's lock", e))?;
 
     let list: Vec<String> = columns
         .iter()
         .map(|c| super::publication::quote_ident(c))
         .collect();
-    copy.batch_execute(&format!(
-        "DECLARE lakelink_copy NO SCROLL CURSOR FOR SELECT {} FROM {}",
+    // COPY streams the rows under the adopted snapshot, a message per row: memory holds one
+    // row at a time whatever the table's size, and no round trip waits between chunks.
+    let query = format!(
+        "COPY (SELECT {} FROM {}) TO STDOUT",
         list.join(", "),
         table.sql()
-    ))
-    .map_err(|e| ("reading the table", e))?;
-    let mut fetch_rows = 100;
-    'chunks: loop {
-        let messages = copy
-            .simple_query(&format!("FETCH {fetch_rows} FROM lakelink_copy"))
-            .map_err(|e| ("reading the table", e))?;
-        let mut rows = 0;
-        let mut bytes = 0usize;
-        for message in messages {
-            let SimpleQueryMessage::Row(row) = message else {
-                continue;
-            };
-            rows += 1;
-            bytes += (0..kinds.len())
-                .map(|i| row.get(i).map_or(0, str::len))
-                .sum::<usize>();
-            let values = kinds
-                .iter()
-                .enumerate()
-                .map(|(i, kind)| match row.get(i) {
-                    Some(text) => types::from_text(text.to_string(), *kind),
-                    None => Value::Null,
-                })
-                .collect();
-            if on_row(position, values).is_break() {
-                break 'chunks;
-            }
-        }
-        if rows < fetch_rows {
+    );
+    let mut rows = std::io::BufReader::with_capacity(
+        COPY_BUFFER,
+        copy.copy_out(&query)
+            .map_err(|e| CopyError::Server("reading the table", e))?,
+    );
+    let mut line = Vec::new();
+    let mut fields = Vec::with_capacity(kinds.len());
+    loop {
+        line.clear();
+        let read = rows
+            .read_until(b'\n', &mut line)
+            .map_err(|e| CopyError::from_stream("reading the table", e))?;
+        if read == 0 {
             break;
         }
-        let per_row = (bytes / rows.max(1)).max(1);
-        fetch_rows = (FETCH_BYTES / per_row).clamp(1, FETCH_ROWS);
+        if line.pop() != Some(b'\n')
+            || !copy_text::split_fields(&line, &mut fields)
+            || fields.len() != kinds.len()
+        {
+            return Err(CopyError::Damaged(
+                "a row of the copy that is not what COPY sends (a torn or damaged stream)",
+            ));
+        }
+        let values = fields
+            .drain(..)
+            .zip(kinds)
+            .map(|(field, kind)| match field {
+                Some(text) => types::from_text(text, *kind),
+                None => Value::Null,
+            })
+            .collect();
+        if on_row(position, values).is_break() {
+            // The rest is not wanted: without a cancel, ending the transaction would wait for
+            // the server to send (and this side to discard) the whole remaining table. Best
+            // effort (over plain TCP; a server that only takes TLS refuses it, and then the
+            // end waits).
+            let _ = cancel.cancel_query(postgres::NoTls);
+            return Ok(position);
+        }
     }
-    copy.commit().map_err(|e| ("ending the copy", e))?;
+    drop(rows);
+    copy.commit()
+        .map_err(|e| CopyError::Server("ending the copy", e))?;
     Ok(position)
 }

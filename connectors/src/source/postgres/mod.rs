@@ -8,6 +8,7 @@
 //! transaction, increasing across transactions (transactions are decoded in commit order).
 
 mod config;
+mod copy_text;
 mod errors;
 mod handoff;
 mod lock_wait;
@@ -422,8 +423,23 @@ impl Source for PostgresSource {
         let mut reader = connect(&self.config, &self.name)?;
         let name = self.name.clone();
         let locker = self.connection()?;
-        handoff::copy_table(locker, &mut reader, &table, &columns, &kinds, on_row)
-            .map_err(|(what, e)| lock_wait::table_error(&mut reader, &name, what, &table, oid, e))
+        handoff::copy_table(locker, &mut reader, &table, &columns, &kinds, on_row).map_err(|e| {
+            match e {
+                handoff::CopyError::Server(what, e) => {
+                    lock_wait::table_error(&mut reader, &name, what, &table, oid, e)
+                }
+                handoff::CopyError::Stream(what, e) => SourceError::Unreachable {
+                    source_name: name.clone(),
+                    what: format!("{what} {}", table.sql()),
+                    source: Box::new(e),
+                },
+                handoff::CopyError::Damaged(what) => SourceError::Unreachable {
+                    source_name: name.clone(),
+                    what: format!("reading {}", table.sql()),
+                    source: what.into(),
+                },
+            }
+        })
     }
 
     fn read_changes(&mut self, after: Position, max: usize) -> Result<ChangeBatch, SourceError> {
