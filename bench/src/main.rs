@@ -7,7 +7,9 @@
 mod capture_cost;
 mod child;
 mod dataset;
+mod postgres;
 mod trickle;
+mod wide_rows;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
@@ -26,6 +28,9 @@ struct Args {
     /// Also measure peak memory of an initial sync of this many rows (e.g. 10000000).
     #[arg(long)]
     big_rows: Option<u64>,
+    /// Rows of 1 MiB of the wide-row memory run.
+    #[arg(long, default_value_t = 1500)]
+    wide_rows: u64,
     /// Seconds each trickle rate runs.
     #[arg(long, default_value_t = 5)]
     trickle_seconds: u64,
@@ -48,6 +53,12 @@ enum Benchmark {
     Trickle,
     /// The writer's throughput with capture installed.
     Capture,
+    /// The whole first sync of a PostgreSQL table against `COPY`, on the throwaway server
+    /// `scripts/postgres-test-cluster.sh` starts.
+    Postgres,
+    /// Peak memory of the first sync of 1 MiB rows, on SQLite (and PostgreSQL when a server
+    /// is there).
+    WideRows,
 }
 
 /// The `lakelink` binary built beside this one.
@@ -95,7 +106,7 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 /// Runs `lakelink sync` with its log at info level, measured.
-fn run_sync(bin: &Path, config: &Path) -> Result<child::Measured> {
+pub fn run_sync(bin: &Path, config: &Path) -> Result<child::Measured> {
     child::measure(
         Command::new(bin)
             .args(["sync", "--config"])
@@ -167,6 +178,11 @@ fn initial_sync_and_snapshot(bin: &Path, rows: u64, report: &mut String) -> Resu
         report,
         "| whole `lakelink sync` (copy, snapshot of 8 partitions, publish) | {:.2} s | |",
         sync.elapsed.as_secs_f64()
+    );
+    let _ = writeln!(
+        report,
+        "| whole first sync / `sqlite3 -csv` | {:.2} | <= 1.0 |",
+        sync.elapsed.as_secs_f64() / export.elapsed.as_secs_f64()
     );
     let _ = writeln!(
         report,
@@ -285,6 +301,23 @@ fn main() -> Result<()> {
     }
     if runs(Benchmark::Capture) {
         capture_cost(args.rows, &mut report)?;
+    }
+    let postgres = std::env::var_os("LAKELINK_TEST_POSTGRES").is_some();
+    if runs(Benchmark::Postgres) {
+        if postgres {
+            postgres::first_sync(&bin, args.rows, &mut report)?;
+        } else if args.only.contains(&Benchmark::Postgres) {
+            bail!(
+                "the postgres benchmark needs a server: run it under scripts/postgres-test-cluster.sh"
+            );
+        } else {
+            eprintln!(
+                "no PostgreSQL server (run under scripts/postgres-test-cluster.sh): skipping the PostgreSQL benchmarks"
+            );
+        }
+    }
+    if runs(Benchmark::WideRows) {
+        wide_rows::run(&bin, args.wide_rows, postgres, &mut report)?;
     }
     println!("{report}");
     if let Some(path) = args.report {
