@@ -891,3 +891,34 @@ fn a_table_whose_changes_cannot_be_captured_is_refused_by_link_and_alone_at_star
         .collect();
     assert_eq!(published, ["good"]);
 }
+
+/// A statement_timeout set for the database (as managed servers often do) does not cut the
+/// initial copy short: the copy is one COPY statement, which lakelink runs without a timeout.
+#[test]
+fn a_database_statement_timeout_does_not_cut_the_initial_copy_short() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE big (id bigint PRIMARY KEY, body text);
+         INSERT INTO big SELECT g, repeat('x', 400) FROM generate_series(1, 400000) g;",
+    );
+    let mut client = ws.client();
+    // The copy's COPY takes longer than this; no other statement of the sync comes near it.
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET statement_timeout = '150ms'",
+            ws.database
+        ))
+        .unwrap();
+    let timed_out = client
+        .batch_execute(
+            "SET statement_timeout = '150ms'; SELECT count(*) FROM big, big b2 WHERE b2.id < 3",
+        )
+        .is_err();
+    assert!(
+        timed_out,
+        "the server must enforce the timeout for this test to mean anything"
+    );
+    ws.write_config("", "[[table]]\nname = \"big\"\n");
+    ws.sync();
+    let (_, rows) = ws.read("big", None);
+    assert_eq!(rows.len(), 400_000, "every row of the table");
+}

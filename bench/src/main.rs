@@ -45,7 +45,8 @@ struct Args {
 /// One benchmark of the report.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Benchmark {
-    /// Initial sync against `sqlite3 -csv`, then the incremental snapshot.
+    /// Initial sync against `sqlite3 -csv`, then the incremental snapshot; the first sync of
+    /// a table keyed by its rowid.
     Sync,
     /// Peak memory of the `--big-rows` initial sync.
     Memory,
@@ -232,6 +233,48 @@ fn initial_sync_and_snapshot(bin: &Path, rows: u64, report: &mut String) -> Resu
     Ok(())
 }
 
+/// The whole first sync of a table keyed by its rowid (the copy reads it in `Id` order, so its
+/// first snapshot is a copy of the live files), against `sqlite3 -csv`.
+fn integer_key_first_sync(bin: &Path, rows: u64, report: &mut String) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("source.db");
+    eprintln!("generating {rows} rows keyed by their rowid...");
+    let conn = rusqlite::Connection::open(&db)?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, email TEXT, price REAL,
+                            createdon TEXT, note TEXT);
+         WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {rows})
+         INSERT INTO item SELECT i, 'Item ' || i, 'c' || i || '@example.com', i * 1.25,
+                datetime('2017-01-01', '+' || (i % 2900) || ' days'), 'a \"quoted\", note'
+         FROM g;"
+    ))?;
+    drop(conn);
+    let export = child::measure(
+        Command::new("sqlite3")
+            .arg("-csv")
+            .arg(&db)
+            .arg("SELECT * FROM item"),
+        None,
+    )?;
+    let config = write_config(dir.path(), "item", "")?;
+    let sync = run_sync(bin, &config)?;
+    let snapshot = child::logged_number(&sync.stderr, "snapshot published", "seconds")
+        .context("the snapshot's duration in the log")?;
+    let _ = writeln!(
+        report,
+        "## First sync of a table keyed by its rowid ({rows} rows)\n\n| measure | value | target |\n|---|---:|---|"
+    );
+    let _ = writeln!(
+        report,
+        "| `sqlite3 -csv` export | {:.2} s | |\n| first snapshot (a copy of the live files) | {snapshot:.2} s | |\n| whole first `lakelink sync` | {:.2} s | |\n| whole first sync / `sqlite3 -csv` | {:.2} | <= 1.0 |\n",
+        export.elapsed.as_secs_f64(),
+        sync.elapsed.as_secs_f64(),
+        sync.elapsed.as_secs_f64() / export.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Peak memory of an initial sync of a larger table.
 fn big_sync_memory(bin: &Path, rows: u64, report: &mut String) -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -292,6 +335,7 @@ fn main() -> Result<()> {
     let mut report = String::from("# lakelink benchmark report\n\n");
     if runs(Benchmark::Sync) {
         initial_sync_and_snapshot(&bin, args.rows, &mut report)?;
+        integer_key_first_sync(&bin, args.rows, &mut report)?;
     }
     if let (true, Some(big)) = (runs(Benchmark::Memory), args.big_rows) {
         big_sync_memory(&bin, big, &mut report)?;

@@ -68,6 +68,7 @@ pub fn copy_table(
     table: &QualifiedTable,
     columns: &[String],
     kinds: &[FieldKind],
+    cancel: &dyn Fn(&postgres::CancelToken),
     on_row: &mut dyn FnMut(Position, Vec<Value>) -> ControlFlow<()>,
 ) -> Result<Position, CopyError> {
     let mut tries = 0;
@@ -104,15 +105,17 @@ pub fn copy_table(
         let position: i64 = row.get(1);
         break (lock, snapshot, Position(position));
     };
-    let cancel = reader.cancel_token();
+    let token = reader.cancel_token();
     let mut copy = reader
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
         .map_err(|e| CopyError::Server("starting the copy's read", e))?;
+    // The whole table is one COPY statement: a statement_timeout set for the role or the
+    // database (common on managed servers) would cancel a big table's copy at every try.
     copy.batch_execute(&format!(
-        "SET TRANSACTION SNAPSHOT '{}'",
+        "SET TRANSACTION SNAPSHOT '{}'; SET LOCAL statement_timeout = 0",
         snapshot.replace('\'', "''")
     ))
     .map_err(|e| CopyError::Server("adopting the copy's snapshot", e))?;
@@ -163,10 +166,8 @@ pub fn copy_table(
             .collect();
         if on_row(position, values).is_break() {
             // The rest is not wanted: without a cancel, ending the transaction would wait for
-            // the server to send (and this side to discard) the whole remaining table. Best
-            // effort (over plain TCP; a server that only takes TLS refuses it, and then the
-            // end waits).
-            let _ = cancel.cancel_query(postgres::NoTls);
+            // the server to send (and this side to discard) the whole remaining table.
+            cancel(&token);
             return Ok(position);
         }
     }

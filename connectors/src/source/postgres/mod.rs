@@ -212,6 +212,22 @@ fn connect(config: &PostgresSourceConfig, name: &str) -> Result<Client, SourceEr
     Ok(client)
 }
 
+/// Asks the server to cancel what the session of `token` runs, over the connection's own TLS
+/// setting. Best effort: a server that cannot be reached is not waited for past the connect
+/// timeout, and the caller goes on either way.
+fn cancel_query(config: &PostgresSourceConfig, token: &postgres::CancelToken) {
+    let cancelled = match config.sslmode {
+        SslMode::Disable => token.cancel_query(NoTls),
+        mode => match tls::connector(mode, config.sslrootcert.as_deref()) {
+            Ok(tls) => token.cancel_query(tls),
+            Err(_) => return,
+        },
+    };
+    if let Err(e) = cancelled {
+        tracing::debug!(error = %e, "could not cancel the copy's COPY; ending it waits for the rest of the table");
+    }
+}
+
 impl Source for PostgresSource {
     fn describe(&self) -> String {
         self.name.clone()
@@ -422,23 +438,32 @@ impl Source for PostgresSource {
             .collect();
         let mut reader = connect(&self.config, &self.name)?;
         let name = self.name.clone();
+        let config = self.config.clone();
+        let cancel = move |token: &postgres::CancelToken| cancel_query(&config, token);
         let locker = self.connection()?;
-        handoff::copy_table(locker, &mut reader, &table, &columns, &kinds, on_row).map_err(|e| {
-            match e {
-                handoff::CopyError::Server(what, e) => {
-                    lock_wait::table_error(&mut reader, &name, what, &table, oid, e)
-                }
-                handoff::CopyError::Stream(what, e) => SourceError::Unreachable {
-                    source_name: name.clone(),
-                    what: format!("{what} {}", table.sql()),
-                    source: Box::new(e),
-                },
-                handoff::CopyError::Damaged(what) => SourceError::Unreachable {
-                    source_name: name.clone(),
-                    what: format!("reading {}", table.sql()),
-                    source: what.into(),
-                },
+        handoff::copy_table(
+            locker,
+            &mut reader,
+            &table,
+            &columns,
+            &kinds,
+            &cancel,
+            on_row,
+        )
+        .map_err(|e| match e {
+            handoff::CopyError::Server(what, e) => {
+                lock_wait::table_error(&mut reader, &name, what, &table, oid, e)
             }
+            handoff::CopyError::Stream(what, e) => SourceError::Unreachable {
+                source_name: name.clone(),
+                what: format!("{what} {}", table.sql()),
+                source: Box::new(e),
+            },
+            handoff::CopyError::Damaged(what) => SourceError::Unreachable {
+                source_name: name.clone(),
+                what: format!("reading {}", table.sql()),
+                source: what.into(),
+            },
         })
     }
 

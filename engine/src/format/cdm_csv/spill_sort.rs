@@ -25,9 +25,10 @@ pub struct Keyed {
 
 impl Keyed {
     fn size(&self) -> usize {
-        // The row's bytes, the key's and a fixed overhead: a close enough measure of the heap
-        // memory the item holds.
-        self.row.bytes.len() + self.key.heap_size() + 64
+        // The row's bytes and the key's, the item itself twice (the buffer's growth by
+        // doubling), and the allocator's overhead of its two blocks: a close enough measure of
+        // the memory an item holds, for rows of a few bytes as for rows of megabytes.
+        self.row.bytes.len() + self.key.heap_size() + 2 * std::mem::size_of::<Keyed>() + 32
     }
 
     /// Writes the item to a run file: the key (a tag, then an `i64` or a length and its
@@ -170,9 +171,11 @@ impl SpillSorter {
         }
         let mut runs = Vec::new();
         let mut heap = BinaryHeap::new();
+        // The merge reads every run at once: their buffers share the budget.
+        let buffer = (self.budget / self.runs.len()).clamp(8 << 10, 1 << 20);
         for (i, file) in self.runs.into_iter().enumerate() {
             let mut run = Run {
-                reader: BufReader::with_capacity(1 << 20, file),
+                reader: BufReader::with_capacity(buffer, file),
             };
             if let Some(item) = run.next()? {
                 heap.push(Reverse(HeapItem { item, run: i }));
