@@ -11,9 +11,7 @@ const ENGINE: &str = "poll_interval = \"20ms\"\nsnapshot_interval = \"300ms\"";
 
 /// The agent's status address, from the holder line in the lake's lock file.
 fn agent_address(ws: &Workspace) -> Option<String> {
-    let holder = std::fs::read_to_string(ws.lake.join("_lakelink/lock")).ok()?;
-    let at = holder.find("status http://")? + "status http://".len();
-    Some(holder[at..].trim_end_matches(')').trim().to_string())
+    support::agent_http::address(ws)
 }
 
 #[test]

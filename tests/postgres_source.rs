@@ -922,3 +922,63 @@ fn a_database_statement_timeout_does_not_cut_the_initial_copy_short() {
     let (_, rows) = ws.read("big", None);
     assert_eq!(rows.len(), 400_000, "every row of the table");
 }
+
+/// The WAL the slot keeps on the server is a metric, and a line warns (once, naming the oldest
+/// open transaction) when it passes `retained_wal_warning_mb`.
+#[test]
+fn the_wal_the_slot_keeps_is_measured_and_warned_about_past_its_limit() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE a (id int PRIMARY KEY, x text); CREATE TABLE filler (x text);",
+    );
+    ws.write_config_with(
+        "retained_wal_warning_mb = 1",
+        "poll_interval = \"20ms\"",
+        "[[table]]\nname = \"a\"\n",
+    );
+    let agent = RunningAgent::start(&ws);
+    wait_for(30, "the first snapshot", || {
+        ws.lake.join("model.json").exists()
+    });
+    // A session that keeps a transaction open, as a forgotten psql would: the slot cannot
+    // move its restart position past the transaction's start.
+    let mut idle = ws.client();
+    idle.batch_execute(
+        "SET application_name = 'forgotten_session'; BEGIN; INSERT INTO filler VALUES ('held')",
+    )
+    .unwrap();
+    // Other tables' writes go on meanwhile: WAL the server must keep for the slot.
+    let mut client = ws.client();
+    for _ in 0..4 {
+        client
+            .batch_execute(
+                "INSERT INTO filler SELECT repeat('f', 1000) FROM generate_series(1, 1000)",
+            )
+            .unwrap();
+    }
+    client
+        .batch_execute("INSERT INTO a VALUES (1, 'x')")
+        .unwrap();
+    wait_for(60, "the retained-WAL warning", || {
+        agent.log().contains("retained_wal_warning_mb = 1")
+    });
+    let log = agent.log();
+    assert!(
+        log.contains("forgotten_session"),
+        "the warning names the open transaction: {log}"
+    );
+    assert_eq!(
+        log.matches("retained_wal_warning_mb = 1").count(),
+        1,
+        "one warning while it stays over the limit"
+    );
+    wait_for(30, "the lock to name the status endpoint", || {
+        support::agent_http::address(&ws).is_some()
+    });
+    let address = support::agent_http::address(&ws).expect("the agent's status address");
+    let metrics = support::agent_http::get(&address, "/metrics");
+    let retained = support::agent_http::sample(&metrics, "lakelink_source_retained_wal_bytes")
+        .expect("the retained-WAL gauge");
+    assert!(retained > 1e6, "more than the 1 MB limit: {retained}");
+    idle.batch_execute("ROLLBACK").unwrap();
+    agent.stop_cleanly();
+}

@@ -110,6 +110,7 @@ fn postgres(name: &str) -> Postgres {
             sslmode: SslMode::Disable,
             sslrootcert: None,
             slot: database.clone(),
+            retained_wal_warning_mb: 4096,
         },
         client: connect_postgres(&database),
     }

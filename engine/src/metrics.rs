@@ -52,6 +52,9 @@ pub struct AgentStatus {
     pub errors: BTreeMap<String, u64>,
     /// The last error, if the agent has not made progress since.
     pub last_error: Option<String>,
+    /// Bytes of its log the source keeps because lakelink has not confirmed them (PostgreSQL:
+    /// the slot's retained WAL); `None` for a source that keeps none.
+    pub source_retained_bytes: Option<u64>,
 }
 
 /// Shows `table` in `state`, with `why` as its last error.
@@ -116,6 +119,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut inner)
+    }
+
+    /// Records how many bytes of its log the source keeps for lakelink.
+    pub fn record_retained(&self, bytes: Option<u64>) {
+        self.with(|inner| inner.status.source_retained_bytes = bytes);
     }
 
     /// Records a batch (or a link, or a snapshot): each table's progress, and the source's
@@ -283,6 +291,14 @@ impl Metrics {
                 "The source's newest position.",
                 vec![(String::new(), s.source_position.to_string())],
             );
+            if let Some(bytes) = s.source_retained_bytes {
+                family(
+                    "source_retained_wal_bytes",
+                    "gauge",
+                    "WAL the PostgreSQL slot keeps on the server for lakelink (restart position to current).",
+                    vec![(String::new(), bytes.to_string())],
+                );
+            }
             family(
                 "snapshot_generation",
                 "gauge",

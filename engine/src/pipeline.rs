@@ -65,7 +65,12 @@ pub struct Pipeline {
     lock: Box<dyn WriterLock>,
     /// How snapshots are written and published.
     format: Box<dyn SnapshotFormat>,
+    /// When the source was last asked how much of its log it keeps for lakelink.
+    retained_asked: Option<std::time::Instant>,
 }
+
+/// How often the source is asked how much of its log it keeps (a query on the server).
+const RETAINED_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Opens the lake a config names (through the connector registry).
 pub fn open_lake(config: &LakeConfig) -> Result<Box<dyn Lake>, EngineError> {
@@ -161,6 +166,19 @@ impl Pipeline {
         batch: &HashMap<String, BatchProgress>,
     ) -> Result<(), EngineError> {
         let head = self.source.head_position()?.0;
+        if self
+            .retained_asked
+            .is_none_or(|at| at.elapsed() >= RETAINED_EVERY)
+        {
+            self.retained_asked = Some(std::time::Instant::now());
+            match self.source.retained_bytes() {
+                Ok(bytes) => self.metrics.record_retained(bytes),
+                // Only a gauge: the batch that asked must not fail for it.
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not read how much log the source keeps")
+                }
+            }
+        }
         let progress: Vec<TableProgress> = self
             .feeds
             .values()

@@ -135,6 +135,14 @@ pub trait Source: Send {
     /// [`Source::resume_at`]; `None` when the source needs none.
     fn history_mark(&mut self, position: Position) -> Result<Option<String>, SourceError>;
 
+    /// How many bytes of its own log the source keeps because lakelink has not confirmed them
+    /// (PostgreSQL: the WAL from the slot's restart position to the current one), or `None`
+    /// where it keeps none of the kind. Asked now and then for the metrics; a source may log
+    /// a warning when it is past what it was told to bear.
+    fn retained_bytes(&mut self) -> Result<Option<u64>, SourceError> {
+        Ok(None)
+    }
+
     /// Called once the engine knows where it resumes: every table is durable through
     /// `position`, whose history mark was `mark`. Fails with [`SourceError::WentBack`] when
     /// the source's history no longer holds that position as it was.

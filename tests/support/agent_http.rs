@@ -25,3 +25,10 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// The agent's status address, from the holder line in the (local) lake's lock file.
+pub fn address(ws: &super::Workspace) -> Option<String> {
+    let holder = std::fs::read_to_string(ws.lake.join("_lakelink/lock")).ok()?;
+    let at = holder.find("status http://")? + "status http://".len();
+    Some(holder[at..].trim_end_matches(')').trim().to_string())
+}

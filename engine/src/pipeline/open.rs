@@ -70,6 +70,7 @@ impl Pipeline {
             pending: PendingLinks::default(),
             lock,
             format,
+            retained_asked: None,
         };
         for record in pipeline.state.links()? {
             if record.state != SyncState::Completed {

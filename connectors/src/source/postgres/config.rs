@@ -53,6 +53,17 @@ pub struct PostgresSourceConfig {
     /// The logical replication slot, also the publication's name.
     #[serde(default = "default_slot")]
     pub slot: String,
+    /// A warning is logged when the slot keeps more WAL than this, in MB (see
+    /// [`crate::source::postgres::PostgresSource`]'s `retained_bytes`).
+    #[serde(default = "default_retained_wal_warning_mb")]
+    pub retained_wal_warning_mb: u64,
+}
+
+/// What `retained_wal_warning_mb` is unless set: 4 GB of WAL held for lakelink is worth a look.
+pub const DEFAULT_RETAINED_WAL_WARNING_MB: u64 = 4096;
+
+fn default_retained_wal_warning_mb() -> u64 {
+    DEFAULT_RETAINED_WAL_WARNING_MB
 }
 
 fn default_port() -> u16 {

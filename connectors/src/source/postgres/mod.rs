@@ -63,6 +63,9 @@ pub struct PostgresSource {
     /// columns): a column that is gone again by the time the engine looks is not waited for
     /// twice.
     deferred: std::collections::HashSet<(LinkId, usize)>,
+    /// Whether the slot was last seen keeping more WAL than `retained_wal_warning_mb`: the
+    /// warning is logged when it crosses the line, not at every look.
+    over_retained_warning: bool,
 }
 
 impl PostgresSource {
@@ -112,6 +115,7 @@ impl PostgresSource {
             links: HashMap::new(),
             schema_bump: 0,
             deferred: Default::default(),
+            over_retained_warning: false,
         })
     }
 
@@ -638,6 +642,58 @@ impl Source for PostgresSource {
         // Commit LSNs only go forward in one server's history, and a server restored from a
         // backup has no slot for lakelink to read.
         Ok(None)
+    }
+
+    fn retained_bytes(&mut self) -> Result<Option<u64>, SourceError> {
+        let name = self.name.clone();
+        let slot = self.config.slot.clone();
+        let warning_mb = self.config.retained_wal_warning_mb;
+        let was_over = self.over_retained_warning;
+        let client = self.connection()?;
+        let row = client
+            .query_opt(
+                "SELECT (pg_current_wal_lsn() - restart_lsn)::int8 FROM pg_replication_slots \
+                 WHERE slot_name = $1 AND restart_lsn IS NOT NULL",
+                &[&slot],
+            )
+            .map_err(|e| source_error(&name, "reading the slot's retained WAL", e))?;
+        let Some(bytes) = row.map(|r| r.get::<_, i64>(0).max(0) as u64) else {
+            return Ok(None);
+        };
+        let over = bytes > warning_mb.saturating_mul(1 << 20);
+        if over && !was_over {
+            // The one thing that holds a slot's WAL while lakelink keeps up is a transaction
+            // left open on the server: decoding cannot move past its start.
+            let oldest = client
+                .query_opt(
+                    "SELECT pid, coalesce(application_name, ''), coalesce(state, ''), \
+                            extract(epoch FROM now() - xact_start)::int8 \
+                     FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() \
+                     ORDER BY xact_start LIMIT 1",
+                    &[],
+                )
+                .ok()
+                .flatten()
+                .map(|r| {
+                    format!(
+                        "the oldest open transaction is pid {} ({}, {}, open {} s)",
+                        r.get::<_, i32>(0),
+                        r.get::<_, String>(1),
+                        r.get::<_, String>(2),
+                        r.get::<_, i64>(3)
+                    )
+                })
+                .unwrap_or_else(|| "no transaction is open now".into());
+            tracing::warn!(
+                slot = %slot,
+                retained_mb = bytes >> 20,
+                "replication slot {slot:?} keeps {} MB of WAL on the server, more than retained_wal_warning_mb = {}: the server cannot remove it until lakelink has read past it. A transaction left open holds it back ({oldest}); so does an agent that falls behind (see lakelink_table_lag_changes)",
+                bytes >> 20,
+                warning_mb
+            );
+        }
+        self.over_retained_warning = over;
+        Ok(Some(bytes))
     }
 
     fn resume_at(&mut self, _position: Position, _mark: Option<&str>) -> Result<(), SourceError> {
