@@ -140,12 +140,16 @@ pub fn first_sync(bin: &Path, rows: u64, report: &mut String) -> Result<()> {
         "| peak RSS of `lakelink sync` | {:.0} MB | |\n",
         mb(sync.max_rss)
     );
+    drop_slot(&server)
+}
+
+/// Drops the slot the bench's sync created, so that the database can go.
+fn drop_slot(server: &str) -> Result<()> {
     psql(
-        &server,
+        server,
         "postgres",
         &format!("SELECT pg_drop_replication_slot('{DATABASE}')"),
-    )?;
-    Ok(())
+    )
 }
 
 /// Peak memory of the first sync of `rows` rows of 1 MiB each.
@@ -164,17 +168,7 @@ pub fn wide_rows(bin: &Path, rows: u64, report: &mut String) -> Result<Measured>
     let dir = tempfile::tempdir()?;
     let config = write_config(&server, dir.path(), "wide")?;
     let sync = crate::run_sync(bin, &config)?;
-    let _ = writeln!(
-        report,
-        "| PostgreSQL, {rows} rows of 1 MiB ({:.0} MB) | {:.1} s | {:.0} MB | < 200 MB |",
-        mb(rows << 20),
-        sync.elapsed.as_secs_f64(),
-        mb(sync.max_rss)
-    );
-    psql(
-        &server,
-        "postgres",
-        &format!("SELECT pg_drop_replication_slot('{DATABASE}')"),
-    )?;
+    crate::wide_rows::report_line(report, "PostgreSQL", rows, &sync);
+    drop_slot(&server)?;
     Ok(sync)
 }

@@ -30,18 +30,23 @@ pub fn run(bin: &Path, rows: u64, postgres: bool, report: &mut String) -> Result
     tx.commit()?;
     drop(conn);
     let config = write_config(dir.path(), "wide", "")?;
-    let sync: child::Measured = run_sync(bin, &config)?;
-    let _ = writeln!(
-        report,
-        "| SQLite, {rows} rows of 1 MiB ({:.0} MB) | {:.1} s | {:.0} MB | < 200 MB |",
-        mb(rows << 20),
-        sync.elapsed.as_secs_f64(),
-        mb(sync.max_rss)
-    );
+    let sync = run_sync(bin, &config)?;
+    report_line(report, "SQLite", rows, &sync);
     drop(dir);
     if postgres {
         crate::postgres::wide_rows(bin, rows, report)?;
     }
     let _ = writeln!(report);
     Ok(())
+}
+
+/// The report's row for the first sync of `rows` rows of 1 MiB from `source`.
+pub fn report_line(report: &mut String, source: &str, rows: u64, sync: &child::Measured) {
+    let _ = writeln!(
+        report,
+        "| {source}, {rows} rows of 1 MiB ({:.0} MB) | {:.1} s | {:.0} MB | < 200 MB |",
+        mb(rows << 20),
+        sync.elapsed.as_secs_f64(),
+        mb(sync.max_rss)
+    );
 }
