@@ -138,6 +138,32 @@ fn a_table_dropped_and_created_again_while_the_agent_was_stopped_stops_at_the_ne
     assert_lake_matches_source(&ws, "t", "id", plain);
 }
 
+#[test]
+fn a_table_truncated_while_the_agent_runs_stops_with_one_line_and_the_others_flow() {
+    // This replaces a test that asserted the table kept flowing after a warning: the lake then
+    // held rows the source had truncated, which no reader could tell.
+    let ws = t_and_other();
+    t_stops_while_running_after(
+        &ws,
+        "TRUNCATE t; INSERT INTO t VALUES (10, 'ten');",
+        &["TRUNCATE"],
+    );
+}
+
+#[test]
+fn a_truncated_table_stops_with_one_line_and_the_others_flow() {
+    // Until TRUNCATE is written as deletes, a truncated table must not keep flowing with rows
+    // the source no longer has: it stops, saying so, with its changes before the TRUNCATE.
+    let ws = t_and_other();
+    t_stops_at_sync_after(
+        &ws,
+        "TRUNCATE t; INSERT INTO t VALUES (10, 'ten');",
+        &["TRUNCATE"],
+    );
+    relink(&ws, ENGINE, &tables(&["other"]), &tables(&["t", "other"]));
+    assert_lake_matches_source(&ws, "t", "id", plain);
+}
+
 // Columns added with a default.
 
 /// What the application does to `t`: three columns added with defaults (PostgreSQL keeps

@@ -761,26 +761,6 @@ fn a_table_linked_while_the_agent_streams_another_hands_off_exactly() {
 }
 
 #[test]
-fn a_truncate_is_reported_with_what_to_do() {
-    let ws = PgWorkspace::new("CREATE TABLE a (id int PRIMARY KEY); INSERT INTO a VALUES (1);");
-    ws.write_config("poll_interval = \"20ms\"", "[[table]]\nname = \"a\"\n");
-    let agent = RunningAgent::start(&ws);
-    wait_for(30, "the initial copy", || {
-        ws.lake.join("model.json").exists()
-    });
-    ws.client()
-        .batch_execute("TRUNCATE a; INSERT INTO a VALUES (2);")
-        .unwrap();
-    wait_for(30, "the insert after the truncate", || {
-        ws.live_row_count("a") == 2
-    });
-    wait_for(30, "the warning", || {
-        agent.log().contains("TRUNCATE is not captured")
-    });
-    agent.stop_cleanly();
-}
-
-#[test]
 fn linking_a_table_an_application_holds_waits_without_blocking_its_readers_or_the_other_tables() {
     let ws = PgWorkspace::new(
         "CREATE TABLE a (id int PRIMARY KEY, x text); INSERT INTO a VALUES (1, 'one');

@@ -194,12 +194,19 @@ pub fn read_changes(
                     batch.changes.push(c);
                 }
                 Message::Truncate { oids } => {
+                    // Writing a TRUNCATE as a delete for every row the lake holds is not done
+                    // yet; going on would leave the lake with rows the table no longer has, so
+                    // the table stops, its changes before the TRUNCATE written.
                     for oid in oids {
-                        if let Some(relation) = relations.get(&oid) {
-                            tracing::warn!(
-                                table = %links[&relation.link].table.sql(), position = %position,
-                                "TRUNCATE is not captured; the lake keeps the rows; relink the table to copy it again"
-                            );
+                        let Some(&link) = by_oid.get(&oid) else {
+                            continue;
+                        };
+                        if position > after && !batch.broken.iter().any(|b| b.link == link) {
+                            batch.broken.push(BrokenLink {
+                                link,
+                                position,
+                                reason: "was emptied by TRUNCATE, which lakelink does not yet write to the lake as deletes, so its entity would keep rows the table no longer has".into(),
+                            });
                         }
                     }
                 }
