@@ -51,6 +51,15 @@ impl Pipeline {
         let mut broken_at: HashMap<LinkId, Position> = HashMap::new();
         for broken in &batch.broken {
             if let Some(table) = self.by_link.get(&broken.link) {
+                // A break the table's own copy already stands past (it was copied after it)
+                // is not the table's to stop for.
+                if self
+                    .feeds
+                    .get(table)
+                    .is_some_and(|f| broken.position <= f.record().position)
+                {
+                    continue;
+                }
                 let reason = format!("{} (at position {})", broken.reason, broken.position);
                 stopping.insert(table.clone(), reason);
                 broken_at.insert(broken.link, broken.position);

@@ -668,26 +668,28 @@ impl Source for PostgresSource {
                 .query_opt(
                     "SELECT pid, coalesce(application_name, ''), coalesce(state, ''), \
                             extract(epoch FROM now() - xact_start)::int8 \
-                     FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() \
-                     ORDER BY xact_start LIMIT 1",
+                     FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND xact_start IS NOT NULL \
+                     AND pid <> pg_backend_pid() ORDER BY xact_start LIMIT 1",
                     &[],
                 )
                 .ok()
                 .flatten()
                 .map(|r| {
                     format!(
-                        "the oldest open transaction is pid {} ({}, {}, open {} s)",
+                        "the oldest open transaction that wrote is pid {} (application {:?}, {}, open {} s)",
                         r.get::<_, i32>(0),
                         r.get::<_, String>(1),
                         r.get::<_, String>(2),
                         r.get::<_, i64>(3)
                     )
                 })
-                .unwrap_or_else(|| "no transaction is open now".into());
+                .unwrap_or_else(|| {
+                    "none that wrote is visible to this role (a prepared transaction, see pg_prepared_xacts, or a session of another role: grant pg_read_all_stats to see it)".into()
+                });
             tracing::warn!(
                 slot = %slot,
                 retained_mb = bytes >> 20,
-                "replication slot {slot:?} keeps {} MB of WAL on the server, more than retained_wal_warning_mb = {}: the server cannot remove it until lakelink has read past it. A transaction left open holds it back ({oldest}); so does an agent that falls behind (see lakelink_table_lag_changes)",
+                "replication slot {slot:?} keeps {} MB of WAL on the server, more than retained_wal_warning_mb = {}: the server cannot remove it until lakelink has read past it. A transaction left open holds it back ({oldest}): end it, or raise retained_wal_warning_mb if the server can bear more; an agent that falls behind holds it back too (see lakelink_lag_changes)",
                 bytes >> 20,
                 warning_mb
             );

@@ -196,7 +196,7 @@ pub fn read_changes(
                 Message::Truncate { oids } => {
                     // Writing a TRUNCATE as a delete for every row the lake holds is not done
                     // yet; going on would leave the lake with rows the table no longer has, so
-                    // the table stops, its changes before the TRUNCATE written.
+                    // the table stops, its changes of the transactions before this one written.
                     for oid in oids {
                         let Some(&link) = by_oid.get(&oid) else {
                             continue;
