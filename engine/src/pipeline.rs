@@ -16,7 +16,7 @@ use crate::linked_table::LinkedTable;
 use crate::metrics::{Metrics, TableProgress};
 use crate::pending_links::PendingLinks;
 use crate::snapshot;
-use crate::state::{HistoryMark, StateStore, SyncState};
+use crate::state::{HistoryMark, StateStore};
 use crate::table_feed::{BatchProgress, TableFeed};
 use crate::table_schema;
 use crate::trickle_manifest;
@@ -226,7 +226,7 @@ impl Pipeline {
     fn common_position(&self) -> Option<Position> {
         self.feeds
             .values()
-            .filter(|f| f.record().state == SyncState::Completed && f.record().stopped.is_none())
+            .filter(|f| f.table().is_flowing())
             .map(|f| f.record().position)
             .min()
     }

@@ -5,7 +5,6 @@
 
 use super::Pipeline;
 use crate::error::EngineError;
-use crate::state::SyncState;
 use crate::table_schema;
 use lakelink_model::schema::ColumnFill;
 use lakelink_model::source::{CaptureSpec, ExistingRows, SourceError};
@@ -23,7 +22,7 @@ impl Pipeline {
         let tables: Vec<String> = self
             .feeds
             .values()
-            .filter(|f| f.record().stopped.is_none() && f.record().state == SyncState::Completed)
+            .filter(|f| f.table().is_flowing())
             .map(|f| f.record().table.clone())
             .collect();
         for table in tables {

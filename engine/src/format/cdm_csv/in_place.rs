@@ -47,6 +47,11 @@ pub struct FilledField {
     pub quoted: bool,
 }
 
+/// How many fields a row must have for none of `fills` to be needed.
+fn padded_to(fills: &[FilledField]) -> usize {
+    fills.last().map_or(0, |f| f.at + 1)
+}
+
 /// Writes `row`; `created` replaces its `SinkCreatedOn`; fields the row ends before are
 /// filled in from `fills` (empty between them). A row neither changes is copied as its bytes.
 fn write_row(
@@ -56,7 +61,7 @@ fn write_row(
     fills: &[FilledField],
     scratch: &mut (Record, Vec<u8>),
 ) -> Result<(), CsvError> {
-    let padded_to = fills.last().map_or(0, |f| f.at + 1);
+    let padded_to = padded_to(fills);
     if created.is_none() && row.fields >= padded_to {
         out.write_all(&row.bytes)?;
         return Ok(());
@@ -92,24 +97,23 @@ fn rows_if_already_in_place(
     lake: &dyn Lake,
     input: &InPlaceInput<'_>,
 ) -> Result<Option<u64>, EngineError> {
-    let padded_to = input.fills.last().map_or(0, |f| f.at + 1);
-    let mut reader = CsvReader::new(
-        lake.read(input.live, input.from, Some(input.to))?,
-        input.from,
+    let padded_to = padded_to(input.fills);
+    let mut reader = RowReader::new(
+        CsvReader::new(
+            lake.read(input.live, input.from, Some(input.to))?,
+            input.from,
+        ),
+        input.is_delete,
+        input.integer_ids,
     );
-    let mut record = Record::default();
     let mut last: Option<IdKey> = None;
     let mut rows = 0;
     let csv_err = |source| EngineError::Csv {
         path: input.live.to_string(),
         source,
     };
-    while reader.read_record(&mut record).map_err(csv_err)? {
-        let key = IdKey::of_record(&record, input.integer_ids);
-        let deleted = record
-            .get(input.is_delete)
-            .is_some_and(|(t, _)| t == "True");
-        if deleted || record.len() < padded_to || last.as_ref().is_some_and(|l| *l >= key) {
+    while let Some((key, fields, deleted)) = reader.next_shape().map_err(csv_err)? {
+        if deleted || fields < padded_to || last.as_ref().is_some_and(|l| *l >= key) {
             return Ok(None);
         }
         last = Some(key);

@@ -71,15 +71,31 @@ impl<R: BufRead> RowReader<R> {
         {
             return Ok(None);
         }
-        let key = IdKey::of_record(&self.record, self.integer_ids);
+        let (key, fields, is_delete) = self.shape();
         let row = RawRow {
             bytes,
-            fields: self.record.len(),
-            is_delete: self
-                .record
-                .get(self.is_delete)
-                .is_some_and(|(t, _)| t == "True"),
+            fields,
+            is_delete,
         };
         Ok(Some((key, row)))
+    }
+
+    /// The next row's Id, field count and whether it is a delete record, without its bytes;
+    /// `None` at the end.
+    pub fn next_shape(&mut self) -> Result<Option<(IdKey, usize, bool)>, CsvError> {
+        if !self.reader.read_record(&mut self.record)? {
+            return Ok(None);
+        }
+        Ok(Some(self.shape()))
+    }
+
+    /// The Id, field count and delete flag of the row just read.
+    fn shape(&self) -> (IdKey, usize, bool) {
+        let key = IdKey::of_record(&self.record, self.integer_ids);
+        let is_delete = self
+            .record
+            .get(self.is_delete)
+            .is_some_and(|(t, _)| t == "True");
+        (key, self.record.len(), is_delete)
     }
 }
