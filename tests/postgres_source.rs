@@ -583,6 +583,16 @@ fn a_dropped_connection_is_retried_and_nothing_is_lost() {
                 )
                 .unwrap();
         }
+        if i % 100 == 80 {
+            // The replication session alone, as a server ending walsenders does.
+            client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND backend_type = 'walsender'",
+                    &[],
+                )
+                .unwrap();
+        }
     }
     wait_for(60, "every insert in the lake", || {
         ws.live_row_count("reading") == 300
@@ -960,5 +970,71 @@ fn the_wal_the_slot_keeps_is_measured_and_warned_about_past_its_limit() {
         .expect("the retained-WAL gauge");
     assert!(retained > 1e6, "more than the 1 MB limit: {retained}");
     idle.batch_execute("ROLLBACK").unwrap();
+    agent.stop_cleanly();
+}
+
+/// While the linked tables are idle and other tables write, the agent's one replication
+/// session still moves the slot on (the server's keepalives say how far it has decoded), so
+/// the server can remove that WAL instead of keeping it for lakelink.
+#[test]
+fn the_slot_moves_on_while_the_linked_tables_are_idle_and_other_tables_write() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE a (id int PRIMARY KEY, x text); CREATE TABLE filler (x text);",
+    );
+    ws.write_config("", "[[table]]\nname = \"a\"\n");
+    let agent = RunningAgent::start(&ws);
+    wait_for(30, "the first snapshot", || {
+        ws.lake.join("model.json").exists()
+    });
+    let mut client = ws.client();
+    client
+        .batch_execute("INSERT INTO a VALUES (1, 'x')")
+        .unwrap();
+    let streaming = |client: &mut postgres::Client| {
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid \
+                 WHERE s.database = current_database() AND r.application_name = 'lakelink'",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    wait_for(30, "a replication session streaming the slot", || {
+        streaming(&mut client) == 1
+    });
+    for _ in 0..10 {
+        client
+            .batch_execute(
+                "INSERT INTO filler SELECT repeat('f', 1000) FROM generate_series(1, 10000)",
+            )
+            .unwrap();
+    }
+    let lsn = |client: &mut postgres::Client, sql: &str| -> i64 {
+        client.query_one(sql, &[]).unwrap().get(0)
+    };
+    let written = lsn(&mut client, "SELECT (pg_current_wal_lsn() - '0/0')::int8");
+    assert!(
+        written > 100 << 20,
+        "the other table wrote over 100 MB of WAL"
+    );
+    wait_for(60, "the slot to move past the other table's writes", || {
+        lsn(
+            &mut client,
+            "SELECT (confirmed_flush_lsn - '0/0')::int8 FROM pg_replication_slots WHERE database = current_database()",
+        ) >= written
+    });
+    // The restart position follows once the server has logged which transactions run (a
+    // checkpoint does) and the agent confirmed past that.
+    let mut retained = i64::MAX;
+    wait_for(60, "the WAL kept for the slot to fall under 64 MB", || {
+        client.batch_execute("CHECKPOINT").unwrap();
+        retained = lsn(
+            &mut client,
+            "SELECT (pg_current_wal_lsn() - restart_lsn)::int8 FROM pg_replication_slots WHERE database = current_database()",
+        );
+        retained < 64 << 20
+    });
+    assert_eq!(streaming(&mut client), 1, "still the one session");
     agent.stop_cleanly();
 }

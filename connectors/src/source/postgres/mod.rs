@@ -1,7 +1,8 @@
 //! The PostgreSQL source: changes decoded from the write-ahead log through a logical
-//! replication slot with the built-in `pgoutput` plugin, read over an ordinary SQL
-//! connection with `pg_logical_slot_peek_binary_changes` (no triggers, no polling of user
-//! tables). Reading never consumes: the slot's confirmed position advances only when the
+//! replication slot with the built-in `pgoutput` plugin, streamed over a replication session
+//! (`START_REPLICATION`, see [`replication`]) so that the server decodes each WAL record once;
+//! an ordinary SQL connection does the rest (catalog lookups, the publication, the copy's
+//! hand-off). Reading never consumes: the slot's confirmed position advances only when the
 //! engine acknowledges what is durable in the lake, so a crash re-delivers.
 //!
 //! A change's position is its transaction's commit LSN: equal for the changes of one
@@ -14,6 +15,7 @@ mod handoff;
 mod lock_wait;
 mod pgoutput;
 mod publication;
+mod replication;
 mod stream;
 mod tls;
 mod types;
@@ -66,6 +68,8 @@ pub struct PostgresSource {
     /// Whether the slot was last seen keeping more WAL than `retained_wal_warning_mb`: the
     /// warning is logged when it crosses the line, not at every look.
     over_retained_warning: bool,
+    /// The replication session changes stream over, once a read started one.
+    session: Option<stream::Session>,
 }
 
 impl PostgresSource {
@@ -116,11 +120,12 @@ impl PostgresSource {
             schema_bump: 0,
             deferred: Default::default(),
             over_retained_warning: false,
+            session: None,
         })
     }
 
     /// Reconnects when the server dropped the connection (a restart, a network failure);
-    /// nothing else needs restoring, since reading from the slot keeps no session state.
+    /// nothing else needs restoring: the replication session has its own connection.
     fn connection(&mut self) -> Result<&mut Client, SourceError> {
         if self.client.is_closed() {
             self.client = connect(&self.config, &self.name)?;
@@ -407,6 +412,8 @@ impl Source for PostgresSource {
         };
         let name = self.name.clone();
         let slot = self.config.slot.clone();
+        // The last table's removal drops the slot, which a session holding it would refuse.
+        self.session = None;
         let client = self.connection()?;
         let what = format!("removing {table:?} from capture");
         let removed = publication::remove_table(client, &slot, schema, table, oid);
@@ -513,11 +520,17 @@ impl Source for PostgresSource {
         if self.links.is_empty() {
             return Ok(());
         }
+        // The slot skips a transaction whose commit record starts before its confirmed
+        // position, so everything through commit LSN `upto` is released by moving to upto + 1.
+        if let Some(session) = &self.session {
+            // In the session's next status update (the slot is held by the session, which
+            // SQL cannot advance meanwhile).
+            session.confirm(upto);
+            return Ok(());
+        }
         let name = self.name.clone();
         let slot = self.config.slot.clone();
         let client = self.connection()?;
-        // The slot skips a transaction whose commit record starts before its confirmed
-        // position, so everything through commit LSN `upto` is released by moving to upto + 1.
         // Never backwards: the server refuses that.
         client
             .execute(

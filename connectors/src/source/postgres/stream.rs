@@ -1,26 +1,78 @@
-//! Reading changes from the slot: one `pg_logical_slot_peek_binary_changes` call per batch,
-//! decoded into change records. A peek decodes from the slot's confirmed position and
-//! consumes nothing; `upto_nchanges` only stops at the end of a transaction, so the changes of
-//! one commit position are never split across batches.
+//! Reading changes from the replication session: the transactions the server streams,
+//! decoded into change records, whole transactions per batch (a transaction's changes share
+//! its commit position, which is never split across batches).
+//!
+//! The session outlives a batch: the next read goes on from where the last one stopped when it
+//! starts where that batch ended. A read from anywhere else (a batch the engine failed to
+//! write and reads again, a table linked at an older position, a batch held back for a schema
+//! change) starts a new session from there: the slot re-sends what the lake has not
+//! confirmed, and nothing the engine acknowledged.
 
 use super::pgoutput::{self, Message, RelationColumn, TupleValue};
+use super::replication::{Event, ReplicationError, ReplicationStream};
 use super::{LinkInfo, PostgresSource};
-use crate::source::postgres::errors::source_error;
+use crate::source::postgres::errors::{replication_error, source_error};
 use crate::source::postgres::types;
 use lakelink_model::change::{BrokenLink, Change, ChangeBatch, ChangeKind, LinkId, Position};
 use lakelink_model::source::SourceError;
 use lakelink_model::value::Value;
-use postgres::fallible_iterator::FallibleIterator;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-/// A relation as the current decoding run described it, and the link it feeds.
-struct Relation {
-    columns: Vec<RelationColumn>,
+/// How long a read waits for the server to have sent everything committed before the read
+/// began, before it returns what it has (saying there is more).
+const READ_WAIT: Duration = Duration::from_secs(1);
+
+/// How often a waiting read asks the server how far it has sent.
+const ASK_EVERY: Duration = Duration::from_millis(50);
+
+/// How long starting a session may take.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a session start waits for the slot to be released by a session that is ending
+/// (the agent's own last one, or that of an agent killed a moment ago).
+const SLOT_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// A replication session and what it has said so far.
+pub struct Session {
+    stream: ReplicationStream,
+    /// The end of the last batch read from it: a read from here goes on.
+    delivered: Position,
+    /// Each relation's columns as the session last described them (sent once per session,
+    /// before the relation's first change, and again when they change).
+    relations: HashMap<u32, Vec<RelationColumn>>,
+}
+
+impl Session {
+    /// Everything through `upto` is durable in the lake.
+    pub fn confirm(&self, upto: Position) {
+        self.stream.confirm(upto.0.max(0) as u64 + 1);
+    }
+}
+
+/// A relation as the session described it, and the link it feeds.
+struct Relation<'a> {
+    columns: &'a [RelationColumn],
     /// For each of the link's columns, where the tuple carries it (`None`: dropped since).
     positions: Vec<Option<usize>>,
     link: LinkId,
     /// The tuple carries columns the link does not know yet (added while streaming).
     unknown_columns: bool,
+}
+
+impl<'a> Relation<'a> {
+    fn new(columns: &'a [RelationColumn], link: LinkId, info: &LinkInfo) -> Relation<'a> {
+        Relation {
+            positions: info
+                .columns
+                .iter()
+                .map(|c| columns.iter().position(|r| &r.name == c))
+                .collect(),
+            unknown_columns: columns.iter().any(|r| !info.columns.contains(&r.name)),
+            columns,
+            link,
+        }
+    }
 }
 
 /// Changes after `after`, up to about `max` (whole transactions).
@@ -29,7 +81,7 @@ pub fn read_changes(
     after: Position,
     max: usize,
 ) -> Result<ChangeBatch, SourceError> {
-    let mut batch = ChangeBatch {
+    let batch = ChangeBatch {
         end: after,
         ..ChangeBatch::default()
     };
@@ -37,31 +89,243 @@ pub fn read_changes(
         return Ok(batch);
     }
     let name = source.name.clone();
-    let slot = source.config.slot.clone();
     let err = |what: &str, e| source_error(&name, what, e);
-    // By OID, which a rename or a move to another schema keeps: the changes of a renamed
-    // table are never mistaken for another table's, nor skipped (the engine stops the table
-    // when it sees the rename).
-    let by_oid: HashMap<u32, LinkId> = source.links.iter().map(|(id, l)| (l.oid, *id)).collect();
-    source.connection()?;
-    // Disjoint borrows: the connection streams while the links are looked up.
-    let client = &mut source.client;
-    let links = &source.links;
-    let deferred = &mut source.deferred;
-    // Read before the peek: every commit that starts before this position is decoded by it.
-    let flushed: i64 = client
+    // Read before asking the session: every transaction that committed before this position
+    // was there when this read began.
+    let flushed: i64 = source
+        .connection()?
         .query_one(
             "SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::int8",
             &[],
         )
         .map_err(|e| err("reading the WAL position", e))?
         .get(0);
-    let exists = client
+    if flushed - 1 <= after.0 {
+        // No WAL since everything through `after` was read.
+        return Ok(batch);
+    }
+    if source
+        .session
+        .as_ref()
+        .is_some_and(|s| s.delivered != after)
+    {
+        // Dropped first: the slot is free for the new session.
+        source.session = None;
+    }
+    if source.session.is_none() {
+        source.session = Some(start_session(source, after)?);
+    }
+    match read_session(source, batch, flushed, max) {
+        Ok((batch, Read::Whole)) => Ok(batch),
+        Ok((batch, Read::HeldBack)) => {
+            // The held-back transaction was taken from the session: the next read starts a
+            // new one, which sends it again (with the relation described anew).
+            source.schema_bump += 1;
+            source.session = None;
+            Ok(batch)
+        }
+        Err(e) => {
+            // Part of the session's messages were taken: a read again must start anew.
+            source.session = None;
+            Err(e)
+        }
+    }
+}
+
+/// How a read of the session ended.
+enum Read {
+    /// At a transaction's end: the session goes on from the batch's end.
+    Whole,
+    /// Before a transaction that must wait for the engine to widen its table.
+    HeldBack,
+}
+
+/// Adds to `batch` what the session sends, up to about `max` changes or until it has sent
+/// everything committed before `flushed`.
+fn read_session(
+    source: &mut PostgresSource,
+    mut batch: ChangeBatch,
+    flushed: i64,
+    max: usize,
+) -> Result<(ChangeBatch, Read), SourceError> {
+    let after = batch.end;
+    let name = source.name.clone();
+    // By OID, which a rename or a move to another schema keeps: the changes of a renamed
+    // table are never mistaken for another table's, nor skipped (the engine stops the table
+    // when it sees the rename).
+    let by_oid: HashMap<u32, LinkId> = source.links.iter().map(|(id, l)| (l.oid, *id)).collect();
+    let links = &source.links;
+    let deferred = &mut source.deferred;
+    let Some(session) = source.session.as_mut() else {
+        return Ok((batch, Read::Whole));
+    };
+    let stream = &session.stream;
+    let described = &mut session.relations;
+
+    let deadline = Instant::now() + READ_WAIT;
+    let mut asked = Instant::now();
+    stream.ask_position();
+    // Everything that committed before this WAL position has been read.
+    let mut sent_through = 0i64;
+    let mut position = Position(0);
+    let mut in_transaction = false;
+    // Where the current transaction's changes start in the batch, to take them back when the
+    // transaction must wait for the engine to widen a schema.
+    let mut transaction_start = 0usize;
+    let mut held_back = false;
+    let mut cut = false;
+    loop {
+        if !in_transaction {
+            if batch.changes.len() >= max {
+                cut = true;
+                break;
+            }
+            if sent_through >= flushed {
+                break;
+            }
+            if Instant::now() >= deadline {
+                // The server is still decoding what was there (a long transaction of another
+                // table, a backlog): what was read so far makes a batch, and there is more.
+                cut = true;
+                break;
+            }
+            if asked.elapsed() >= ASK_EVERY {
+                stream.ask_position();
+                asked = Instant::now();
+            }
+        }
+        let wait = if in_transaction {
+            ASK_EVERY
+        } else {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .min(ASK_EVERY)
+        };
+        let data = match stream.next(wait) {
+            None => continue,
+            Some(Event::SentThrough(through)) => {
+                // Sent after every transaction that committed before it, so never past the
+                // position of one still being read.
+                sent_through = sent_through.max(through as i64);
+                continue;
+            }
+            Some(Event::Ended(e)) => return Err(session_error(&name, e)),
+            Some(Event::Data(data)) => data,
+        };
+        let message = pgoutput::decode(&data).map_err(|e| SourceError::Database {
+            source_name: name.clone(),
+            what: "decoding changes".into(),
+            source: Box::new(e),
+        })?;
+        match message {
+            Message::Begin { final_lsn } => {
+                position = Position(final_lsn);
+                transaction_start = batch.changes.len();
+                in_transaction = true;
+            }
+            Message::Commit { commit_lsn } => {
+                in_transaction = false;
+                if commit_lsn > batch.end.0 {
+                    batch.end = Position(commit_lsn);
+                }
+            }
+            Message::Relation { oid, columns, .. } => {
+                described.insert(oid, columns);
+            }
+            Message::Insert { oid, .. }
+            | Message::Update { oid, .. }
+            | Message::Delete { oid, .. } => {
+                let (Some(&link), Some(columns)) = (by_oid.get(&oid), described.get(&oid)) else {
+                    continue;
+                };
+                if position <= after {
+                    continue;
+                }
+                if batch.broken.iter().any(|b| b.link == link) {
+                    continue;
+                }
+                let info = &links[&link];
+                let relation = Relation::new(columns, link, info);
+                if relation.unknown_columns {
+                    let shape = (relation.link, relation.columns.len());
+                    let first_time = deferred.insert(shape);
+                    if first_time {
+                        // Columns were added while streaming: stop before this transaction so
+                        // that the engine widens the table first and the new values are kept.
+                        tracing::debug!(table = %info.table.sql(), "columns added; holding the batch until the engine widens the table");
+                        batch.changes.truncate(transaction_start);
+                        batch.end = Position(batch.end.0.min(position.0 - 1)).max(after);
+                        held_back = true;
+                        break;
+                    }
+                }
+                if relation.unknown_columns
+                    && let Some(missing) = relation
+                        .positions
+                        .iter()
+                        .zip(&info.columns)
+                        .find_map(|(at, c)| at.is_none().then_some(c))
+                {
+                    // A linked column is missing and an unknown one is there: a renamed
+                    // column (the engine, which looked once, kept the table). Writing on
+                    // would write its values as empty.
+                    batch.broken.push(BrokenLink {
+                        link: relation.link,
+                        position,
+                        reason: format!(
+                            "column {missing:?} is no longer sent under that name (renamed, or dropped and another added), so its values would be written empty"
+                        ),
+                    });
+                    continue;
+                }
+                let c = change(&name, info, &relation, position, message)?;
+                batch.changes.push(c);
+            }
+            Message::Truncate { oids } => {
+                // Writing a TRUNCATE as a delete for every row the lake holds is not done
+                // yet; going on would leave the lake with rows the table no longer has, so
+                // the table stops, its changes of the transactions before this one written.
+                for oid in oids {
+                    let Some(&link) = by_oid.get(&oid) else {
+                        continue;
+                    };
+                    if position > after && !batch.broken.iter().any(|b| b.link == link) {
+                        batch.broken.push(BrokenLink {
+                            link,
+                            position,
+                            reason: "was emptied by TRUNCATE, which lakelink does not yet write to the lake as deletes, so its entity would keep rows the table no longer has".into(),
+                        });
+                    }
+                }
+            }
+            Message::Other => {}
+        }
+    }
+    if held_back {
+        batch.more = true;
+        return Ok((batch, Read::HeldBack));
+    }
+    // Every transaction that committed before `sent_through` has been read, including those
+    // of tables lakelink does not capture, so the position may move up to there.
+    batch.end = batch.end.max(Position(sent_through - 1)).max(after);
+    batch.more = cut;
+    session.delivered = batch.end;
+    Ok((batch, Read::Whole))
+}
+
+/// A new session sending what committed after `after`. A session still ending (this
+/// source's last one, or that of an agent that was killed) holds the slot for a moment: it
+/// is waited for.
+fn start_session(source: &mut PostgresSource, after: Position) -> Result<Session, SourceError> {
+    let name = source.name.clone();
+    let slot = source.config.slot.clone();
+    let exists = source
+        .connection()?
         .query_opt(
             "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()",
             &[&slot],
         )
-        .map_err(|e| err("looking for the replication slot", e))?
+        .map_err(|e| source_error(&name, "looking for the replication slot", e))?
         .is_some();
     if !exists {
         return Err(SourceError::Unusable {
@@ -71,165 +335,30 @@ pub fn read_changes(
             ),
         });
     }
-    if flushed - 1 <= after.0 {
-        // No WAL since everything through `after` was read: nothing to decode, and the
-        // server is spared a decoding run from the slot's restart position.
-        return Ok(batch);
-    }
-    let statement = client
-        .prepare(
-            "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
-        )
-        .map_err(|e| err("reading changes", e))?;
-    // A peek counts rows (begin, relation, change and commit messages), not changes: ask for
-    // enough rows to fill the batch, and again for more when a cut peek still fell short, so
-    // that a batch smaller than `max` means the slot had nothing more.
-    let mut limit = max.max(1).saturating_mul(3).saturating_add(64);
+    let start = after.0.max(0) as u64 + 1;
+    let give_up = Instant::now() + SLOT_RELEASE_WAIT;
     loop {
-        batch.changes.clear();
-        batch.broken.clear();
-        batch.end = after;
-        let rows_limit = i32::try_from(limit).unwrap_or(i32::MAX);
-        let params: [&(dyn postgres::types::ToSql + Sync); 3] = [&slot, &rows_limit, &slot];
-        let mut rows = client
-            .query_raw(&statement, params)
-            .map_err(|e| err("reading changes", e))?;
-
-        let mut relations: HashMap<u32, Relation> = HashMap::new();
-        let mut read = 0usize;
-        let mut position = Position(0);
-        // Where the current transaction's changes start in the batch, to take them back when the
-        // transaction must wait for the engine to widen a schema.
-        let mut transaction_start = 0usize;
-        let mut held_back = false;
-        let mut new_columns_seen = false;
-        while let Some(row) = rows.next().map_err(|e| err("reading changes", e))? {
-            read += 1;
-            let data: &[u8] = row.get(0);
-            let message = pgoutput::decode(data).map_err(|e| SourceError::Database {
-                source_name: name.clone(),
-                what: "decoding changes".into(),
-                source: Box::new(e),
-            })?;
-            match message {
-                Message::Begin { final_lsn } => {
-                    position = Position(final_lsn);
-                    transaction_start = batch.changes.len();
-                }
-                Message::Commit { commit_lsn } => {
-                    if commit_lsn > batch.end.0 {
-                        batch.end = Position(commit_lsn);
-                    }
-                }
-                Message::Relation { oid, columns, .. } => {
-                    relations.remove(&oid);
-                    let Some(&link) = by_oid.get(&oid) else {
-                        continue;
-                    };
-                    let info = &links[&link];
-                    let positions = info
-                        .columns
-                        .iter()
-                        .map(|c| columns.iter().position(|r| &r.name == c))
-                        .collect();
-                    let unknown_columns = columns.iter().any(|r| !info.columns.contains(&r.name));
-                    relations.insert(
-                        oid,
-                        Relation {
-                            columns,
-                            positions,
-                            link,
-                            unknown_columns,
-                        },
-                    );
-                }
-                Message::Insert { oid, .. }
-                | Message::Update { oid, .. }
-                | Message::Delete { oid, .. } => {
-                    let Some(relation) = relations.get(&oid) else {
-                        continue;
-                    };
-                    if position <= after {
-                        continue;
-                    }
-                    if batch.broken.iter().any(|b| b.link == relation.link) {
-                        continue;
-                    }
-                    if relation.unknown_columns {
-                        let info = &links[&relation.link];
-                        let shape = (relation.link, relation.columns.len());
-                        let first_time = deferred.insert(shape);
-                        if first_time {
-                            // Columns were added while streaming: stop before this transaction so
-                            // that the engine widens the table first and the new values are kept.
-                            tracing::debug!(table = %info.table.sql(), "columns added; holding the batch until the engine widens the table");
-                            batch.changes.truncate(transaction_start);
-                            batch.end = Position(batch.end.0.min(position.0 - 1)).max(after);
-                            held_back = true;
-                            new_columns_seen = true;
-                            break;
-                        }
-                    }
-                    let info = &links[&relation.link];
-                    if relation.unknown_columns
-                        && let Some(missing) = relation
-                            .positions
-                            .iter()
-                            .zip(&info.columns)
-                            .find_map(|(at, c)| at.is_none().then_some(c))
-                    {
-                        // A linked column is missing and an unknown one is there: a renamed
-                        // column (the engine, which looked once, kept the table). Writing on
-                        // would write its values as empty.
-                        batch.broken.push(BrokenLink {
-                            link: relation.link,
-                            position,
-                            reason: format!(
-                                "column {missing:?} is no longer sent under that name (renamed, or dropped and another added), so its values would be written empty"
-                            ),
-                        });
-                        continue;
-                    }
-                    let c = change(&name, info, relation, position, message)?;
-                    batch.changes.push(c);
-                }
-                Message::Truncate { oids } => {
-                    // Writing a TRUNCATE as a delete for every row the lake holds is not done
-                    // yet; going on would leave the lake with rows the table no longer has, so
-                    // the table stops, its changes of the transactions before this one written.
-                    for oid in oids {
-                        let Some(&link) = by_oid.get(&oid) else {
-                            continue;
-                        };
-                        if position > after && !batch.broken.iter().any(|b| b.link == link) {
-                            batch.broken.push(BrokenLink {
-                                link,
-                                position,
-                                reason: "was emptied by TRUNCATE, which lakelink does not yet write to the lake as deletes, so its entity would keep rows the table no longer has".into(),
-                            });
-                        }
-                    }
-                }
-                Message::Other => {}
+        match ReplicationStream::start(&source.config, &slot, &slot, start, START_TIMEOUT) {
+            Ok(stream) => {
+                return Ok(Session {
+                    stream,
+                    delivered: after,
+                    relations: HashMap::new(),
+                });
             }
+            Err(ReplicationError::Server { code, .. })
+                if code == "55006" && Instant::now() < give_up =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(session_error(&name, e)),
         }
-        drop(rows);
-        if new_columns_seen {
-            source.schema_bump += 1;
-        }
-        // Not cut short by the limit: every commit before `flushed` has been read, including
-        // those of tables lakelink does not capture, so the position may move up to there.
-        let cut = read >= limit;
-        if !held_back && !cut {
-            batch.end = batch.end.max(Position(flushed - 1));
-        }
-        batch.more = held_back || cut;
-        if held_back || !cut || batch.changes.len() >= max || rows_limit == i32::MAX {
-            break;
-        }
-        limit = limit.saturating_mul(2);
     }
-    Ok(batch)
+}
+
+/// A session's end as a source error.
+fn session_error(name: &str, e: ReplicationError) -> SourceError {
+    replication_error(name, "streaming changes", e)
 }
 
 /// One decoded row change as a change record of `info`'s link.

@@ -14,8 +14,14 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// The TLS connector for `mode` (not [`SslMode::Disable`]).
+/// The TLS connector of the SQL connections for `mode` (not [`SslMode::Disable`]).
 pub fn connector(mode: SslMode, root_cert: Option<&Path>) -> Result<MakeRustlsConnect, String> {
+    client_config(mode, root_cert).map(MakeRustlsConnect::new)
+}
+
+/// The rustls settings for `mode` (not [`SslMode::Disable`]), shared by the SQL connections
+/// and the replication connection so that both check the server alike.
+pub fn client_config(mode: SslMode, root_cert: Option<&Path>) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -52,7 +58,7 @@ pub fn connector(mode: SslMode, root_cert: Option<&Path>) -> Result<MakeRustlsCo
             }))
             .with_no_client_auth(),
     };
-    Ok(MakeRustlsConnect::new(config))
+    Ok(config)
 }
 
 /// Accepts any server certificate but still checks that the server holds its key, which is
