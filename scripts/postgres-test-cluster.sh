@@ -59,6 +59,10 @@ start_cluster() {
     local data=$dir/$1 port=$2 wal_level=$3
     "${as_owner[@]}" "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/$1-initdb.log" 2>&1 \
         || { cat "$dir/$1-initdb.log" >&2; exit 1; }
+    # The WAL starts far past 4 GiB, as on a server that has run for a while: positions (LSNs)
+    # then need both 32-bit halves, which a fresh cluster's never do.
+    "${as_owner[@]}" "$bin/pg_resetwal" -l 00000001000000AB00000000 "$data" >>"$dir/$1-initdb.log" 2>&1 \
+        || { cat "$dir/$1-initdb.log" >&2; exit 1; }
     cat >>"$data/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $port

@@ -1038,3 +1038,70 @@ fn the_slot_moves_on_while_the_linked_tables_are_idle_and_other_tables_write() {
     assert_eq!(streaming(&mut client), 1, "still the one session");
     agent.stop_cleanly();
 }
+
+/// A transaction left open whose last WAL record the server has flushed only in part (the
+/// WAL writer flushes whole pages) leaves the flush position inside a record the server
+/// cannot decode yet. A sync still ends once the server has sent all it can, with the
+/// changes committed before it in the lake, instead of waiting for a position the server
+/// cannot reach.
+#[test]
+fn a_sync_ends_while_an_open_transaction_leaves_a_record_half_flushed() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE a (id int PRIMARY KEY, x text); CREATE TABLE filler (x text);
+         ALTER TABLE filler ALTER x SET STORAGE EXTERNAL;",
+    );
+    ws.write_config("", "[[table]]\nname = \"a\"\n");
+    ws.sync();
+    let mut client = ws.client();
+    client
+        .batch_execute("INSERT INTO a VALUES (1, 'committed')")
+        .unwrap();
+    let mut open = ws.client();
+    let flush = |client: &mut postgres::Client| -> i64 {
+        client
+            .query_one(
+                "SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::int8",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let before = flush(&mut client);
+    // Uncompressed chunks of a large value, written but not committed: the WAL writer
+    // flushes the full pages of them and leaves the last one.
+    open.batch_execute(
+        "BEGIN; INSERT INTO filler SELECT repeat(md5(g::text), 20000) FROM generate_series(1, 4) g",
+    )
+    .unwrap();
+    wait_for(
+        30,
+        "the WAL writer to flush part of the open transaction",
+        || flush(&mut client) > before,
+    );
+    let log = ws.dir.path().join("sync.log");
+    let mut sync = std::process::Command::new(lakelink_bin())
+        .args(["sync", "--config"])
+        .arg(&ws.config)
+        .env("RUST_LOG", "warn,lakelink_connectors=debug")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_for(120, "the sync to end", || {
+        status = sync.try_wait().unwrap();
+        status.is_some()
+    });
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(status.unwrap().success(), "the sync succeeded: {log}");
+    assert_eq!(
+        ws.live_row_count("a"),
+        1,
+        "the committed change is in the lake"
+    );
+    // It never waited out a read for a position the server could not reach.
+    assert!(
+        !log.contains("has not sent everything yet"),
+        "no read waited for the half-flushed record: {log}"
+    );
+    open.batch_execute("ROLLBACK").unwrap();
+}

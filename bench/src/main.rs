@@ -8,6 +8,7 @@ mod capture_cost;
 mod child;
 mod dataset;
 mod postgres;
+mod postgres_trickle;
 mod trickle;
 mod wide_rows;
 
@@ -34,6 +35,12 @@ struct Args {
     /// Seconds each trickle rate runs.
     #[arg(long, default_value_t = 5)]
     trickle_seconds: u64,
+    /// Seconds each PostgreSQL trickle rate runs.
+    #[arg(long, default_value_t = 20)]
+    pg_trickle_seconds: u64,
+    /// Seconds each PostgreSQL trickle rate runs with a transaction held open.
+    #[arg(long, default_value_t = 60)]
+    pg_held_open_seconds: u64,
     /// Where to write the report (Markdown); it is printed too.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -60,6 +67,9 @@ enum Benchmark {
     /// Peak memory of the first sync of 1 MiB rows, on SQLite (and PostgreSQL when a server
     /// is there).
     WideRows,
+    /// PostgreSQL trickle rates, latencies and the server CPU they cost next to
+    /// `pg_recvlogical`, with and without a transaction held open.
+    PostgresTrickle,
 }
 
 /// The `lakelink` binary built beside this one.
@@ -362,6 +372,20 @@ fn main() -> Result<()> {
     }
     if runs(Benchmark::WideRows) {
         wide_rows::run(&bin, args.wide_rows, postgres, &mut report)?;
+    }
+    if runs(Benchmark::PostgresTrickle) {
+        if postgres {
+            postgres_trickle::run_all(
+                &bin,
+                args.pg_trickle_seconds,
+                args.pg_held_open_seconds,
+                &mut report,
+            )?;
+        } else if args.only.contains(&Benchmark::PostgresTrickle) {
+            bail!(
+                "the postgres-trickle benchmark needs a server: run it under scripts/postgres-test-cluster.sh"
+            );
+        }
     }
     println!("{report}");
     if let Some(path) = args.report {

@@ -11,16 +11,16 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-const DATABASE: &str = "lakelink_bench";
+pub const DATABASE: &str = "lakelink_bench";
 
 /// The throwaway server's connection settings (`key=value ...`).
-fn server() -> Result<String> {
+pub fn server() -> Result<String> {
     std::env::var("LAKELINK_TEST_POSTGRES").context(
         "no PostgreSQL server: run the bench under scripts/postgres-test-cluster.sh, which starts a throwaway one",
     )
 }
 
-fn setting(server: &str, key: &str) -> Result<String> {
+pub fn setting(server: &str, key: &str) -> Result<String> {
     server
         .split_whitespace()
         .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_string))
@@ -28,7 +28,7 @@ fn setting(server: &str, key: &str) -> Result<String> {
 }
 
 /// Runs `sql` with psql against `database`.
-fn psql(server: &str, database: &str, sql: &str) -> Result<()> {
+pub fn psql(server: &str, database: &str, sql: &str) -> Result<()> {
     let out = Command::new("psql")
         .arg(format!("{server} dbname={database}"))
         .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
@@ -41,7 +41,7 @@ fn psql(server: &str, database: &str, sql: &str) -> Result<()> {
 }
 
 /// A fresh bench database holding `setup`.
-fn fresh_database(server: &str, setup: &str) -> Result<()> {
+pub fn fresh_database(server: &str, setup: &str) -> Result<()> {
     psql(
         server,
         "postgres",
@@ -60,11 +60,21 @@ fn fresh_database(server: &str, setup: &str) -> Result<()> {
 
 /// A config that syncs `table` of the bench database into `dir/lake`.
 fn write_config(server: &str, dir: &Path, table: &str) -> Result<std::path::PathBuf> {
+    write_config_with(server, dir, table, "")
+}
+
+/// [`write_config`] with `[engine]` settings added.
+pub fn write_config_with(
+    server: &str,
+    dir: &Path,
+    table: &str,
+    engine_extra: &str,
+) -> Result<std::path::PathBuf> {
     let path = dir.join("lakelink.toml");
     std::fs::write(
         &path,
         format!(
-            "[source]\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\ndatabase = \"{DATABASE}\"\nuser = \"{}\"\nslot = \"{DATABASE}\"\n\n[lake]\nkind = \"local\"\npath = \"lake\"\n\n[engine]\nsnapshot_interval = \"1h\"\nstate = \"state.db\"\nlisten = \"off\"\n\n[[table]]\nname = \"{table}\"\n",
+            "[source]\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\ndatabase = \"{DATABASE}\"\nuser = \"{}\"\nslot = \"{DATABASE}\"\n\n[lake]\nkind = \"local\"\npath = \"lake\"\n\n[engine]\nsnapshot_interval = \"1h\"\nstate = \"state.db\"\nlisten = \"off\"\n{engine_extra}\n\n[[table]]\nname = \"{table}\"\n",
             setting(server, "host")?,
             setting(server, "port")?,
             setting(server, "user")?,
@@ -144,7 +154,7 @@ pub fn first_sync(bin: &Path, rows: u64, report: &mut String) -> Result<()> {
 }
 
 /// Drops the slot the bench's sync created, so that the database can go.
-fn drop_slot(server: &str) -> Result<()> {
+pub fn drop_slot(server: &str) -> Result<()> {
     psql(
         server,
         "postgres",

@@ -70,6 +70,13 @@ pub struct PostgresSource {
     over_retained_warning: bool,
     /// The replication session changes stream over, once a read started one.
     session: Option<stream::Session>,
+    /// The statements run before every batch, prepared once per connection: parsing and
+    /// planning them each time would cost the server more than running them.
+    prepared: HashMap<&'static str, postgres::Statement>,
+    /// The WAL flush position read with the schema version, for the batch read that follows
+    /// it (taken once), and when it was last read (for lag, which may be a moment old).
+    flush_for_read: Option<i64>,
+    flush_seen: Option<(i64, std::time::Instant)>,
 }
 
 impl PostgresSource {
@@ -121,6 +128,9 @@ impl PostgresSource {
             deferred: Default::default(),
             over_retained_warning: false,
             session: None,
+            prepared: HashMap::new(),
+            flush_for_read: None,
+            flush_seen: None,
         })
     }
 
@@ -129,9 +139,30 @@ impl PostgresSource {
     fn connection(&mut self) -> Result<&mut Client, SourceError> {
         if self.client.is_closed() {
             self.client = connect(&self.config, &self.name)?;
+            self.prepared.clear();
             tracing::info!(source = %self.name, "reconnected");
         }
         Ok(&mut self.client)
+    }
+
+    /// The connection and `sql` prepared on it (once per connection).
+    fn prepared(
+        &mut self,
+        sql: &'static str,
+    ) -> Result<(&mut Client, postgres::Statement), SourceError> {
+        self.connection()?;
+        let statement = match self.prepared.get(sql) {
+            Some(statement) => statement.clone(),
+            None => {
+                let statement = self
+                    .client
+                    .prepare(sql)
+                    .map_err(|e| source_error(&self.name, "preparing a query", e))?;
+                self.prepared.insert(sql, statement.clone());
+                statement
+            }
+        };
+        Ok((&mut self.client, statement))
     }
 
     /// The table's schema-qualified name and OID; a table in no schema is in `public`.
@@ -163,6 +194,32 @@ impl PostgresSource {
                 source_name: name,
                 table: table.to_string(),
             }),
+        }
+    }
+}
+
+impl PostgresSource {
+    /// The WAL flush position: every transaction that committed before it is durable on the
+    /// server and can be decoded.
+    fn flush_position(&mut self) -> Result<i64, SourceError> {
+        let name = self.name.clone();
+        let (client, statement) =
+            self.prepared("SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::int8")?;
+        let flush = client
+            .query_one(&statement, &[])
+            .map_err(|e| source_error(&name, "reading the WAL position", e))?
+            .get(0);
+        self.flush_seen = Some((flush, std::time::Instant::now()));
+        Ok(flush)
+    }
+
+    /// The flush position for a batch read: the one the schema version was read with just
+    /// before (the engine asks for it before every batch; one query instead of two), or a
+    /// fresh one. Either was read before the read began, which is what the read needs.
+    fn flush_position_for_read(&mut self) -> Result<i64, SourceError> {
+        match self.flush_for_read.take() {
+            Some(flush) => Ok(flush),
+            None => self.flush_position(),
         }
     }
 }
@@ -290,22 +347,25 @@ impl Source for PostgresSource {
         let bump = self.schema_bump;
         let name = self.name.clone();
         let slot = self.config.slot.clone();
-        let client = self.connection()?;
         // Columns, and each table's name, schema and publication membership: a rename, a
         // move, a drop or a table leaving the publication changes the number too.
-        let row = client
-            .query_one(
+        let (client, statement) = self.prepared(
                 "SELECT (coalesce((SELECT sum(hashtext(attrelid::text || ':' || attnum || ':' || attname || ':' || atttypid || ':' || atttypmod || ':' || attisdropped || ':' || atthasmissing)) \
                                    FROM pg_attribute WHERE attrelid = ANY($1) AND attnum > 0), 0) \
                        + coalesce((SELECT sum(hashtext(c.oid::text || ':' || c.relname || ':' || c.relnamespace || ':' || \
                                    EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid \
                                            WHERE p.pubname = $2 AND r.prrelid = c.oid))) \
                                    FROM pg_class c WHERE c.oid = ANY($1)), 0) \
-                       + (SELECT count(*) FROM pg_class c WHERE c.oid = ANY($1)))::int8",
-                &[&oids, &slot],
-            )
+                       + (SELECT count(*) FROM pg_class c WHERE c.oid = ANY($1)))::int8, \
+                       (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::int8",
+        )?;
+        let row = client
+            .query_one(&statement, &[&oids, &slot])
             .map_err(|e| source_error(&name, "reading the schema version", e))?;
         let hash: i64 = row.get(0);
+        let flush: i64 = row.get(1);
+        self.flush_for_read = Some(flush);
+        self.flush_seen = Some((flush, std::time::Instant::now()));
         Ok(hash.wrapping_add(bump))
     }
 
@@ -486,15 +546,12 @@ impl Source for PostgresSource {
         if self.links.is_empty() {
             return Ok(Position(0));
         }
-        let name = self.name.clone();
-        let client = self.connection()?;
-        let row = client
-            .query_one(
-                "SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::int8",
-                &[],
-            )
-            .map_err(|e| source_error(&name, "reading the WAL position", e))?;
-        Ok(Position(row.get::<_, i64>(0) - 1))
+        // Lag may be a moment old: the position read for the batch just written serves.
+        let flush = match self.flush_seen {
+            Some((flush, at)) if at.elapsed() < Duration::from_secs(1) => flush,
+            _ => self.flush_position()?,
+        };
+        Ok(Position(flush - 1))
     }
 
     fn count_rows(&mut self, table: &TableRef) -> Result<u64, SourceError> {

@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 /// began, before it returns what it has (saying there is more).
 const READ_WAIT: Duration = Duration::from_secs(1);
 
+/// How long a read waits for the server to say on its own how far it has sent before it
+/// asks.
+const FIRST_ASK: Duration = Duration::from_millis(10);
+
 /// How often a waiting read asks the server how far it has sent.
 const ASK_EVERY: Duration = Duration::from_millis(50);
 
@@ -51,8 +55,9 @@ impl Session {
 }
 
 /// A relation as the session described it, and the link it feeds.
-struct Relation<'a> {
-    columns: &'a [RelationColumn],
+struct Relation {
+    /// How many columns the session sends.
+    width: usize,
     /// For each of the link's columns, where the tuple carries it (`None`: dropped since).
     positions: Vec<Option<usize>>,
     link: LinkId,
@@ -60,16 +65,16 @@ struct Relation<'a> {
     unknown_columns: bool,
 }
 
-impl<'a> Relation<'a> {
-    fn new(columns: &'a [RelationColumn], link: LinkId, info: &LinkInfo) -> Relation<'a> {
+impl Relation {
+    fn new(columns: &[RelationColumn], link: LinkId, info: &LinkInfo) -> Relation {
         Relation {
+            width: columns.len(),
             positions: info
                 .columns
                 .iter()
                 .map(|c| columns.iter().position(|r| &r.name == c))
                 .collect(),
             unknown_columns: columns.iter().any(|r| !info.columns.contains(&r.name)),
-            columns,
             link,
         }
     }
@@ -88,18 +93,9 @@ pub fn read_changes(
     if source.links.is_empty() {
         return Ok(batch);
     }
-    let name = source.name.clone();
-    let err = |what: &str, e| source_error(&name, what, e);
     // Read before asking the session: every transaction that committed before this position
     // was there when this read began.
-    let flushed: i64 = source
-        .connection()?
-        .query_one(
-            "SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::int8",
-            &[],
-        )
-        .map_err(|e| err("reading the WAL position", e))?
-        .get(0);
+    let flushed = source.flush_position_for_read()?;
     if flushed - 1 <= after.0 {
         // No WAL since everything through `after` was read.
         return Ok(batch);
@@ -161,12 +157,29 @@ fn read_session(
     };
     let stream = &session.stream;
     let described = &mut session.relations;
+    let client = &mut source.client;
+    // Each described relation against its link as the engine knows it now (a link widened
+    // since the description counts the new columns as known).
+    let mut relations: HashMap<u32, Relation> = described
+        .iter()
+        .filter_map(|(oid, columns)| {
+            let link = *by_oid.get(oid)?;
+            Some((*oid, Relation::new(columns, link, &links[&link])))
+        })
+        .collect();
 
     let deadline = Instant::now() + READ_WAIT;
-    let mut asked = Instant::now();
-    stream.ask_position();
+    // The server says how far it has sent on its own whenever it catches up with the WAL
+    // (this side reports less as received): asked only when that does not come soon, since
+    // every question wakes the server.
+    let mut asked = Instant::now() - ASK_EVERY + FIRST_ASK;
     // Everything that committed before this WAL position has been read.
     let mut sent_through = 0i64;
+    // What the read waits for the server to have sent: the flush position, or less when the
+    // server has decoded all it can (the last record it could read may end past the flush
+    // position, whose rest the server writes out later).
+    let mut target = flushed;
+    let mut idle_checked = Instant::now() - ASK_EVERY;
     let mut position = Position(0);
     let mut in_transaction = false;
     // Where the current transaction's changes start in the batch, to take them back when the
@@ -180,16 +193,27 @@ fn read_session(
                 cut = true;
                 break;
             }
-            if sent_through >= flushed {
+            if sent_through >= target {
                 break;
             }
             if Instant::now() >= deadline {
                 // The server is still decoding what was there (a long transaction of another
                 // table, a backlog): what was read so far makes a batch, and there is more.
+                tracing::debug!(
+                    sent_through,
+                    target,
+                    "the server has not sent everything yet; the batch ends where it has"
+                );
                 cut = true;
                 break;
             }
             if asked.elapsed() >= ASK_EVERY {
+                if idle_checked.elapsed() >= ASK_EVERY
+                    && let Some(through) = decoded_all_through(client, &name, stream.server_pid())?
+                {
+                    target = target.min(through);
+                }
+                idle_checked = Instant::now();
                 stream.ask_position();
                 asked = Instant::now();
             }
@@ -230,24 +254,31 @@ fn read_session(
                 }
             }
             Message::Relation { oid, columns, .. } => {
+                match by_oid.get(&oid) {
+                    Some(&link) => {
+                        relations.insert(oid, Relation::new(&columns, link, &links[&link]));
+                    }
+                    None => {
+                        relations.remove(&oid);
+                    }
+                }
                 described.insert(oid, columns);
             }
             Message::Insert { oid, .. }
             | Message::Update { oid, .. }
             | Message::Delete { oid, .. } => {
-                let (Some(&link), Some(columns)) = (by_oid.get(&oid), described.get(&oid)) else {
+                let Some(relation) = relations.get(&oid) else {
                     continue;
                 };
                 if position <= after {
                     continue;
                 }
-                if batch.broken.iter().any(|b| b.link == link) {
+                if batch.broken.iter().any(|b| b.link == relation.link) {
                     continue;
                 }
-                let info = &links[&link];
-                let relation = Relation::new(columns, link, info);
+                let info = &links[&relation.link];
                 if relation.unknown_columns {
-                    let shape = (relation.link, relation.columns.len());
+                    let shape = (relation.link, relation.width);
                     let first_time = deferred.insert(shape);
                     if first_time {
                         // Columns were added while streaming: stop before this transaction so
@@ -278,7 +309,7 @@ fn read_session(
                     });
                     continue;
                 }
-                let c = change(&name, info, &relation, position, message)?;
+                let c = change(&name, info, relation, position, message)?;
                 batch.changes.push(c);
             }
             Message::Truncate { oids } => {
@@ -319,26 +350,34 @@ fn read_session(
 fn start_session(source: &mut PostgresSource, after: Position) -> Result<Session, SourceError> {
     let name = source.name.clone();
     let slot = source.config.slot.clone();
-    let exists = source
+    let confirmed: Option<Option<i64>> = source
         .connection()?
         .query_opt(
-            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()",
+            "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::int8 FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()",
             &[&slot],
         )
         .map_err(|e| source_error(&name, "looking for the replication slot", e))?
-        .is_some();
-    if !exists {
+        .map(|row| row.get(0));
+    let Some(confirmed) = confirmed else {
         return Err(SourceError::Unusable {
             source_name: name.clone(),
             reason: format!(
                 "replication slot {slot:?} is gone (dropped outside lakelink?); changes since may be lost: relink the tables"
             ),
         });
-    }
+    };
     let start = after.0.max(0) as u64 + 1;
+    let confirmed = confirmed.unwrap_or(0).max(0) as u64;
     let give_up = Instant::now() + SLOT_RELEASE_WAIT;
     loop {
-        match ReplicationStream::start(&source.config, &slot, &slot, start, START_TIMEOUT) {
+        match ReplicationStream::start(
+            &source.config,
+            &slot,
+            &slot,
+            start,
+            confirmed,
+            START_TIMEOUT,
+        ) {
             Ok(stream) => {
                 return Ok(Session {
                     stream,
@@ -346,14 +385,52 @@ fn start_session(source: &mut PostgresSource, after: Position) -> Result<Session
                     relations: HashMap::new(),
                 });
             }
-            Err(ReplicationError::Server { code, .. })
-                if code == "55006" && Instant::now() < give_up =>
-            {
+            Err(ReplicationError::Server { code, message }) if code == "55006" => {
+                if Instant::now() >= give_up {
+                    // Still held: by another agent or tool on the same slot, or by a session
+                    // the server has not yet noticed is gone. The agent tries again.
+                    return Err(SourceError::Busy {
+                        source_name: name,
+                        what: format!(
+                            "starting to stream from replication slot {slot:?}: {message}; if another lakelink or tool reads this slot, give each its own source.slot"
+                        ),
+                    });
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(e) => return Err(session_error(&name, e)),
         }
     }
+}
+
+/// The position the session's server process has sent everything through, when it has
+/// decoded all the WAL it can and waits for more (`None` while it is still decoding): every
+/// transaction that committed before that position has been sent, and nothing after it can
+/// be decoded yet.
+fn decoded_all_through(
+    client: &mut postgres::Client,
+    name: &str,
+    pid: i32,
+) -> Result<Option<i64>, SourceError> {
+    let err = |e| source_error(name, "looking at the replication session", e);
+    let waiting = client
+        .query_opt(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'WalSenderWaitForWAL'",
+            &[&pid],
+        )
+        .map_err(err)?
+        .is_some();
+    if !waiting {
+        return Ok(None);
+    }
+    // Read after it was seen waiting, so it covers everything decodable then.
+    Ok(client
+        .query_opt(
+            "SELECT (sent_lsn - '0/0'::pg_lsn)::int8 FROM pg_stat_replication WHERE pid = $1",
+            &[&pid],
+        )
+        .map_err(err)?
+        .and_then(|row| row.get::<_, Option<i64>>(0)))
 }
 
 /// A session's end as a source error.

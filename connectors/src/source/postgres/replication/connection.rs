@@ -98,6 +98,8 @@ pub struct Connection {
     transport: Transport,
     incoming: BytesMut,
     outgoing: BytesMut,
+    /// The server process serving the session (from its cancel key message).
+    server_pid: i32,
 }
 
 impl Connection {
@@ -113,6 +115,7 @@ impl Connection {
             transport,
             incoming: BytesMut::with_capacity(READ_CHUNK),
             outgoing: BytesMut::new(),
+            server_pid: 0,
         };
         connection.transport.set_read_timeout(Some(timeout))?;
         let mut parameters = vec![
@@ -165,8 +168,8 @@ impl Connection {
                             scram_offered |= mechanism == sasl::SCRAM_SHA_256;
                         }
                         if !scram_offered {
-                            return Err(ReplicationError::Protocol(
-                                "the server offers no login method lakelink knows (it knows SCRAM-SHA-256, MD5 and passwords)".into(),
+                            return Err(ReplicationError::Config(
+                                "the server offers no login method lakelink knows (it knows SCRAM-SHA-256, MD5 and passwords); allow one of them for this user in pg_hba.conf".into(),
                             ));
                         }
                         let client = sasl::ScramSha256::new(
@@ -196,14 +199,19 @@ impl Connection {
                         client.finish(body.data())?;
                     }
                     _ => {
-                        return Err(ReplicationError::Protocol(
-                            "the server asks for a login method lakelink does not support (it supports SCRAM-SHA-256, MD5 and passwords)".into(),
+                        return Err(ReplicationError::Config(
+                            "the server asks for a login method lakelink does not support (it supports SCRAM-SHA-256, MD5 and passwords); allow one of them for this user in pg_hba.conf".into(),
                         ));
                     }
                 },
                 b'E' => return Err(server_error(frame)),
+                b'K' => {
+                    if let backend::Message::BackendKeyData(body) = parse(frame)? {
+                        self.server_pid = body.process_id();
+                    }
+                }
                 b'Z' => return Ok(()),
-                // Parameter status, the cancel key, notices.
+                // Parameter status, notices.
                 _ => {}
             }
         }
@@ -234,6 +242,11 @@ impl Connection {
         }
     }
 
+    /// The server process serving the session.
+    pub fn server_pid(&self) -> i32 {
+        self.server_pid
+    }
+
     /// Waits at most `timeout` for reading: `read` returns `None` when it passes.
     pub fn set_wait(&mut self, timeout: Duration) -> Result<(), ReplicationError> {
         Ok(self.transport.set_read_timeout(Some(timeout))?)
@@ -262,7 +275,7 @@ impl Connection {
                     match e.kind() {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => return Ok(None),
                         io::ErrorKind::Interrupted => {}
-                        _ => return Err(tls_or_io(e)),
+                        _ => return Err(ReplicationError::Io(e)),
                     }
                 }
             }
@@ -341,7 +354,7 @@ impl Connection {
             .write_all(&self.outgoing)
             .and_then(|()| self.transport.flush());
         self.outgoing.clear();
-        sent.map_err(tls_or_io)
+        sent.map_err(ReplicationError::Io)
     }
 }
 
@@ -377,6 +390,16 @@ fn connect(
         }
     };
     tcp.set_nodelay(true)?;
+    // A server or network that vanishes without closing the connection is noticed by the
+    // kernel: probes after 15 s of silence, and sends unacknowledged for 60 s fail.
+    let socket = socket2::SockRef::from(&tcp);
+    socket.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(15))
+            .with_interval(Duration::from_secs(5))
+            .with_retries(4),
+    )?;
+    socket.set_tcp_user_timeout(Some(Duration::from_secs(60)))?;
     if config.sslmode == SslMode::Disable {
         return Ok(Transport::Plain(tcp));
     }
@@ -412,7 +435,9 @@ fn connect(
     Ok(Transport::Tls(Box::new(StreamOwned::new(session, tcp))))
 }
 
-/// A socket error, told apart from a TLS failure (which retrying does not cure).
+/// A socket error during the TLS handshake, told apart from a TLS failure (a refused
+/// certificate, which retrying does not cure). Once the session runs, a TLS error is a
+/// broken connection like any other.
 fn tls_or_io(e: io::Error) -> ReplicationError {
     let is_tls = e
         .get_ref()

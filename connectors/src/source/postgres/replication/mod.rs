@@ -16,7 +16,6 @@
 mod connection;
 mod inbox;
 
-use bytes::BytesMut;
 use connection::Connection;
 use inbox::{Inbox, Weight};
 use std::sync::Arc;
@@ -30,18 +29,14 @@ use super::config::PostgresSourceConfig;
 /// (well inside the server's default `wal_sender_timeout` of 60 s).
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
-/// How often at most a status update only says that more was received.
-const RECEIVED_INTERVAL: Duration = Duration::from_millis(100);
+/// How often at most a status update reports new positions (received or acknowledged).
+const UPDATE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long the thread waits on the socket before looking at what it has to send.
 const TICK: Duration = Duration::from_millis(20);
 
 /// How many bytes of decoded changes the thread reads ahead of the source.
 const READ_AHEAD_BYTES: usize = 16 << 20;
-
-/// How long the server may stay silent (while asked to answer every [`STATUS_INTERVAL`])
-/// before the connection counts as lost.
-const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 
 /// How long ending the session may take (the server finishing what it was sending).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -76,8 +71,9 @@ pub enum ReplicationError {
 
 /// What the reading thread hands over, in the order the server sent it.
 pub enum Event {
-    /// One `pgoutput` message.
-    Data(BytesMut),
+    /// One `pgoutput` message (copied out of the read buffer, so that what the inbox counts is
+    /// what it holds).
+    Data(Vec<u8>),
     /// The server has sent every transaction that committed before this WAL position.
     SentThrough(u64),
     /// The session ended, and why; nothing follows.
@@ -108,31 +104,35 @@ struct Shared {
 pub struct ReplicationStream {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    server_pid: i32,
 }
 
 impl ReplicationStream {
     /// Opens a session on `slot` for `publication` that sends the transactions committed at
-    /// or after WAL position `start`.
+    /// or after WAL position `start`. `confirmed` is the slot's confirmed position, reported
+    /// as flushed until [`ReplicationStream::confirm`] says more: a session never confirms
+    /// anything by starting.
     pub fn start(
         config: &PostgresSourceConfig,
         slot: &str,
         publication: &str,
         start: u64,
+        confirmed: u64,
         timeout: Duration,
     ) -> Result<ReplicationStream, ReplicationError> {
         let mut connection = Connection::open(config, timeout)?;
         // The slot and publication names are lower-case letters, digits and underscores (see
         // the config's checks), so they need no quoting beyond this.
         let command = format!(
-            "START_REPLICATION SLOT \"{slot}\" LOGICAL {}/{:X} (\"proto_version\" '1', \"publication_names\" '\"{publication}\"')",
-            start >> 32,
-            start & 0xFFFF_FFFF
+            "START_REPLICATION SLOT \"{slot}\" LOGICAL {} (\"proto_version\" '1', \"publication_names\" '\"{publication}\"')",
+            lsn_text(start)
         );
         connection.start_copy_both(&command, timeout)?;
         connection.set_wait(TICK)?;
+        let server_pid = connection.server_pid();
         let shared = Arc::new(Shared {
             inbox: Inbox::new(READ_AHEAD_BYTES),
-            flushed: AtomicU64::new(start),
+            flushed: AtomicU64::new(confirmed),
             received: AtomicU64::new(start),
             ask_position: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -145,7 +145,13 @@ impl ReplicationStream {
         Ok(ReplicationStream {
             shared,
             thread: Some(thread),
+            server_pid,
         })
+    }
+
+    /// The server process (walsender) of the session.
+    pub fn server_pid(&self) -> i32 {
+        self.server_pid
     }
 
     /// The next event, waiting at most `wait`.
@@ -183,7 +189,6 @@ fn read_session(connection: Connection, shared: &Shared) {
         shared,
         reported: (0, 0),
         last_status: None,
-        last_heard: Instant::now(),
     };
     match reader.run() {
         Ok(()) => {
@@ -211,8 +216,6 @@ struct SessionReader<'a> {
     /// The received and flushed positions last reported.
     reported: (u64, u64),
     last_status: Option<Instant>,
-    /// When the server was last heard from (or the thread last waited for the source).
-    last_heard: Instant,
 }
 
 impl SessionReader<'_> {
@@ -223,31 +226,23 @@ impl SessionReader<'_> {
                 return Ok(());
             }
             self.send_status(false)?;
+            // A server or network gone without closing the connection shows as a socket
+            // error: TCP keepalives and a send timeout are set on it (see `connection`). The
+            // server itself may rightly stay silent for long (replaying a large transaction
+            // it sends nothing of).
             let Some(frame) = self.connection.read()? else {
-                if self.last_heard.elapsed() >= SILENCE_LIMIT {
-                    // Every status update asks for an answer: this long without one, the
-                    // server or the network is gone without closing the connection.
-                    return Err(ReplicationError::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "the server sent nothing for {} s on the replication connection",
-                            SILENCE_LIMIT.as_secs()
-                        ),
-                    )));
-                }
                 continue;
             };
-            self.last_heard = Instant::now();
             match frame.tag {
                 b'd' => {
-                    let mut body = frame.body;
+                    let body = frame.body;
                     match body.first() {
                         // XLogData: start position, end position, send time, then the message.
                         Some(b'w') if body.len() >= 25 => {
                             let start =
                                 u64::from_be_bytes(body[1..9].try_into().unwrap_or_default());
                             self.shared.received.fetch_max(start, Ordering::Relaxed);
-                            if !self.deliver(Event::Data(body.split_off(25)))? {
+                            if !self.deliver(Event::Data(body[25..].to_vec()))? {
                                 return Ok(());
                             }
                         }
@@ -311,15 +306,11 @@ impl SessionReader<'_> {
                 return Ok(false);
             }
             self.send_status(false)?;
-            // Waiting for the source is not the server's silence.
-            self.last_heard = Instant::now();
         }
     }
 
-    /// Sends a standby status update when one is due: forced, asked for, a new flush
-    /// position, a new received one (at most every [`RECEIVED_INTERVAL`]), or
-    /// [`STATUS_INTERVAL`] since the last. Each asks the server to answer, which keeps the
-    /// session's silence check honest.
+    /// Sends a standby status update when one is due: forced, asked for, new positions (at most every [`UPDATE_INTERVAL`]), or
+    /// [`STATUS_INTERVAL`] since the last (which also asks the server to answer).
     fn send_status(&mut self, force: bool) -> Result<(), ReplicationError> {
         let asked = self.shared.ask_position.swap(false, Ordering::Relaxed);
         let now = (
@@ -328,9 +319,9 @@ impl SessionReader<'_> {
         );
         let since = self.last_status.map(|at| at.elapsed());
         let due = since.is_none_or(|s| s >= STATUS_INTERVAL);
-        // A new flush position goes out at once (the server may release WAL).
-        let news = now.1 != self.reported.1
-            || (now.0 != self.reported.0 && since.is_none_or(|s| s >= RECEIVED_INTERVAL));
+        // New positions go out at most every UPDATE_INTERVAL: the engine acknowledges every
+        // batch, and each update wakes the server.
+        let news = now != self.reported && since.is_none_or(|s| s >= UPDATE_INTERVAL);
         if !(force || asked || due || news) {
             return Ok(());
         }
@@ -339,6 +330,11 @@ impl SessionReader<'_> {
         self.connection
             .send_copy_data(&status_update(now.0, now.1, asked || due))
     }
+}
+
+/// A WAL position as PostgreSQL writes it: both 32-bit halves in hexadecimal.
+fn lsn_text(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
 /// A standby status update: written, flushed and applied positions, the time, and whether
@@ -356,4 +352,31 @@ fn status_update(written: u64, flushed: u64, reply: bool) -> Vec<u8> {
     message.extend_from_slice(&micros.to_be_bytes());
     message.push(u8::from(reply));
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_written_in_hexadecimal_halves() {
+        assert_eq!(lsn_text(0), "0/0");
+        assert_eq!(lsn_text(0x1A_5F00_0000), "1A/5F000000");
+        assert_eq!(lsn_text(u64::MAX), "FFFFFFFF/FFFFFFFF");
+    }
+
+    #[test]
+    fn a_status_update_reports_what_was_received_and_what_is_durable() {
+        let update = status_update(0x20, 0x10, true);
+        assert_eq!(update.len(), 34);
+        assert_eq!(update[0], b'r');
+        assert_eq!(u64::from_be_bytes(update[1..9].try_into().unwrap()), 0x20);
+        assert_eq!(u64::from_be_bytes(update[9..17].try_into().unwrap()), 0x10);
+        assert_eq!(u64::from_be_bytes(update[17..25].try_into().unwrap()), 0x10);
+        assert_eq!(update[33], 1);
+        // Never less written than flushed.
+        let update = status_update(0x10, 0x20, false);
+        assert_eq!(u64::from_be_bytes(update[1..9].try_into().unwrap()), 0x20);
+        assert_eq!(update[33], 0);
+    }
 }

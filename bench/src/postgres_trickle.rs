@@ -1,0 +1,340 @@
+//! PostgreSQL trickle, pgbench-style: a writer commits one `UPDATE` per change in
+//! transactions of 10, at a fixed rate or flat out, while the agent runs, with and without
+//! another session holding a transaction open (which pins the slot's restart position).
+//! Reported: the sustained rate and the latency from the writer's commit to the row's write
+//! in the lake (read back from the live file, as the SQLite trickle does), how long the agent
+//! takes to catch up once the writer stops, and the server CPU the agent costs next to
+//! `pg_recvlogical` streaming the same publication through its own slot in the same run (the
+//! walsender's own decoding: the floor for any `pgoutput` consumer), read from
+//! `/proc/<pid>/stat` of each backend.
+
+use crate::postgres::{DATABASE, drop_slot, fresh_database, psql, server, write_config_with};
+use anyhow::{Context as _, Result, bail};
+use lakelink_model::csv_row::{CsvReader, Record};
+use lakelink_model::datetime::parse_datetime;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Rows of the table the writer updates.
+const ROWS: u64 = 100_000;
+
+/// The slot `pg_recvlogical` streams through.
+const RECVLOGICAL_SLOT: &str = "lakelink_bench_recvlogical";
+
+/// Changes per writer transaction.
+const PER_TRANSACTION: u64 = 10;
+
+fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// What one run measured.
+struct Outcome {
+    written: u64,
+    sustained: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    catch_up: Duration,
+    /// Server CPU seconds: lakelink's walsender, its SQL session, pg_recvlogical's walsender.
+    lakelink_walsender: f64,
+    lakelink_sql: f64,
+    recvlogical: f64,
+}
+
+/// CPU seconds a server process has used (user and system), from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: i32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat (is the server on this machine?)"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("an unreadable /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: f64 = fields
+        .get(11..13)
+        .context("a short /proc stat")?
+        .iter()
+        .map(|f| f.parse::<f64>().unwrap_or(0.0))
+        .sum();
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(ticks / per_second)
+}
+
+/// The pids of the server processes matching `condition` in `pg_stat_activity`.
+fn backends(client: &mut postgres::Client, condition: &str) -> Result<Vec<i32>> {
+    Ok(client
+        .query(
+            &format!(
+                "SELECT pid FROM pg_stat_activity WHERE datname = '{DATABASE}' AND {condition}"
+            ),
+            &[],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+fn total_cpu(pids: &[i32]) -> f64 {
+    pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum()
+}
+
+fn live_rows(path: &Path) -> u64 {
+    std::fs::read(path)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
+        .unwrap_or(0)
+}
+
+fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done()? {
+        if Instant::now() > deadline {
+            bail!("timed out after {seconds} s waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+fn stop(mut child: Child) -> Result<()> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait()?;
+    Ok(())
+}
+
+/// One run at `rate` changes per second (`None`: flat out) for `seconds`.
+fn run_at(bin: &Path, rate: Option<u64>, held_open: bool, seconds: u64) -> Result<Outcome> {
+    let server = server()?;
+    fresh_database(
+        &server,
+        &format!(
+            "CREATE TABLE account (id int PRIMARY KEY, balance bigint NOT NULL, committed_at double precision);
+             INSERT INTO account SELECT g, 0, NULL FROM generate_series(1, {ROWS}) g;
+             CREATE TABLE filler (x text);"
+        ),
+    )?;
+    let connect =
+        || postgres::Client::connect(&format!("{server} dbname={DATABASE}"), postgres::NoTls);
+    let mut client = connect()?;
+    let dir = tempfile::tempdir()?;
+    let config = write_config_with(&server, dir.path(), "account", "batch_size = 20000")?;
+    let agent = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let manifest = dir
+        .path()
+        .join("lake/Microsoft.Athena.TrickleFeedService/account-model.json");
+    wait_until("the agent to link the table", 120, || Ok(manifest.exists()))?;
+    let connection = format!("{server} dbname={DATABASE}");
+    let created = Command::new("pg_recvlogical")
+        .args([
+            "-d",
+            &connection,
+            "--slot",
+            RECVLOGICAL_SLOT,
+            "--create-slot",
+            "-P",
+            "pgoutput",
+        ])
+        .status()
+        .context("running pg_recvlogical (install PostgreSQL's client programs)")?;
+    if !created.success() {
+        bail!("pg_recvlogical could not create its slot");
+    }
+    let recvlogical = Command::new("pg_recvlogical")
+        .args([
+            "-d",
+            &connection,
+            "--slot",
+            RECVLOGICAL_SLOT,
+            "--start",
+            "--no-loop",
+        ])
+        .args(["-o", "proto_version=1", "-o"])
+        .arg(format!("publication_names={DATABASE}"))
+        .args(["-f", "/dev/null"])
+        .stderr(Stdio::null())
+        .spawn()?;
+    // One change, so that the agent streams too.
+    client.batch_execute("UPDATE account SET balance = balance + 1 WHERE id = 1")?;
+    let live = dir.path().join("lake/account/1.csv");
+    wait_until("the first change in the lake", 60, || {
+        Ok(live_rows(&live) > ROWS)
+    })?;
+    let mut walsender = |name: &str| -> Result<i32> {
+        let condition = format!("backend_type = 'walsender' AND application_name = '{name}'");
+        let mut found = Vec::new();
+        wait_until("the walsenders", 30, || {
+            found = backends(&mut client, &condition)?;
+            Ok(found.len() == 1)
+        })?;
+        Ok(found[0])
+    };
+    let lakelink_walsender = walsender("lakelink")?;
+    let recvlogical_walsender = walsender("pg_recvlogical")?;
+    let lakelink_sql = backends(
+        &mut client,
+        "backend_type = 'client backend' AND application_name = 'lakelink'",
+    )?;
+    let mut holder = connect()?;
+    if held_open {
+        holder.batch_execute("BEGIN; INSERT INTO filler VALUES ('held open')")?;
+    }
+    let cpu_before = (
+        cpu_seconds(lakelink_walsender)?,
+        total_cpu(&lakelink_sql),
+        cpu_seconds(recvlogical_walsender)?,
+    );
+
+    let started = Instant::now();
+    let run_for = Duration::from_secs(seconds);
+    let mut written: u64 = 0;
+    let mut next_id: u64 = 7;
+    let mut batch = String::new();
+    while started.elapsed() < run_for {
+        let due = match rate {
+            Some(r) => (started.elapsed().as_secs_f64() * r as f64) as u64,
+            None => written + PER_TRANSACTION,
+        };
+        if due < written + PER_TRANSACTION {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        batch.clear();
+        batch.push_str("BEGIN;");
+        let at = now_unix();
+        for _ in 0..PER_TRANSACTION {
+            // A cheap spread over the table's ids.
+            next_id = (next_id * 7919 + 13) % ROWS + 1;
+            let _ = write!(
+                batch,
+                "UPDATE account SET balance = balance + 1, committed_at = {at} WHERE id = {next_id};"
+            );
+        }
+        batch.push_str("COMMIT;");
+        client.batch_execute(&batch)?;
+        written += PER_TRANSACTION;
+    }
+    let writer_stopped = Instant::now();
+    let end_lsn: i64 = client
+        .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8", &[])?
+        .get(0);
+    wait_until("the agent to catch up", 600, || {
+        Ok(live_rows(&live) >= ROWS + 1 + written)
+    })?;
+    let catch_up = writer_stopped.elapsed();
+    wait_until("pg_recvlogical to catch up", 600, || {
+        let sent: Option<i64> = client
+            .query_one(
+                "SELECT (sent_lsn - '0/0'::pg_lsn)::int8 FROM pg_stat_replication WHERE application_name = 'pg_recvlogical'",
+                &[],
+            )?
+            .get(0);
+        Ok(sent.is_some_and(|s| s >= end_lsn))
+    })?;
+    let cpu_after = (
+        cpu_seconds(lakelink_walsender)?,
+        total_cpu(&lakelink_sql),
+        cpu_seconds(recvlogical_walsender)?,
+    );
+    if held_open {
+        holder.batch_execute("ROLLBACK")?;
+    }
+    stop(agent)?;
+    stop(recvlogical)?;
+    drop(holder);
+    drop(client);
+    psql(
+        &server,
+        "postgres",
+        &format!("SELECT pg_drop_replication_slot('{RECVLOGICAL_SLOT}')"),
+    )?;
+    drop_slot(&server)?;
+
+    let mut reader = CsvReader::new(std::io::BufReader::new(std::fs::File::open(&live)?), 0);
+    let mut record = Record::default();
+    let mut latencies = Vec::with_capacity(written as usize);
+    let (mut first_commit, mut last_write) = (f64::MAX, 0f64);
+    while reader.read_record(&mut record)? {
+        // Id, SinkCreatedOn, SinkModifiedOn, id, balance, committed_at, ...
+        let Some(committed) = record.get(5).and_then(|(t, _)| t.parse::<f64>().ok()) else {
+            continue;
+        };
+        let sink = record
+            .get(2)
+            .and_then(|(t, _)| parse_datetime(t))
+            .context("SinkModifiedOn")?;
+        let sink = sink.unix_nanos() as f64 / 1e9;
+        first_commit = first_commit.min(committed);
+        last_write = last_write.max(sink);
+        latencies.push((sink - committed).max(0.0) * 1000.0);
+    }
+    if latencies.is_empty() {
+        bail!("no timed change in the lake");
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    Ok(Outcome {
+        written,
+        sustained: written as f64 / (last_write - first_commit).max(1e-9),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        catch_up,
+        lakelink_walsender: cpu_after.0 - cpu_before.0,
+        lakelink_sql: cpu_after.1 - cpu_before.1,
+        recvlogical: cpu_after.2 - cpu_before.2,
+    })
+}
+
+/// Every rate, without and with a transaction held open (for `held_seconds`), as a report
+/// section.
+pub fn run_all(bin: &Path, seconds: u64, held_seconds: u64, report: &mut String) -> Result<()> {
+    let _ = writeln!(
+        report,
+        "## PostgreSQL trickle (one UPDATE per change, {PER_TRANSACTION} per transaction; the default poll_interval, 200ms)\n"
+    );
+    let _ = writeln!(
+        report,
+        "| writer rate | transaction held open | seconds | changes | sustained changes/s | latency p50 | p99 | catch-up after the writer stops | server CPU: lakelink's walsender | lakelink's SQL session | pg_recvlogical's walsender | lakelink (both) / pg_recvlogical |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for held_open in [false, true] {
+        let run_seconds = if held_open { held_seconds } else { seconds };
+        for rate in [Some(1_000), Some(10_000), None] {
+            eprintln!("PostgreSQL trickle at {rate:?} changes/s, held open: {held_open}...");
+            let o = run_at(bin, rate, held_open, run_seconds)?;
+            let label = rate.map_or_else(|| "flat out".to_string(), |r| format!("{r}/s"));
+            let _ = writeln!(
+                report,
+                "| {label} | {} | {run_seconds} | {} | {:.0} | {:.0} ms | {:.0} ms | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} |",
+                if held_open { "yes" } else { "no" },
+                o.written,
+                o.sustained,
+                o.p50_ms,
+                o.p99_ms,
+                o.catch_up.as_secs_f64(),
+                o.lakelink_walsender,
+                o.lakelink_sql,
+                o.recvlogical,
+                (o.lakelink_walsender + o.lakelink_sql) / o.recvlogical.max(0.01)
+            );
+        }
+    }
+    let _ = writeln!(
+        report,
+        "\nTargets: server decoding CPU for lakelink <= 1.5x pg_recvlogical's, with and without a transaction held open; catch-up within 5 s; at 10,000 changes/s, p99 under 250 ms.\n"
+    );
+    Ok(())
+}
