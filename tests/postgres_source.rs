@@ -145,6 +145,34 @@ fn a_large_transaction_reaches_the_lake_whole_at_one_position() {
     assert_lake_matches_source(&ws, "reading", "id", plain);
     let rows = ws.live_row_count("reading");
     assert_eq!(rows, 80000, "every change once");
+    // Each transaction is larger than a batch: its rows came in several batches, all at its
+    // one position.
+    // Id, SinkCreatedOn, SinkModifiedOn, id, sensor, value, versionnumber, IsDelete.
+    let positions: std::collections::BTreeSet<String> = ws
+        .live_files("reading")
+        .values()
+        .flatten()
+        .map(|row| row.get(6).expect("versionnumber").0.to_string())
+        .collect();
+    assert_eq!(
+        positions.len(),
+        2,
+        "two transactions, two positions: {positions:?}"
+    );
+    // One rolled back leaves nothing.
+    client
+        .batch_execute(
+            "BEGIN; INSERT INTO reading SELECT g, 'never', 0 FROM generate_series(100001, 160000) g; ROLLBACK;
+             INSERT INTO reading VALUES (200000, 'after', 1);",
+        )
+        .unwrap();
+    ws.sync();
+    assert_eq!(
+        ws.live_row_count("reading"),
+        80001,
+        "only the committed change"
+    );
+    assert_lake_matches_source(&ws, "reading", "id", plain);
 }
 
 #[test]
@@ -1104,4 +1132,52 @@ fn a_sync_ends_while_an_open_transaction_leaves_a_record_half_flushed() {
         "no read waited for the half-flushed record: {log}"
     );
     open.batch_execute("ROLLBACK").unwrap();
+}
+
+/// A transaction larger than a batch, with the agent killed (SIGKILL) each time part of it is
+/// in the lake: every restart reads the transaction again from its first change, the lake's
+/// de-duplication skips what was written, and in the end each of its changes is there once.
+#[test]
+fn an_agent_killed_inside_a_transaction_larger_than_a_batch_writes_it_exactly_once() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE reading (id bigint PRIMARY KEY, sensor text, value double precision);",
+    );
+    ws.write_config(
+        "batch_size = 500\npoll_interval = \"10ms\"",
+        "[[table]]\nname = \"reading\"\n",
+    );
+    ws.sync();
+    let mut client = ws.client();
+    client
+        .batch_execute(
+            "INSERT INTO reading SELECT g, 's' || (g % 9), g / 7.0 FROM generate_series(1, 50000) g;",
+        )
+        .unwrap();
+    let mut kills = 0;
+    let mut seen = Vec::new();
+    while kills < 4 {
+        let before = ws.live_row_count("reading");
+        let mut agent = support::crash::start_agent(&ws.config);
+        wait_for(60, "more of the transaction in the lake", || {
+            ws.live_row_count("reading") > before
+        });
+        support::crash::kill(&mut agent);
+        let now = ws.live_row_count("reading");
+        seen.push(now);
+        if now >= 50000 {
+            break;
+        }
+        kills += 1;
+    }
+    assert!(
+        seen.iter().any(|&n| n > 0 && n < 50000),
+        "a kill landed inside the transaction: {seen:?}"
+    );
+    ws.sync();
+    assert_eq!(
+        ws.live_row_count("reading"),
+        50000,
+        "every change once: {seen:?}"
+    );
+    assert_lake_matches_source(&ws, "reading", "id", plain);
 }

@@ -35,6 +35,9 @@ struct Args {
     /// Seconds each trickle rate runs.
     #[arg(long, default_value_t = 5)]
     trickle_seconds: u64,
+    /// Rows of the one large PostgreSQL transaction.
+    #[arg(long, default_value_t = 2_000_000)]
+    big_transaction: u64,
     /// Seconds each PostgreSQL trickle rate runs.
     #[arg(long, default_value_t = 20)]
     pg_trickle_seconds: u64,
@@ -70,6 +73,9 @@ enum Benchmark {
     /// PostgreSQL trickle rates, latencies and the server CPU they cost next to
     /// `pg_recvlogical`, with and without a transaction held open.
     PostgresTrickle,
+    /// Peak memory of the sync that writes one PostgreSQL transaction of `--big-transaction`
+    /// rows.
+    PostgresBigTransaction,
 }
 
 /// The `lakelink` binary built beside this one.
@@ -386,6 +392,9 @@ fn main() -> Result<()> {
                 "the postgres-trickle benchmark needs a server: run it under scripts/postgres-test-cluster.sh"
             );
         }
+    }
+    if runs(Benchmark::PostgresBigTransaction) && postgres {
+        postgres::big_transaction(&bin, args.big_transaction, &mut report)?;
     }
     println!("{report}");
     if let Some(path) = args.report {

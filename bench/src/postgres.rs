@@ -182,3 +182,32 @@ pub fn wide_rows(bin: &Path, rows: u64, report: &mut String) -> Result<Measured>
     drop_slot(&server)?;
     Ok(sync)
 }
+
+/// Peak memory of the sync that writes one transaction of `rows` inserted rows, which the
+/// server streams whole at its commit and the agent writes in batches bounded in bytes.
+pub fn big_transaction(bin: &Path, rows: u64, report: &mut String) -> Result<()> {
+    let server = server()?;
+    fresh_database(
+        &server,
+        "CREATE TABLE reading (id bigint PRIMARY KEY, sensor text, value double precision, note text);",
+    )?;
+    let dir = tempfile::tempdir()?;
+    let config = write_config(&server, dir.path(), "reading")?;
+    crate::run_sync(bin, &config)?;
+    eprintln!("PostgreSQL: one transaction of {rows} rows...");
+    psql(
+        &server,
+        DATABASE,
+        &format!(
+            "INSERT INTO reading SELECT g, 'sensor ' || (g % 97), g / 7.0, repeat('n', 40) FROM generate_series(1, {rows}) g"
+        ),
+    )?;
+    let sync = crate::run_sync(bin, &config)?;
+    let _ = writeln!(
+        report,
+        "## PostgreSQL: one transaction of {rows} rows\n\n| measure | value | target |\n|---|---:|---|\n| the sync that writes it | {:.2} s | |\n| its peak RSS | {:.0} MB | < 250 MB |\n",
+        sync.elapsed.as_secs_f64(),
+        mb(sync.max_rss)
+    );
+    drop_slot(&server)
+}

@@ -90,6 +90,9 @@ pub struct Trickled {
     pub changes: usize,
     /// Whether the source said it had nothing more.
     pub caught_up: bool,
+    /// Whether the batch ended inside a position (the first changes of a transaction too
+    /// large for one batch): no snapshot may cut there.
+    pub inside_position: bool,
 }
 
 impl Pipeline {

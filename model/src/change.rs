@@ -72,6 +72,14 @@ pub struct ChangeBatch {
     pub more: bool,
 }
 
+impl ChangeBatch {
+    /// Whether the batch holds only the first changes of its last position (one too large
+    /// for a batch): they lie past `end`, and the rest come in the next batches.
+    pub fn ends_inside_position(&self) -> bool {
+        self.changes.last().is_some_and(|c| c.position > self.end)
+    }
+}
+
 /// A link whose capture broke: from `position` on, its changes cannot be delivered exactly
 /// (the table was renamed, a column was renamed, ...). Nothing of it at or after `position`
 /// is in the batch.

@@ -60,12 +60,19 @@ pub enum ExistingRows {
 ///   changed the row since). Earlier changes of the same row keep NULL there.
 /// - [`Source::copy_table`] streams the table as it stood at one position `p` and returns
 ///   `p`: every change after `p` is reported by [`Source::read_changes`], none at or before.
-/// - [`Source::read_changes`] returns changes after `after` in position order, never
-///   splitting the changes that share a position, and says in the batch's `more` whether it
-///   left changes out; when it says no, a read from the batch's end finds nothing that was
-///   there when this read began.
+/// - [`Source::read_changes`] returns changes after `after` in position order, and says in
+///   the batch's `more` whether it left changes out; when it says no, a read from the
+///   batch's end finds nothing that was there when this read began. The changes that share
+///   a position come whole in one batch, except those of one position too large for a batch:
+///   that batch then ends below it ([`ChangeBatch::ends_inside_position`]), and the next read
+///   from its end goes on with the rest.
+/// - After [`Source::discard_read`] (the engine dropped the batch it read) or in a new
+///   instance (a restart), a read delivers its changes again, those of a position split across
+///   batches from its first, in the same order, so that the lake's per-file de-duplication
+///   skips what was written.
 /// - [`Source::acknowledge`] tells the source that everything up to `upto` is durable in the
-///   lake, so it may discard it. Until then a change stays readable, whatever crashes.
+///   lake, so it may discard it. Until then a
+///   change stays readable, whatever crashes.
 /// - A link whose capture breaks (the table dropped, recreated, renamed, its capture objects
 ///   removed by someone else) is reported, never silently skipped: by
 ///   [`Source::capture_broken`], and by a batch's `broken` list when the break shows in the
@@ -102,6 +109,11 @@ pub trait Source: Send {
 
     /// Up to about `max` changes after `after`.
     fn read_changes(&mut self, after: Position, max: usize) -> Result<ChangeBatch, SourceError>;
+
+    /// The batch last read was not written (the engine failed before committing it): the
+    /// next read delivers it again. A source whose reads depend only on `after` has nothing
+    /// to do.
+    fn discard_read(&mut self) {}
 
     /// The newest position the source has given a change (for lag).
     fn head_position(&mut self) -> Result<Position, SourceError>;

@@ -18,6 +18,8 @@ impl Pipeline {
             for feed in self.feeds.values_mut() {
                 feed.discard_buffers();
             }
+            // Read again, from the first change of a position split across batches.
+            self.source.discard_read();
         }
         result
     }
@@ -30,6 +32,7 @@ impl Pipeline {
             return Ok(Trickled {
                 changes: 0,
                 caught_up: true,
+                inside_position: false,
             });
         };
         let max = self.config.engine.batch_size;
@@ -37,10 +40,13 @@ impl Pipeline {
         // The source says whether it holds more: a count could not tell (a source skips what
         // belongs to no link, and stops at a byte cap).
         let caught_up = !batch.more;
-        if batch.end <= after {
+        let inside_position = batch.ends_inside_position();
+        // A batch inside one large position holds changes with its end not moved.
+        if batch.end <= after && batch.changes.is_empty() && batch.broken.is_empty() {
             return Ok(Trickled {
                 changes: 0,
                 caught_up,
+                inside_position,
             });
         }
         let now = now_text();
@@ -141,19 +147,26 @@ impl Pipeline {
         Ok(Trickled {
             changes: batch.changes.len(),
             caught_up,
+            inside_position,
         })
     }
 
     /// Trickles until the source has nothing more (bounded, so a writer that never pauses
-    /// cannot hold a snapshot off forever).
+    /// cannot hold a snapshot off forever), and never stops inside a position: a transaction
+    /// read in several batches is read to its end, so that a snapshot never cuts it.
     pub fn catch_up(&mut self) -> Result<usize, EngineError> {
         let mut total = 0;
-        for _ in 0..1000 {
+        let mut batches = 0;
+        loop {
             // A schema change is handled before the batch that follows it is read.
             self.check_schemas()?;
             let trickled = self.trickle_once()?;
             total += trickled.changes;
-            if trickled.caught_up {
+            batches += 1;
+            if trickled.inside_position {
+                continue;
+            }
+            if trickled.caught_up || batches >= 1000 {
                 break;
             }
         }

@@ -542,6 +542,12 @@ impl Source for PostgresSource {
         stream::read_changes(self, after, max)
     }
 
+    fn discard_read(&mut self) {
+        // The session's place is past the dropped batch: a new one sends it again, a
+        // transaction split across batches from its first change.
+        self.session = None;
+    }
+
     fn head_position(&mut self) -> Result<Position, SourceError> {
         if self.links.is_empty() {
             return Ok(Position(0));

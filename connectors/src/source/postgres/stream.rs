@@ -3,10 +3,10 @@
 //! its commit position, which is never split across batches).
 //!
 //! The session outlives a batch: the next read goes on from where the last one stopped when it
-//! starts where that batch ended. A read from anywhere else (a batch the engine failed to
-//! write and reads again, a table linked at an older position, a batch held back for a schema
-//! change) starts a new session from there: the slot re-sends what the lake has not
-//! confirmed, and nothing the engine acknowledged.
+//! starts where that batch ended. A read from anywhere else (a table linked at an older
+//! position, a batch held back for a schema change), or after the engine dropped the batch it
+//! read ([`lakelink_model::source::Source::discard_read`]), starts a new session from there:
+//! the slot re-sends what the lake has not confirmed, and nothing the engine acknowledged.
 
 use super::pgoutput::{self, Message, RelationColumn, TupleValue};
 use super::replication::{Event, ReplicationError, ReplicationStream};
@@ -30,6 +30,10 @@ const FIRST_ASK: Duration = Duration::from_millis(10);
 /// How often a waiting read asks the server how far it has sent.
 const ASK_EVERY: Duration = Duration::from_millis(50);
 
+/// How many bytes of the server's messages one batch holds the changes of, about (a batch
+/// also ends at `batch_size` changes): what bounds the memory a large transaction takes.
+const BATCH_BYTES: usize = 8 << 20;
+
 /// How long starting a session may take.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -42,6 +46,9 @@ pub struct Session {
     stream: ReplicationStream,
     /// The end of the last batch read from it: a read from here goes on.
     delivered: Position,
+    /// The transaction the last batch ended inside (its position), when it was too large for
+    /// one batch: the next read goes on with its changes.
+    open_transaction: Option<Position>,
     /// Each relation's columns as the session last described them (sent once per session,
     /// before the relation's first change, and again when they change).
     relations: HashMap<u32, Vec<RelationColumn>>,
@@ -105,7 +112,8 @@ pub fn read_changes(
         .as_ref()
         .is_some_and(|s| s.delivered != after)
     {
-        // Dropped first: the slot is free for the new session.
+        // Not where the last batch ended. Dropped first: the slot is free for the new
+        // session.
         source.session = None;
     }
     if source.session.is_none() {
@@ -180,16 +188,30 @@ fn read_session(
     // position, whose rest the server writes out later).
     let mut target = flushed;
     let mut idle_checked = Instant::now() - ASK_EVERY;
-    let mut position = Position(0);
-    let mut in_transaction = false;
+    // A transaction the last batch ended inside goes on.
+    let mut position = session.open_transaction.unwrap_or(Position(0));
+    let mut in_transaction = session.open_transaction.is_some();
     // Where the current transaction's changes start in the batch, to take them back when the
     // transaction must wait for the engine to widen a schema.
     let mut transaction_start = 0usize;
     let mut held_back = false;
     let mut cut = false;
+    let mut inside = false;
+    // The bytes of the messages this batch holds changes of.
+    let mut bytes = 0usize;
     loop {
+        if in_transaction
+            && !batch.changes.is_empty()
+            && (batch.changes.len() >= max || bytes >= BATCH_BYTES)
+        {
+            // A transaction too large for one batch: its first changes go now, the rest in
+            // the next batches (a read again from the batch's end starts it over, and the
+            // lake's de-duplication skips what was written).
+            inside = true;
+            break;
+        }
         if !in_transaction {
-            if batch.changes.len() >= max {
+            if batch.changes.len() >= max || bytes >= BATCH_BYTES {
                 cut = true;
                 break;
             }
@@ -236,6 +258,7 @@ fn read_session(
             Some(Event::Ended(e)) => return Err(session_error(&name, e)),
             Some(Event::Data(data)) => data,
         };
+        bytes += data.len();
         let message = pgoutput::decode(&data).map_err(|e| SourceError::Database {
             source_name: name.clone(),
             what: "decoding changes".into(),
@@ -336,10 +359,18 @@ fn read_session(
         batch.more = true;
         return Ok((batch, Read::HeldBack));
     }
-    // Every transaction that committed before `sent_through` has been read, including those
-    // of tables lakelink does not capture, so the position may move up to there.
-    batch.end = batch.end.max(Position(sent_through - 1)).max(after);
-    batch.more = cut;
+    if inside {
+        // Everything before the open transaction is whole; its position is not.
+        batch.end = batch.end.max(after);
+        batch.more = true;
+        session.open_transaction = Some(position);
+    } else {
+        // Every transaction that committed before `sent_through` has been read, including
+        // those of tables lakelink does not capture, so the position may move up to there.
+        batch.end = batch.end.max(Position(sent_through - 1)).max(after);
+        batch.more = cut;
+        session.open_transaction = None;
+    }
     session.delivered = batch.end;
     Ok((batch, Read::Whole))
 }
@@ -382,6 +413,7 @@ fn start_session(source: &mut PostgresSource, after: Position) -> Result<Session
                 return Ok(Session {
                     stream,
                     delivered: after,
+                    open_transaction: None,
                     relations: HashMap::new(),
                 });
             }
