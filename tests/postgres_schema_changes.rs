@@ -434,3 +434,45 @@ fn the_partition_column_dropped_stops_the_table() {
         &["dropped"],
     );
 }
+
+/// A table truncated inside a transaction too large for one batch, which also writes another
+/// table: the truncated table stops (which ends the replication session), and the other's
+/// changes of that transaction still reach the lake exactly once, the new session going on
+/// past what the earlier batches held.
+#[test]
+fn a_table_truncated_inside_a_transaction_larger_than_a_batch_stops_and_the_others_rows_arrive_once()
+ {
+    let ws = t_and_other();
+    ws.write_config(
+        &format!("{ENGINE}\nbatch_size = 500"),
+        &tables(&["t", "other"]),
+    );
+    ws.sync();
+    application(
+        &ws,
+        "BEGIN;
+         INSERT INTO other SELECT g, 'before' FROM generate_series(1000, 3999) g;
+         TRUNCATE t;
+         INSERT INTO other SELECT g, 'after' FROM generate_series(4000, 6999) g;
+         COMMIT;",
+    );
+    let out = ws.lakelink(&["sync", "--config", "{config}"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TRUNCATE"), "t stops, saying why: {stderr}");
+    // 1 copied row, 6,000 inserted in the one transaction.
+    assert_eq!(
+        ws.live_row_count("other"),
+        6001,
+        "every change of other once"
+    );
+    // Another run (t stays stopped) reads nothing of it again.
+    ws.lakelink(&["sync", "--config", "{config}"]);
+    let ids: std::collections::BTreeSet<String> = ws
+        .live_files("other")
+        .values()
+        .flatten()
+        .map(|row| row.get(0).expect("Id").0.to_string())
+        .collect();
+    assert_eq!(ids.len(), 6001, "each row of other once");
+    assert_eq!(ws.live_row_count("other"), 6001, "and nothing more");
+}

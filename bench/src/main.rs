@@ -76,6 +76,8 @@ enum Benchmark {
     /// Peak memory of the sync that writes one PostgreSQL transaction of `--big-transaction`
     /// rows.
     PostgresBigTransaction,
+    /// The WAL the slot keeps while the linked table is idle and another table writes 1 GB.
+    PostgresIdleSlot,
 }
 
 /// The `lakelink` binary built beside this one.
@@ -392,6 +394,9 @@ fn main() -> Result<()> {
                 "the postgres-trickle benchmark needs a server: run it under scripts/postgres-test-cluster.sh"
             );
         }
+    }
+    if runs(Benchmark::PostgresIdleSlot) && postgres {
+        postgres_trickle::idle_slot(&bin, 1024, &mut report)?;
     }
     if runs(Benchmark::PostgresBigTransaction) && postgres {
         postgres::big_transaction(&bin, args.big_transaction, &mut report)?;

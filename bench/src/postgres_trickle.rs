@@ -138,36 +138,7 @@ fn run_at(bin: &Path, rate: Option<u64>, held_open: bool, seconds: u64) -> Resul
         .path()
         .join("lake/Microsoft.Athena.TrickleFeedService/account-model.json");
     wait_until("the agent to link the table", 120, || Ok(manifest.exists()))?;
-    let connection = format!("{server} dbname={DATABASE}");
-    let created = Command::new("pg_recvlogical")
-        .args([
-            "-d",
-            &connection,
-            "--slot",
-            RECVLOGICAL_SLOT,
-            "--create-slot",
-            "-P",
-            "pgoutput",
-        ])
-        .status()
-        .context("running pg_recvlogical (install PostgreSQL's client programs)")?;
-    if !created.success() {
-        bail!("pg_recvlogical could not create its slot");
-    }
-    let recvlogical = Command::new("pg_recvlogical")
-        .args([
-            "-d",
-            &connection,
-            "--slot",
-            RECVLOGICAL_SLOT,
-            "--start",
-            "--no-loop",
-        ])
-        .args(["-o", "proto_version=1", "-o"])
-        .arg(format!("publication_names={DATABASE}"))
-        .args(["-f", "/dev/null"])
-        .stderr(Stdio::null())
-        .spawn()?;
+    let recvlogical = start_recvlogical(&server)?;
     // One change, so that the agent streams too.
     client.batch_execute("UPDATE account SET balance = balance + 1 WHERE id = 1")?;
     let live = dir.path().join("lake/account/1.csv");
@@ -337,4 +308,125 @@ pub fn run_all(bin: &Path, seconds: u64, held_seconds: u64, report: &mut String)
         "\nTargets: server decoding CPU for lakelink <= 1.5x pg_recvlogical's, with and without a transaction held open; catch-up within 5 s; at 10,000 changes/s, p99 under 250 ms.\n"
     );
     Ok(())
+}
+
+/// The WAL the slot keeps while the linked table is idle and another table writes `mb` MB:
+/// the most seen after each 64 MB written, and what is left 20 s after the writes.
+pub fn idle_slot(bin: &Path, mb: u64, report: &mut String) -> Result<()> {
+    let server = server()?;
+    fresh_database(
+        &server,
+        "CREATE TABLE account (id int PRIMARY KEY, balance bigint NOT NULL, committed_at double precision);
+         CREATE TABLE filler (x text);",
+    )?;
+    let mut client =
+        postgres::Client::connect(&format!("{server} dbname={DATABASE}"), postgres::NoTls)?;
+    let dir = tempfile::tempdir()?;
+    let config = write_config_with(&server, dir.path(), "account", "")?;
+    let agent = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let manifest = dir
+        .path()
+        .join("lake/Microsoft.Athena.TrickleFeedService/account-model.json");
+    wait_until("the agent to link the table", 120, || Ok(manifest.exists()))?;
+    let recvlogical = start_recvlogical(&server)?;
+    client.batch_execute("INSERT INTO account VALUES (1, 0, NULL)")?;
+    let live = dir.path().join("lake/account/1.csv");
+    wait_until("the change in the lake", 60, || Ok(live_rows(&live) >= 1))?;
+    // What lakelink's slot keeps, and pg_recvlogical's beside it.
+    let retained = |client: &mut postgres::Client| -> Result<(i64, i64)> {
+        let row = client.query_one(
+            &format!(
+                "SELECT (SELECT (pg_current_wal_lsn() - restart_lsn)::int8 FROM pg_replication_slots WHERE slot_name = '{DATABASE}'), \
+                        (SELECT (pg_current_wal_lsn() - restart_lsn)::int8 FROM pg_replication_slots WHERE slot_name = '{RECVLOGICAL_SLOT}')"
+            ),
+            &[],
+        )?;
+        Ok((row.get(0), row.get(1)))
+    };
+    let lsn = |client: &mut postgres::Client| -> Result<i64> {
+        Ok(client
+            .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8", &[])?
+            .get(0))
+    };
+    eprintln!("PostgreSQL: another table writes {mb} MB of WAL...");
+    let start = lsn(&mut client)?;
+    let mut peak = (0i64, 0i64);
+    let sample = |client: &mut postgres::Client, peak: &mut (i64, i64)| -> Result<()> {
+        let (ours, theirs) = retained(client)?;
+        *peak = (peak.0.max(ours), peak.1.max(theirs));
+        Ok(())
+    };
+    while lsn(&mut client)? - start < (mb as i64) << 20 {
+        // About 64 MB of WAL.
+        client.batch_execute(
+            "INSERT INTO filler SELECT repeat('f', 1000) FROM generate_series(1, 50000)",
+        )?;
+        sample(&mut client, &mut peak)?;
+    }
+    let written = lsn(&mut client)? - start;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_secs(1));
+        sample(&mut client, &mut peak)?;
+    }
+    let after = retained(&mut client)?;
+    stop(agent)?;
+    stop(recvlogical)?;
+    drop(client);
+    psql(
+        &server,
+        "postgres",
+        &format!("SELECT pg_drop_replication_slot('{RECVLOGICAL_SLOT}')"),
+    )?;
+    drop_slot(&server)?;
+    let mb = |bytes: i64| bytes as f64 / 1048576.0;
+    let _ = writeln!(
+        report,
+        "## PostgreSQL: WAL kept while the linked table is idle\n\n| measure | lakelink's slot | pg_recvlogical's slot | target |\n|---|---:|---:|---|\n| WAL another table wrote | {:.0} MB | | |\n| most kept, seen after each 64 MB and each second of the 20 after | {:.0} MB | {:.0} MB | < 64 MB |\n| kept 20 s after the writes | {:.0} MB | {:.0} MB | |\n",
+        mb(written),
+        mb(peak.0),
+        mb(peak.1),
+        mb(after.0),
+        mb(after.1)
+    );
+    Ok(())
+}
+
+/// `pg_recvlogical` streaming the bench's publication through a slot of its own.
+fn start_recvlogical(server: &str) -> Result<Child> {
+    let connection = format!("{server} dbname={DATABASE}");
+    let created = Command::new("pg_recvlogical")
+        .args([
+            "-d",
+            &connection,
+            "--slot",
+            RECVLOGICAL_SLOT,
+            "--create-slot",
+            "-P",
+            "pgoutput",
+        ])
+        .status()
+        .context("running pg_recvlogical (install PostgreSQL's client programs)")?;
+    if !created.success() {
+        bail!("pg_recvlogical could not create its slot");
+    }
+    Ok(Command::new("pg_recvlogical")
+        .args([
+            "-d",
+            &connection,
+            "--slot",
+            RECVLOGICAL_SLOT,
+            "--start",
+            "--no-loop",
+        ])
+        .args(["-o", "proto_version=1", "-o"])
+        .arg(format!("publication_names={DATABASE}"))
+        .args(["-f", "/dev/null"])
+        .stderr(Stdio::null())
+        .spawn()?)
 }

@@ -4,7 +4,7 @@
 
 use lakelink_connectors::source::postgres::{PostgresSource, PostgresSourceConfig, SslMode};
 use lakelink_connectors::source::sqlite::{SqliteSource, SqliteSourceConfig};
-use lakelink_model::change::{ChangeKind, Position};
+use lakelink_model::change::{ChangeBatch, ChangeKind, Position};
 use lakelink_model::schema::TableSchema;
 use lakelink_model::source::{CaptureSpec, Source};
 use lakelink_model::value::Value;
@@ -275,6 +275,55 @@ fn the_contract_holds(db: &mut dyn Database) {
     assert_eq!(after_ack.len(), 1);
     assert_eq!(after_ack[0].1, ChangeKind::Insert);
     assert!(source.head_position().unwrap() >= after_ack[0].0);
+
+    // A transaction of three inserts read one change at a time. A source may split it across
+    // batches (PostgreSQL does; SQLite gives each change its own position): the reads then go
+    // on with the rest, whatever else the source is asked in between (here, a second link
+    // removed), and a batch the engine dropped is read again from its position's first change.
+    db.execute("CREATE TABLE extra (id integer PRIMARY KEY, name text, createdon timestamp);");
+    let mut extra = spec.clone();
+    extra.link = 2;
+    extra.table = "extra".into();
+    extra.schema.table_id = source.describe_table(&"extra".into()).unwrap().id;
+    source.install_capture(&extra).unwrap();
+    db.execute(
+        "BEGIN; INSERT INTO item VALUES (11, 'a', '2026-01-01 00:00:00'), (12, 'b', '2026-01-02 00:00:00'), (13, 'c', '2026-01-03 00:00:00'); COMMIT;",
+    );
+    let id = |b: &ChangeBatch| b.changes.first().map(|c| c.row[0].clone());
+    let first = source.read_changes(end, 1).unwrap();
+    assert_eq!(id(&first), Some(Value::Integer(11)));
+    source.remove_capture(2, &"extra".into()).unwrap();
+    let second = source.read_changes(first.end, 1).unwrap();
+    assert_eq!(id(&second), Some(Value::Integer(12)), "the reads go on");
+    source.discard_read();
+    let again = source.read_changes(first.end, 1).unwrap();
+    let expected = if first.ends_inside_position() {
+        assert_eq!(
+            second.changes[0].position, first.changes[0].position,
+            "a split position goes on in the next batch"
+        );
+        vec![11, 12, 13]
+    } else {
+        vec![12, 13]
+    };
+    let row_ids = |b: &ChangeBatch| {
+        b.changes
+            .iter()
+            .map(|c| c.row[0].clone())
+            .collect::<Vec<_>>()
+    };
+    let mut ids = row_ids(&again);
+    let mut at = again;
+    while at.more {
+        at = source.read_changes(at.end, 1).unwrap();
+        ids.extend(row_ids(&at));
+    }
+    assert_eq!(
+        ids,
+        expected.into_iter().map(Value::Integer).collect::<Vec<_>>(),
+        "a dropped batch is read again from its position's first change, then the rest once"
+    );
+    let end = at.end;
 
     // Removed: the table's changes are no longer reported.
     source.remove_capture(spec.link, &"item".into()).unwrap();

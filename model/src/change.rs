@@ -70,13 +70,16 @@ pub struct ChangeBatch {
     /// false, every change the source held when the read began is in this batch or at or
     /// before `end`: the engine is caught up.
     pub more: bool,
+    /// The position the batch ended inside: a transaction too large for one batch, whose
+    /// first changes (if any of them are for linked tables) lie past `end`; the next batches
+    /// bring the rest.
+    pub open_position: Option<Position>,
 }
 
 impl ChangeBatch {
-    /// Whether the batch holds only the first changes of its last position (one too large
-    /// for a batch): they lie past `end`, and the rest come in the next batches.
+    /// Whether the batch ended inside a position (see [`ChangeBatch::open_position`]).
     pub fn ends_inside_position(&self) -> bool {
-        self.changes.last().is_some_and(|c| c.position > self.end)
+        self.open_position.is_some()
     }
 }
 

@@ -64,8 +64,8 @@ pub enum ExistingRows {
 ///   the batch's `more` whether it left changes out; when it says no, a read from the
 ///   batch's end finds nothing that was there when this read began. The changes that share
 ///   a position come whole in one batch, except those of one position too large for a batch:
-///   that batch then ends below it ([`ChangeBatch::ends_inside_position`]), and the next read
-///   from its end goes on with the rest.
+///   that batch then ends below it ([`ChangeBatch::open_position`]), and the next read from
+///   its end goes on with the rest, whatever else was asked of the source in between.
 /// - After [`Source::discard_read`] (the engine dropped the batch it read) or in a new
 ///   instance (a restart), a read delivers its changes again, those of a position split across
 ///   batches from its first, in the same order, so that the lake's per-file de-duplication

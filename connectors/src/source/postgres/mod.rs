@@ -70,6 +70,8 @@ pub struct PostgresSource {
     over_retained_warning: bool,
     /// The replication session changes stream over, once a read started one.
     session: Option<stream::Session>,
+    /// The transaction the batches read so far end inside, if any (kept when a session ends).
+    split: Option<stream::Split>,
     /// The statements run before every batch, prepared once per connection: parsing and
     /// planning them each time would cost the server more than running them.
     prepared: HashMap<&'static str, postgres::Statement>,
@@ -128,6 +130,7 @@ impl PostgresSource {
             deferred: Default::default(),
             over_retained_warning: false,
             session: None,
+            split: None,
             prepared: HashMap::new(),
             flush_for_read: None,
             flush_seen: None,
@@ -546,6 +549,7 @@ impl Source for PostgresSource {
         // The session's place is past the dropped batch: a new one sends it again, a
         // transaction split across batches from its first change.
         self.session = None;
+        self.split = None;
     }
 
     fn head_position(&mut self) -> Result<Position, SourceError> {

@@ -41,14 +41,28 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// (the agent's own last one, or that of an agent killed a moment ago).
 const SLOT_RELEASE_WAIT: Duration = Duration::from_secs(5);
 
+/// A transaction the batches read so far hold the first changes of (one too large for a
+/// batch): its position, and how many of its row messages they hold. The engine expects the
+/// rest next, so a new session, which sends the transaction from its first change, skips
+/// that many; only when the engine dropped a batch ([`Source::discard_read`]) or restarted
+/// does it take the transaction from its first change again (its live files skip what they
+/// hold).
+///
+/// [`Source::discard_read`]: lakelink_model::source::Source::discard_read
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    position: Position,
+    row_messages: u64,
+}
+
 /// A replication session and what it has said so far.
 pub struct Session {
     stream: ReplicationStream,
     /// The end of the last batch read from it: a read from here goes on.
     delivered: Position,
-    /// The transaction the last batch ended inside (its position), when it was too large for
-    /// one batch: the next read goes on with its changes.
-    open_transaction: Option<Position>,
+    /// No batch was read from it yet: a transaction split across batches starts over in it
+    /// (see [`Split`]).
+    fresh: bool,
     /// Each relation's columns as the session last described them (sent once per session,
     /// before the relation's first change, and again when they change).
     relations: HashMap<u32, Vec<RelationColumn>>,
@@ -120,12 +134,17 @@ pub fn read_changes(
         source.session = Some(start_session(source, after)?);
     }
     match read_session(source, batch, flushed, max) {
-        Ok((batch, Read::Whole)) => Ok(batch),
-        Ok((batch, Read::HeldBack)) => {
+        Ok((batch, Read::Whole(split))) => {
+            source.split = split;
+            Ok(batch)
+        }
+        Ok((mut batch, Read::HeldBack)) => {
             // The held-back transaction was taken from the session: the next read starts a
-            // new one, which sends it again (with the relation described anew).
+            // new one, which sends it again (with the relation described anew), past what
+            // earlier batches held of it if it is split across them.
             source.schema_bump += 1;
             source.session = None;
+            batch.open_position = source.split.map(|s| s.position);
             Ok(batch)
         }
         Err(e) => {
@@ -138,8 +157,9 @@ pub fn read_changes(
 
 /// How a read of the session ended.
 enum Read {
-    /// At a transaction's end: the session goes on from the batch's end.
-    Whole,
+    /// At a transaction's end, or inside one too large for a batch (then how far): the
+    /// session goes on from the batch's end.
+    Whole(Option<Split>),
     /// Before a transaction that must wait for the engine to widen its table.
     HeldBack,
 }
@@ -160,8 +180,9 @@ fn read_session(
     let by_oid: HashMap<u32, LinkId> = source.links.iter().map(|(id, l)| (l.oid, *id)).collect();
     let links = &source.links;
     let deferred = &mut source.deferred;
+    let split = source.split;
     let Some(session) = source.session.as_mut() else {
-        return Ok((batch, Read::Whole));
+        return Ok((batch, Read::Whole(split)));
     };
     let stream = &session.stream;
     let described = &mut session.relations;
@@ -188,9 +209,16 @@ fn read_session(
     // position, whose rest the server writes out later).
     let mut target = flushed;
     let mut idle_checked = Instant::now() - ASK_EVERY;
-    // A transaction the last batch ended inside goes on.
-    let mut position = session.open_transaction.unwrap_or(Position(0));
-    let mut in_transaction = session.open_transaction.is_some();
+    // A transaction the last batch ended inside goes on: in the same session, where it
+    // stopped; in a new one (which sends it from its first change), past the row messages
+    // the batches before held.
+    let fresh = std::mem::replace(&mut session.fresh, false);
+    let continuing = split.filter(|_| !fresh);
+    let mut skipping = split.filter(|_| fresh);
+    let mut position = continuing.map_or(Position(0), |s| s.position);
+    let mut in_transaction = continuing.is_some();
+    // Row messages of the current transaction read so far (those of earlier batches too).
+    let mut row_messages = continuing.map_or(0, |s| s.row_messages);
     // Where the current transaction's changes start in the batch, to take them back when the
     // transaction must wait for the engine to widen a schema.
     let mut transaction_start = 0usize;
@@ -269,6 +297,10 @@ fn read_session(
                 position = Position(final_lsn);
                 transaction_start = batch.changes.len();
                 in_transaction = true;
+                row_messages = 0;
+                if skipping.is_some_and(|s| s.position != position) {
+                    skipping = None;
+                }
             }
             Message::Commit { commit_lsn } => {
                 in_transaction = false;
@@ -287,9 +319,19 @@ fn read_session(
                 }
                 described.insert(oid, columns);
             }
+            Message::Insert { .. }
+            | Message::Update { .. }
+            | Message::Delete { .. }
+            | Message::Truncate { .. }
+                if skipping.is_some_and(|s| row_messages < s.row_messages) =>
+            {
+                // Held by a batch before this session: the engine has it.
+                row_messages += 1;
+            }
             Message::Insert { oid, .. }
             | Message::Update { oid, .. }
             | Message::Delete { oid, .. } => {
+                row_messages += 1;
                 let Some(relation) = relations.get(&oid) else {
                     continue;
                 };
@@ -336,6 +378,7 @@ fn read_session(
                 batch.changes.push(c);
             }
             Message::Truncate { oids } => {
+                row_messages += 1;
                 // Writing a TRUNCATE as a delete for every row the lake holds is not done
                 // yet; going on would leave the lake with rows the table no longer has, so
                 // the table stops, its changes of the transactions before this one written.
@@ -359,20 +402,24 @@ fn read_session(
         batch.more = true;
         return Ok((batch, Read::HeldBack));
     }
-    if inside {
+    let split = if inside {
         // Everything before the open transaction is whole; its position is not.
         batch.end = batch.end.max(after);
         batch.more = true;
-        session.open_transaction = Some(position);
+        batch.open_position = Some(position);
+        Some(Split {
+            position,
+            row_messages,
+        })
     } else {
         // Every transaction that committed before `sent_through` has been read, including
         // those of tables lakelink does not capture, so the position may move up to there.
         batch.end = batch.end.max(Position(sent_through - 1)).max(after);
         batch.more = cut;
-        session.open_transaction = None;
-    }
+        None
+    };
     session.delivered = batch.end;
-    Ok((batch, Read::Whole))
+    Ok((batch, Read::Whole(split)))
 }
 
 /// A new session sending what committed after `after`. A session still ending (this
@@ -413,7 +460,7 @@ fn start_session(source: &mut PostgresSource, after: Position) -> Result<Session
                 return Ok(Session {
                     stream,
                     delivered: after,
-                    open_transaction: None,
+                    fresh: true,
                     relations: HashMap::new(),
                 });
             }
