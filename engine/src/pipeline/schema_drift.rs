@@ -18,7 +18,6 @@ impl Pipeline {
         if self.schema_version == Some(version) {
             return Ok(());
         }
-        self.schema_version = Some(version);
         let tables: Vec<String> = self
             .feeds
             .values()
@@ -30,6 +29,10 @@ impl Pipeline {
                 self.stop_table(&table, reason)?;
             }
         }
+        // Only once every table was looked at: a look that failed (the source unreachable
+        // midway) is done again in full, so no table misses a change (a column added, which
+        // the next batch would otherwise write without its values).
+        self.schema_version = Some(version);
         Ok(())
     }
 

@@ -60,9 +60,13 @@ pub struct Session {
     stream: ReplicationStream,
     /// The end of the last batch read from it: a read from here goes on.
     delivered: Position,
-    /// No batch was read from it yet: a transaction split across batches starts over in it
-    /// (see [`Split`]).
-    fresh: bool,
+    /// The split transaction's row messages this session still has to pass (it was started
+    /// while the engine held the first of them; see [`Split`]), until it sends them or another
+    /// transaction first.
+    skip: Option<Split>,
+    /// The last batch read from it ended inside the split transaction: the next read goes on
+    /// there.
+    inside: bool,
     /// Each relation's columns as the session last described them (sent once per session,
     /// before the relation's first change, and again when they change).
     relations: HashMap<u32, Vec<RelationColumn>>,
@@ -138,13 +142,13 @@ pub fn read_changes(
             source.split = split;
             Ok(batch)
         }
-        Ok((mut batch, Read::HeldBack)) => {
+        Ok((batch, Read::HeldBack(split))) => {
             // The held-back transaction was taken from the session: the next read starts a
             // new one, which sends it again (with the relation described anew), past what
             // earlier batches held of it if it is split across them.
             source.schema_bump += 1;
             source.session = None;
-            batch.open_position = source.split.map(|s| s.position);
+            source.split = split;
             Ok(batch)
         }
         Err(e) => {
@@ -160,8 +164,9 @@ enum Read {
     /// At a transaction's end, or inside one too large for a batch (then how far): the
     /// session goes on from the batch's end.
     Whole(Option<Split>),
-    /// Before a transaction that must wait for the engine to widen its table.
-    HeldBack,
+    /// Before a transaction that must wait for the engine to widen its table (and what the
+    /// engine then holds of a split transaction).
+    HeldBack(Option<Split>),
 }
 
 /// Adds to `batch` what the session sends, up to about `max` changes or until it has sent
@@ -212,9 +217,10 @@ fn read_session(
     // A transaction the last batch ended inside goes on: in the same session, where it
     // stopped; in a new one (which sends it from its first change), past the row messages
     // the batches before held.
-    let fresh = std::mem::replace(&mut session.fresh, false);
-    let continuing = split.filter(|_| !fresh);
-    let mut skipping = split.filter(|_| fresh);
+    let continuing = split.filter(|_| session.inside);
+    let mut skipping = session.skip;
+    // The split transaction's commit was read: the engine has all of it after this batch.
+    let mut split_committed = false;
     let mut position = continuing.map_or(Position(0), |s| s.position);
     let mut in_transaction = continuing.is_some();
     // Row messages of the current transaction read so far (those of earlier batches too).
@@ -304,6 +310,10 @@ fn read_session(
             }
             Message::Commit { commit_lsn } => {
                 in_transaction = false;
+                if split.is_some_and(|s| s.position.0 == commit_lsn) {
+                    split_committed = true;
+                    skipping = None;
+                }
                 if commit_lsn > batch.end.0 {
                     batch.end = Position(commit_lsn);
                 }
@@ -398,15 +408,19 @@ fn read_session(
             Message::Other => {}
         }
     }
+    // What the engine holds of a split transaction after this batch.
+    let kept = split.filter(|_| !split_committed);
     if held_back {
         batch.more = true;
-        return Ok((batch, Read::HeldBack));
+        batch.open_position = kept.map(|s| s.position).filter(|&p| p > batch.end);
+        return Ok((batch, Read::HeldBack(kept)));
     }
     let split = if inside {
         // Everything before the open transaction is whole; its position is not.
         batch.end = batch.end.max(after);
         batch.more = true;
-        batch.open_position = Some(position);
+        session.inside = true;
+        session.skip = None;
         Some(Split {
             position,
             row_messages,
@@ -416,8 +430,13 @@ fn read_session(
         // those of tables lakelink does not capture, so the position may move up to there.
         batch.end = batch.end.max(Position(sent_through - 1)).max(after);
         batch.more = cut;
-        None
+        session.inside = false;
+        // A session that has not reached the split transaction yet (the server still decoding
+        // up to it) keeps what it must pass, and the engine keeps what it holds.
+        session.skip = skipping;
+        kept.filter(|_| skipping.is_some())
     };
+    batch.open_position = split.map(|s| s.position);
     session.delivered = batch.end;
     Ok((batch, Read::Whole(split)))
 }
@@ -460,7 +479,8 @@ fn start_session(source: &mut PostgresSource, after: Position) -> Result<Session
                 return Ok(Session {
                     stream,
                     delivered: after,
-                    fresh: true,
+                    skip: source.split,
+                    inside: false,
                     relations: HashMap::new(),
                 });
             }

@@ -1,0 +1,67 @@
+//! PostgreSQL with a transaction held open for a long time by another session, end to end.
+//! Kept in a test binary of its own: an open transaction makes every replication slot
+//! created meanwhile wait for it (the other tests create theirs all the time), so these run
+//! alone.
+
+mod support;
+
+use support::pg::*;
+use support::stopped_table::tables;
+
+/// Runs `sql` as the application, on a connection of its own.
+fn application(ws: &PgWorkspace, sql: &str) {
+    ws.client()
+        .batch_execute(sql)
+        .unwrap_or_else(|e| panic!("the application's {sql:?}: {e}"));
+}
+
+/// A table truncated inside a transaction too large for one batch (it stops, which ends the
+/// replication session) while a transaction left open elsewhere holds the slot's restart
+/// position far back: the session that follows the stop must decode a lot before it reaches the split
+/// transaction, and a read can end before it gets there. What the earlier batches held is
+/// still passed over, not written again.
+#[test]
+fn a_split_transaction_resumes_exactly_when_the_new_session_takes_long_to_reach_it() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         CREATE TABLE other (id int PRIMARY KEY, x text);
+         INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three');
+         INSERT INTO other VALUES (1, 'o1');
+         CREATE TABLE filler (x text);",
+    );
+    ws.write_config(
+        "poll_interval = \"20ms\"\nbatch_size = 500",
+        &tables(&["t", "other"]),
+    );
+    ws.sync();
+    let mut open = ws.client();
+    open.batch_execute("BEGIN; INSERT INTO filler VALUES ('held open')")
+        .unwrap();
+    // WAL the new session must decode again (the open transaction pins it).
+    for _ in 0..30 {
+        application(
+            &ws,
+            "INSERT INTO filler SELECT repeat(md5(g::text), 30) FROM generate_series(1, 40000) g",
+        );
+    }
+    application(
+        &ws,
+        "BEGIN;
+         INSERT INTO other SELECT g, 'before' FROM generate_series(1000, 3999) g;
+         TRUNCATE t;
+         INSERT INTO other SELECT g, 'after' FROM generate_series(4000, 6999) g;
+         COMMIT;",
+    );
+    let out = ws.lakelink(&["sync", "--config", "{config}"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TRUNCATE"), "t stops, saying why: {stderr}");
+    let ids: std::collections::BTreeSet<String> = ws
+        .live_files("other")
+        .values()
+        .flatten()
+        .map(|row| row.get(0).expect("Id").0.to_string())
+        .collect();
+    assert_eq!(ids.len(), 6001, "each row of other");
+    assert_eq!(ws.live_row_count("other"), 6001, "once");
+    open.batch_execute("ROLLBACK").unwrap();
+}
