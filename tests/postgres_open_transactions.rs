@@ -44,24 +44,7 @@ fn a_split_transaction_resumes_exactly_when_the_new_session_takes_long_to_reach_
             "INSERT INTO filler SELECT repeat(md5(g::text), 30) FROM generate_series(1, 40000) g",
         );
     }
-    application(
-        &ws,
-        "BEGIN;
-         INSERT INTO other SELECT g, 'before' FROM generate_series(1000, 3999) g;
-         TRUNCATE t;
-         INSERT INTO other SELECT g, 'after' FROM generate_series(4000, 6999) g;
-         COMMIT;",
-    );
-    let out = ws.lakelink(&["sync", "--config", "{config}"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("TRUNCATE"), "t stops, saying why: {stderr}");
-    let ids: std::collections::BTreeSet<String> = ws
-        .live_files("other")
-        .values()
-        .flatten()
-        .map(|row| row.get(0).expect("Id").0.to_string())
-        .collect();
-    assert_eq!(ids.len(), 6001, "each row of other");
-    assert_eq!(ws.live_row_count("other"), 6001, "once");
+    application(&ws, SPLIT_TRUNCATE);
+    assert_split_truncate_synced(&ws);
     open.batch_execute("ROLLBACK").unwrap();
 }

@@ -448,31 +448,8 @@ fn a_table_truncated_inside_a_transaction_larger_than_a_batch_stops_and_the_othe
         &tables(&["t", "other"]),
     );
     ws.sync();
-    application(
-        &ws,
-        "BEGIN;
-         INSERT INTO other SELECT g, 'before' FROM generate_series(1000, 3999) g;
-         TRUNCATE t;
-         INSERT INTO other SELECT g, 'after' FROM generate_series(4000, 6999) g;
-         COMMIT;",
-    );
-    let out = ws.lakelink(&["sync", "--config", "{config}"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("TRUNCATE"), "t stops, saying why: {stderr}");
-    // 1 copied row, 6,000 inserted in the one transaction.
-    assert_eq!(
-        ws.live_row_count("other"),
-        6001,
-        "every change of other once"
-    );
+    application(&ws, SPLIT_TRUNCATE);
+    assert_split_truncate_synced(&ws);
     // Another run (t stays stopped) reads nothing of it again.
-    ws.lakelink(&["sync", "--config", "{config}"]);
-    let ids: std::collections::BTreeSet<String> = ws
-        .live_files("other")
-        .values()
-        .flatten()
-        .map(|row| row.get(0).expect("Id").0.to_string())
-        .collect();
-    assert_eq!(ids.len(), 6001, "each row of other once");
-    assert_eq!(ws.live_row_count("other"), 6001, "and nothing more");
+    assert_split_truncate_synced(&ws);
 }

@@ -9,13 +9,14 @@
 //! `/proc/<pid>/stat` of each backend.
 
 use crate::postgres::{DATABASE, drop_slot, fresh_database, psql, server, write_config_with};
+use crate::trickle::now_unix;
 use anyhow::{Context as _, Result, bail};
 use lakelink_model::csv_row::{CsvReader, Record};
 use lakelink_model::datetime::parse_datetime;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Rows of the table the writer updates.
 const ROWS: u64 = 100_000;
@@ -25,13 +26,6 @@ const RECVLOGICAL_SLOT: &str = "lakelink_bench_recvlogical";
 
 /// Changes per writer transaction.
 const PER_TRANSACTION: u64 = 10;
-
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
-}
 
 /// What one run measured.
 struct Outcome {
@@ -127,17 +121,7 @@ fn run_at(bin: &Path, rate: Option<u64>, held_open: bool, seconds: u64) -> Resul
     let mut client = connect()?;
     let dir = tempfile::tempdir()?;
     let config = write_config_with(&server, dir.path(), "account", "batch_size = 20000")?;
-    let agent = Command::new(bin)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let manifest = dir
-        .path()
-        .join("lake/Microsoft.Athena.TrickleFeedService/account-model.json");
-    wait_until("the agent to link the table", 120, || Ok(manifest.exists()))?;
+    let agent = start_agent(bin, &config, dir.path())?;
     let recvlogical = start_recvlogical(&server)?;
     // One change, so that the agent streams too.
     client.batch_execute("UPDATE account SET balance = balance + 1 WHERE id = 1")?;
@@ -323,17 +307,7 @@ pub fn idle_slot(bin: &Path, mb: u64, report: &mut String) -> Result<()> {
         postgres::Client::connect(&format!("{server} dbname={DATABASE}"), postgres::NoTls)?;
     let dir = tempfile::tempdir()?;
     let config = write_config_with(&server, dir.path(), "account", "")?;
-    let agent = Command::new(bin)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let manifest = dir
-        .path()
-        .join("lake/Microsoft.Athena.TrickleFeedService/account-model.json");
-    wait_until("the agent to link the table", 120, || Ok(manifest.exists()))?;
+    let agent = start_agent(bin, &config, dir.path())?;
     let recvlogical = start_recvlogical(&server)?;
     client.batch_execute("INSERT INTO account VALUES (1, 0, NULL)")?;
     let live = dir.path().join("lake/account/1.csv");
@@ -395,6 +369,20 @@ pub fn idle_slot(bin: &Path, mb: u64, report: &mut String) -> Result<()> {
         mb(after.1)
     );
     Ok(())
+}
+
+/// The agent on `config`, once it has linked the bench's `account` table.
+fn start_agent(bin: &Path, config: &Path, dir: &Path) -> Result<Child> {
+    let agent = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let manifest = dir.join("lake/Microsoft.Athena.TrickleFeedService/account-model.json");
+    wait_until("the agent to link the table", 120, || Ok(manifest.exists()))?;
+    Ok(agent)
 }
 
 /// `pg_recvlogical` streaming the bench's publication through a slot of its own.

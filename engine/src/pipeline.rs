@@ -57,6 +57,8 @@ pub struct Pipeline {
     feeds: BTreeMap<String, TableFeed>,
     by_link: HashMap<LinkId, String>,
     schema_version: Option<i64>,
+    /// The last batch caught up ended inside a position (see [`Trickled::inside_position`]).
+    inside_position: bool,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     /// Configured tables that are refused, or whose link or unlink waits for the source.
@@ -249,6 +251,14 @@ impl Pipeline {
     /// Takes a snapshot now (publishing only if something changed).
     pub fn snapshot(&mut self) -> Result<Option<snapshot::Published>, EngineError> {
         self.catch_up()?;
+        if self.inside_position {
+            // Catching up stopped inside a position only because of shutdown: a snapshot now
+            // would cut a transaction.
+            tracing::info!(
+                "shutdown inside a transaction larger than a batch: no snapshot now; the next start goes on with it"
+            );
+            return Ok(None);
+        }
         self.verify_lock()?;
         let position = match self.common_position() {
             Some(p) => p,

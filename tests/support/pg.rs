@@ -441,3 +441,27 @@ impl Source for PgWorkspace {
         PgWorkspace::write_config(self, engine_extra, tables);
     }
 }
+
+/// One transaction larger than a batch of 500: 6,000 rows of `other` around a TRUNCATE of
+/// `t` (the tables of the schema-change tests).
+pub const SPLIT_TRUNCATE: &str = "BEGIN;
+    INSERT INTO other SELECT g, 'before' FROM generate_series(1000, 3999) g;
+    TRUNCATE t;
+    INSERT INTO other SELECT g, 'after' FROM generate_series(4000, 6999) g;
+    COMMIT;";
+
+/// A sync after [`SPLIT_TRUNCATE`]: `t` stops, naming the TRUNCATE, and `other` holds its
+/// copied row and each of the transaction's 6,000 once.
+pub fn assert_split_truncate_synced(ws: &PgWorkspace) {
+    let out = ws.lakelink(&["sync", "--config", "{config}"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TRUNCATE"), "t stops, saying why: {stderr}");
+    let ids: std::collections::BTreeSet<String> = ws
+        .live_files("other")
+        .values()
+        .flatten()
+        .map(|row| row.get(0).expect("Id").0.to_string())
+        .collect();
+    assert_eq!(ids.len(), 6001, "each row of other");
+    assert_eq!(ws.live_row_count("other"), 6001, "once");
+}

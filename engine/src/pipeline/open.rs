@@ -65,6 +65,7 @@ impl Pipeline {
             feeds: BTreeMap::new(),
             by_link: HashMap::new(),
             schema_version: None,
+            inside_position: false,
             stop,
             metrics,
             pending: PendingLinks::default(),

@@ -163,7 +163,13 @@ impl Pipeline {
             let trickled = self.trickle_once()?;
             total += trickled.changes;
             batches += 1;
+            self.inside_position = trickled.inside_position;
             if trickled.inside_position {
+                if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // Shutdown: the rest of the transaction is read at the next start (the
+                    // snapshot that asked waits for it).
+                    break;
+                }
                 continue;
             }
             if trickled.caught_up || batches >= 1000 {

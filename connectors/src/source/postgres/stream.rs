@@ -239,8 +239,7 @@ fn read_session(
             && (batch.changes.len() >= max || bytes >= BATCH_BYTES)
         {
             // A transaction too large for one batch: its first changes go now, the rest in
-            // the next batches (a read again from the batch's end starts it over, and the
-            // lake's de-duplication skips what was written).
+            // the next batches (see `Split`).
             inside = true;
             break;
         }
