@@ -173,6 +173,20 @@ fn status_names_the_agent_that_holds_the_lake_when_it_does_not_answer() {
     let pid = agent.child.id().to_string();
     // Stopped (SIGSTOP): it holds the lock and cannot answer.
     agent.signal("STOP");
+    // The signal is delivered to each thread as it is scheduled: wait until every thread of
+    // the agent is stopped, or a reply already under way could still go out.
+    wait_for(10, "every thread of the agent to stop", || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                        stat.rsplit_once(')')
+                            .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+                    })
+                })
+            })
+            .unwrap_or(false)
+    });
     let out = ws.lakelink(&["status", "--config", "{config}"]);
     agent.signal("CONT");
     let text = String::from_utf8_lossy(&out.stdout);
