@@ -9,10 +9,8 @@
 //! `/proc/<pid>/stat` of each backend.
 
 use crate::postgres::{DATABASE, drop_slot, fresh_database, psql, server, write_config_with};
-use crate::trickle::now_unix;
+use crate::trickle::{Latencies, now_unix};
 use anyhow::{Context as _, Result, bail};
-use lakelink_model::csv_row::{CsvReader, Record};
-use lakelink_model::datetime::parse_datetime;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -219,34 +217,14 @@ fn run_at(bin: &Path, rate: Option<u64>, held_open: bool, seconds: u64) -> Resul
     )?;
     drop_slot(&server)?;
 
-    let mut reader = CsvReader::new(std::io::BufReader::new(std::fs::File::open(&live)?), 0);
-    let mut record = Record::default();
-    let mut latencies = Vec::with_capacity(written as usize);
-    let (mut first_commit, mut last_write) = (f64::MAX, 0f64);
-    while reader.read_record(&mut record)? {
-        // Id, SinkCreatedOn, SinkModifiedOn, id, balance, committed_at, ...
-        let Some(committed) = record.get(5).and_then(|(t, _)| t.parse::<f64>().ok()) else {
-            continue;
-        };
-        let sink = record
-            .get(2)
-            .and_then(|(t, _)| parse_datetime(t))
-            .context("SinkModifiedOn")?;
-        let sink = sink.unix_nanos() as f64 / 1e9;
-        first_commit = first_commit.min(committed);
-        last_write = last_write.max(sink);
-        latencies.push((sink - committed).max(0.0) * 1000.0);
-    }
-    if latencies.is_empty() {
-        bail!("no timed change in the lake");
-    }
-    latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    // Id, SinkCreatedOn, SinkModifiedOn, id, balance, committed_at, ...; the copied rows
+    // have no commit time.
+    let timed = Latencies::read(&live, 5, true)?;
     Ok(Outcome {
         written,
-        sustained: written as f64 / (last_write - first_commit).max(1e-9),
-        p50_ms: at(0.50),
-        p99_ms: at(0.99),
+        sustained: timed.sustained(written),
+        p50_ms: timed.at(0.50),
+        p99_ms: timed.at(0.99),
         catch_up,
         lakelink_walsender: cpu_after.0 - cpu_before.0,
         lakelink_sql: cpu_after.1 - cpu_before.1,

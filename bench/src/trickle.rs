@@ -122,33 +122,70 @@ fn run_at(bin: &Path, rate: Option<u64>, seconds: u64) -> Result<Outcome> {
         .status();
     agent.wait()?;
 
-    let mut reader = CsvReader::new(std::io::BufReader::new(std::fs::File::open(&live)?), 0);
-    let mut record = Record::default();
-    let mut latencies = Vec::with_capacity(written as usize);
-    let (mut first_commit, mut last_write) = (f64::MAX, 0f64);
-    while reader.read_record(&mut record)? {
-        let sink = record
-            .get(2)
-            .and_then(|(t, _)| parse_datetime(t))
-            .context("SinkModifiedOn")?;
-        let sink = sink.unix_nanos() as f64 / 1e9;
-        let committed: f64 = record
-            .get(6)
-            .and_then(|(t, _)| t.parse().ok())
-            .context("committed_at")?;
-        first_commit = first_commit.min(committed);
-        last_write = last_write.max(sink);
-        latencies.push((sink - committed).max(0.0) * 1000.0);
-    }
-    latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    let timed = Latencies::read(&live, 6, false)?;
     Ok(Outcome {
         written,
-        sustained: written as f64 / (last_write - first_commit).max(1e-9),
-        p50_ms: at(0.50),
-        p99_ms: at(0.99),
-        max_ms: latencies.last().copied().unwrap_or_default(),
+        sustained: timed.sustained(written),
+        p50_ms: timed.at(0.50),
+        p99_ms: timed.at(0.99),
+        max_ms: timed.at(1.0),
     })
+}
+
+/// The latency of each row of a live file from its writer's commit (the time in column
+/// `committed_at`) to its write in the lake (`SinkModifiedOn`), sorted.
+pub struct Latencies {
+    sorted_ms: Vec<f64>,
+    first_commit: f64,
+    last_write: f64,
+}
+
+impl Latencies {
+    /// Reads `live`; rows without a commit time are skipped when `untimed_rows` (rows the
+    /// initial copy wrote), and an error otherwise.
+    pub fn read(live: &Path, committed_at: usize, untimed_rows: bool) -> Result<Latencies> {
+        let mut reader = CsvReader::new(std::io::BufReader::new(std::fs::File::open(live)?), 0);
+        let mut record = Record::default();
+        let mut sorted_ms = Vec::new();
+        let (mut first_commit, mut last_write) = (f64::MAX, 0f64);
+        while reader.read_record(&mut record)? {
+            let committed = record
+                .get(committed_at)
+                .and_then(|(t, _)| t.parse::<f64>().ok());
+            let committed = match committed {
+                Some(c) => c,
+                None if untimed_rows => continue,
+                None => bail!("a row without committed_at"),
+            };
+            let sink = record
+                .get(2)
+                .and_then(|(t, _)| parse_datetime(t))
+                .context("SinkModifiedOn")?;
+            let sink = sink.unix_nanos() as f64 / 1e9;
+            first_commit = first_commit.min(committed);
+            last_write = last_write.max(sink);
+            sorted_ms.push((sink - committed).max(0.0) * 1000.0);
+        }
+        if sorted_ms.is_empty() {
+            bail!("no timed change in the lake");
+        }
+        sorted_ms.sort_by(f64::total_cmp);
+        Ok(Latencies {
+            sorted_ms,
+            first_commit,
+            last_write,
+        })
+    }
+
+    /// The latency at quantile `q` (1.0: the largest), in ms.
+    pub fn at(&self, q: f64) -> f64 {
+        self.sorted_ms[((self.sorted_ms.len() - 1) as f64 * q) as usize]
+    }
+
+    /// `written` changes over the time from the first commit to the last write.
+    pub fn sustained(&self, written: u64) -> f64 {
+        written as f64 / (self.last_write - self.first_commit).max(1e-9)
+    }
 }
 
 /// Every rate, as a report section.
