@@ -6,7 +6,6 @@
 mod support;
 
 use support::pg::*;
-use support::stopped_table::tables;
 
 /// Runs `sql` as the application, on a connection of its own.
 fn application(ws: &PgWorkspace, sql: &str) {
@@ -15,23 +14,19 @@ fn application(ws: &PgWorkspace, sql: &str) {
         .unwrap_or_else(|e| panic!("the application's {sql:?}: {e}"));
 }
 
-/// A table truncated inside a transaction too large for one batch (it stops, which ends the
-/// replication session) while a transaction left open elsewhere holds the slot's restart
-/// position far back: the session that follows the stop must decode a lot before it reaches the split
+/// A table stopped inside a transaction too large for one batch (which ends the replication
+/// session), another truncated in it, while a transaction left open elsewhere holds the slot's
+/// restart position far back: the session that follows the stop must decode a lot before it reaches the split
 /// transaction, and a read can end before it gets there. What the earlier batches held is
 /// still passed over, not written again.
 #[test]
 fn a_split_transaction_resumes_exactly_when_the_new_session_takes_long_to_reach_it() {
-    let ws = PgWorkspace::new(
-        "CREATE TABLE t (id int PRIMARY KEY, v text);
-         CREATE TABLE other (id int PRIMARY KEY, x text);
-         INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three');
-         INSERT INTO other VALUES (1, 'o1');
-         CREATE TABLE filler (x text);",
-    );
+    let ws = PgWorkspace::new(&format!(
+        "{SPLIT_TRUNCATE_SCHEMA} CREATE TABLE filler (x text);"
+    ));
     ws.write_config(
         "poll_interval = \"20ms\"\nbatch_size = 500",
-        &tables(&["t", "other"]),
+        SPLIT_TRUNCATE_TABLES,
     );
     ws.sync();
     let mut open = ws.client();

@@ -138,32 +138,6 @@ fn a_table_dropped_and_created_again_while_the_agent_was_stopped_stops_at_the_ne
     assert_lake_matches_source(&ws, "t", "id", plain);
 }
 
-#[test]
-fn a_table_truncated_while_the_agent_runs_stops_with_one_line_and_the_others_flow() {
-    // This replaces a test that asserted the table kept flowing after a warning: the lake then
-    // held rows the source had truncated, which no reader could tell.
-    let ws = t_and_other();
-    t_stops_while_running_after(
-        &ws,
-        "TRUNCATE t; INSERT INTO t VALUES (10, 'ten');",
-        &["TRUNCATE"],
-    );
-}
-
-#[test]
-fn a_truncated_table_stops_with_one_line_and_the_others_flow() {
-    // Until TRUNCATE is written as deletes, a truncated table must not keep flowing with rows
-    // the source no longer has: it stops, saying so, with its changes before the TRUNCATE.
-    let ws = t_and_other();
-    t_stops_at_sync_after(
-        &ws,
-        "TRUNCATE t; INSERT INTO t VALUES (10, 'ten');",
-        &["TRUNCATE"],
-    );
-    relink(&ws, ENGINE, &tables(&["other"]), &tables(&["t", "other"]));
-    assert_lake_matches_source(&ws, "t", "id", plain);
-}
-
 // Columns added with a default.
 
 /// What the application does to `t`: three columns added with defaults (PostgreSQL keeps
@@ -433,23 +407,4 @@ fn the_partition_column_dropped_stops_the_table() {
         "ALTER TABLE t DROP COLUMN createdon; UPDATE t SET v = 'uno' WHERE id = 1;",
         &["dropped"],
     );
-}
-
-/// A table truncated inside a transaction too large for one batch, which also writes another
-/// table: the truncated table stops (which ends the replication session), and the other's
-/// changes of that transaction still reach the lake exactly once, the new session going on
-/// past what the earlier batches held.
-#[test]
-fn a_table_truncated_inside_a_transaction_larger_than_a_batch_stops_and_the_others_rows_arrive_once()
- {
-    let ws = t_and_other();
-    ws.write_config(
-        &format!("{ENGINE}\nbatch_size = 500"),
-        &tables(&["t", "other"]),
-    );
-    ws.sync();
-    application(&ws, SPLIT_TRUNCATE);
-    assert_split_truncate_synced(&ws);
-    // Another run (t stays stopped) reads nothing of it again.
-    assert_split_truncate_synced(&ws);
 }

@@ -15,6 +15,11 @@ use std::ops::ControlFlow;
 trait Database {
     fn execute(&mut self, sql: &str);
     fn open(&self) -> Box<dyn Source>;
+    /// Whether the database can empty a table in one step, without a change per row
+    /// (`TRUNCATE`; SQLite's `DELETE` without `WHERE` fires the capture triggers for each row).
+    fn truncates(&self) -> bool {
+        false
+    }
 }
 
 struct Sqlite {
@@ -54,6 +59,9 @@ impl Database for Postgres {
     }
     fn open(&self) -> Box<dyn Source> {
         Box::new(PostgresSource::open(&self.config).expect("open the PostgreSQL source"))
+    }
+    fn truncates(&self) -> bool {
+        true
     }
 }
 
@@ -323,7 +331,26 @@ fn the_contract_holds(db: &mut dyn Database) {
         expected.into_iter().map(Value::Integer).collect::<Vec<_>>(),
         "a dropped batch is read again from its position's first change, then the rest once"
     );
-    let end = at.end;
+    let mut end = at.end;
+
+    // A table emptied in one step: one truncate change in its place among its position's.
+    if db.truncates() {
+        db.execute(
+            "BEGIN; INSERT INTO item VALUES (21, 'x', '2026-01-01 00:00:00'); TRUNCATE item;
+             INSERT INTO item VALUES (22, 'y', '2026-01-01 00:00:00'); COMMIT;",
+        );
+        let (changes, truncated) = read_all(source.as_mut(), end, 1000);
+        let kinds: Vec<ChangeKind> = changes.iter().map(|c| c.1).collect();
+        assert_eq!(
+            kinds,
+            [ChangeKind::Insert, ChangeKind::Truncate, ChangeKind::Insert]
+        );
+        assert!(
+            changes.iter().all(|c| c.0 == changes[0].0),
+            "one transaction, one position"
+        );
+        end = truncated;
+    }
 
     // Removed: the table's changes are no longer reported.
     source.remove_capture(spec.link, &"item".into()).unwrap();

@@ -8,6 +8,7 @@ use lakelink_model::schema::{Attribute, TableSchema};
 use std::collections::BTreeMap;
 
 /// A linked table as the lake holds it durably.
+#[derive(Clone)]
 pub struct LinkedTable {
     /// The table's link.
     pub record: LinkRecord,

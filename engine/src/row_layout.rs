@@ -4,7 +4,7 @@
 
 use lakelink_model::FieldKind;
 use lakelink_model::change::Position;
-use lakelink_model::csv_row::RowWriter;
+use lakelink_model::csv_row::{Record, RowWriter};
 use lakelink_model::schema::{Attribute, AttributeRole, TableSchema};
 use lakelink_model::value::Value;
 use lakelink_model::value_codec::write_value;
@@ -63,6 +63,37 @@ impl RowLayout {
             |i| (Some(i) == partition_column).then_some(partition_value),
             true,
         );
+    }
+
+    /// Appends a delete record for a row the lake holds, read back as `row` (its fields in
+    /// attribute order): its Id and partition column are written as they stand there.
+    pub fn delete_row_as_read(
+        &mut self,
+        out: &mut Vec<u8>,
+        row: &Record,
+        position: Position,
+        written_at: &str,
+    ) {
+        let mut w = RowWriter::new(out);
+        for (i, a) in self.attributes.iter().enumerate() {
+            let as_read = match a.role {
+                AttributeRole::Id => true,
+                AttributeRole::Column(c) => Some(c) == self.partition_column,
+                _ => false,
+            };
+            match (as_read, row.get(i)) {
+                (true, Some((text, quoted))) => w.field(text, quoted),
+                _ => match a.role {
+                    AttributeRole::SinkCreatedOn | AttributeRole::SinkModifiedOn => {
+                        w.quoted(written_at)
+                    }
+                    AttributeRole::VersionNumber => w.raw(itoa::Buffer::new().format(position.0)),
+                    AttributeRole::IsDelete => w.raw("True"),
+                    _ => w.null(),
+                },
+            }
+        }
+        w.finish();
     }
 
     fn write<'v>(

@@ -8,6 +8,8 @@
 //! checkpointed table position; a row whose position is before the file's last, or one of
 //! the first `rows_at_last` rows at exactly that position, is already in the file.
 
+mod truncate;
+
 use crate::error::EngineError;
 use crate::linked_table::LinkedTable;
 use crate::row_layout::RowLayout;
@@ -41,6 +43,10 @@ struct FileCursor {
     buffered_rows: u64,
     last: Position,
     rows_at_last: u64,
+    /// The position of the last row this delivery pushed (written or skipped), and how many
+    /// it pushed at that position: the first that many rows at it in the file, once flushed.
+    /// A `TRUNCATE` reads the file back to there and no further.
+    delivered: Option<(Position, u64)>,
 }
 
 impl FileCursor {
@@ -52,6 +58,7 @@ impl FileCursor {
             rows_at_last: durable.rows_at_last,
             buffer: Vec::new(),
             buffered_rows: 0,
+            delivered: None,
         }
     }
 }
@@ -183,8 +190,9 @@ impl TableFeed {
 
     /// Adds the rows of one captured change; refuses (writing nothing) a change whose new key
     /// cannot be an `Id` of its own.
+    /// A truncate is not one: see [`TableFeed::truncate`].
     pub fn apply(&mut self, change: &Change, written_at: &str) -> Result<(), String> {
-        if change.kind != ChangeKind::Delete
+        if matches!(change.kind, ChangeKind::Insert | ChangeKind::Update)
             && let Some(problem) = table_schema::key_problem(&self.table.record.schema, &change.row)
         {
             return Err(problem);
@@ -219,6 +227,10 @@ impl TableFeed {
                     layout.image_row(out, &id, &change.row, position, written_at)
                 });
             }
+            ChangeKind::Truncate => {
+                // Routed to `TableFeed::truncate`, which reads the lake; never reached.
+                return Err("a TRUNCATE reached the row writer instead of the lake's listing of its rows; relink the table".into());
+            }
             ChangeKind::Delete => {
                 let (old_id, old_partition) = old();
                 self.push(&old_partition, position, |layout, out| {
@@ -243,6 +255,10 @@ impl TableFeed {
         if durable.len == 0 && cursor.buffer.is_empty() {
             self.new_partitions = true;
         }
+        cursor.delivered = match cursor.delivered {
+            Some((at, rows)) if at == position => Some((at, rows + 1)),
+            _ => Some((position, 1)),
+        };
         if position < durable.last_position {
             return;
         }

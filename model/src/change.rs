@@ -33,6 +33,10 @@ pub enum ChangeKind {
     Update,
     /// A removed row.
     Delete,
+    /// Every row of the table removed at once (PostgreSQL's `TRUNCATE`): the lake writes a
+    /// delete record, at this change's position, for every row it holds live at this point of
+    /// the position (after the changes of the same position before it, before those after).
+    Truncate,
 }
 
 /// One captured change of one row.
@@ -45,12 +49,14 @@ pub struct Change {
     /// Insert, update or delete.
     pub kind: ChangeKind,
     /// The row after the change, one value per source column in source order (insert and
-    /// update); empty for a delete. Shorter than the table's current schema when columns
+    /// update); empty for a delete and a truncate. Shorter than the table's current schema when columns
     /// were added after the change was captured; the missing values are NULL.
     pub row: Vec<Value>,
-    /// The key column values before the change (update and delete), in key order.
+    /// The key column values before the change (update and delete), in key order; empty for
+    /// a truncate.
     pub old_key: Vec<Value>,
-    /// The partition column's value before the change (update and delete).
+    /// The partition column's value before the change (update and delete); NULL for a
+    /// truncate.
     pub old_partition: Value,
 }
 

@@ -70,6 +70,9 @@ pub enum ExistingRows {
 ///   instance (a restart), a read delivers its changes again, those of a position split across
 ///   batches from its first, in the same order, so that the lake's per-file de-duplication
 ///   skips what was written.
+/// - A source that can remove every row of a table in one step without a change per row
+///   (PostgreSQL's `TRUNCATE`) reports it as one [`crate::change::ChangeKind::Truncate`] change of each
+///   linked table it emptied, in its place among the changes of its position.
 /// - [`Source::acknowledge`] tells the source that everything up to `upto` is durable in the
 ///   lake, so it may discard it. Until then a
 ///   change stays readable, whatever crashes.

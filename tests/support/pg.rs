@@ -258,6 +258,40 @@ fn random_change(
 ) {
     let year = |s: &str| s[..4].to_string();
     let month = |s: &str| s[..7].to_string();
+    if rng.random_range(0..150) == 0 {
+        // Now and then a table is emptied: one delete record for each row it held, in its
+        // place among its transaction's changes (an insert before and one after it).
+        let (table, n) = if rng.random_range(0..2) == 0 {
+            *next_id += 2;
+            let mut t = client.transaction().unwrap();
+            t.execute(
+                "INSERT INTO tag VALUES ('o1', $1, 1)",
+                &[&format!("label {}", *next_id - 1)],
+            )
+            .unwrap();
+            let held: i64 = t.query_one("SELECT count(*) FROM tag", &[]).unwrap().get(0);
+            t.batch_execute("TRUNCATE tag").unwrap();
+            t.execute(
+                "INSERT INTO tag VALUES ('o2', $1, 2)",
+                &[&format!("label {next_id}")],
+            )
+            .unwrap();
+            t.commit().unwrap();
+            ("tag", 1 + held as usize + 1)
+        } else {
+            let mut t = client.transaction().unwrap();
+            let held: i64 = t
+                .query_one("SELECT count(*) FROM contact", &[])
+                .unwrap()
+                .get(0);
+            t.batch_execute("TRUNCATE contact").unwrap();
+            t.commit().unwrap();
+            ("contact", held as usize)
+        };
+        expected.add(table, n);
+        expected.truncates += 1;
+        return;
+    }
     if rng.random_range(0..40) == 0 {
         // Now and then one transaction changes every account: larger than a batch once the
         // table has grown, so it reaches the lake in several batches at one position.
@@ -442,20 +476,41 @@ impl Source for PgWorkspace {
     }
 }
 
-/// One transaction larger than a batch of 500: 6,000 rows of `other` around a TRUNCATE of
-/// `t` (the tables of the schema-change tests).
+/// The tables of [`SPLIT_TRUNCATE`]: `t` (three rows), `other` (one) and `note`, keyed by a
+/// column that may be NULL.
+pub const SPLIT_TRUNCATE_SCHEMA: &str = "
+    CREATE TABLE t (id int PRIMARY KEY, v text);
+    CREATE TABLE other (id int PRIMARY KEY, x text);
+    CREATE TABLE note (owner text, body text);
+    ALTER TABLE note REPLICA IDENTITY FULL;
+    INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three');
+    INSERT INTO other VALUES (1, 'o1');
+    INSERT INTO note VALUES ('o', 'kept');";
+
+/// The config's tables for [`SPLIT_TRUNCATE_SCHEMA`].
+pub const SPLIT_TRUNCATE_TABLES: &str = "[[table]]\nname = \"t\"\n\n[[table]]\nname = \"other\"\n\n[[table]]\nname = \"note\"\nkey = [\"owner\"]\n";
+
+/// One transaction larger than a batch of 500: 6,000 rows of `other` around a TRUNCATE of `t`
+/// (then one row of it) and a row of `note` with no key, which stops `note` and so ends the
+/// replication session in the middle of the transaction.
 pub const SPLIT_TRUNCATE: &str = "BEGIN;
     INSERT INTO other SELECT g, 'before' FROM generate_series(1000, 3999) g;
     TRUNCATE t;
+    INSERT INTO t VALUES (10, 'ten');
+    INSERT INTO note VALUES (NULL, 'no key');
     INSERT INTO other SELECT g, 'after' FROM generate_series(4000, 6999) g;
     COMMIT;";
 
-/// A sync after [`SPLIT_TRUNCATE`]: `t` stops, naming the TRUNCATE, and `other` holds its
-/// copied row and each of the transaction's 6,000 once.
+/// A sync after [`SPLIT_TRUNCATE`]: `note` stops, naming its NULL key, with the row it held
+/// kept; `t` holds one delete record of each of its three rows and the row after, and `other`
+/// its copied row and each of the transaction's 6,000, once.
 pub fn assert_split_truncate_synced(ws: &PgWorkspace) {
     let out = ws.lakelink(&["sync", "--config", "{config}"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("TRUNCATE"), "t stops, saying why: {stderr}");
+    assert!(
+        stderr.contains("note") && stderr.contains("NULL"),
+        "note stops, saying why: {stderr}"
+    );
     let ids: std::collections::BTreeSet<String> = ws
         .live_files("other")
         .values()
@@ -464,4 +519,31 @@ pub fn assert_split_truncate_synced(ws: &PgWorkspace) {
         .collect();
     assert_eq!(ids.len(), 6001, "each row of other");
     assert_eq!(ws.live_row_count("other"), 6001, "once");
+    let t: Vec<(String, bool)> = ws
+        .live_files("t")
+        .values()
+        .flatten()
+        .map(|row| {
+            let deleted = row.iter().any(|(text, _)| text == "True");
+            (row.get(0).expect("Id").0.to_string(), deleted)
+        })
+        .collect();
+    let expected: Vec<(String, bool)> = [
+        ("1", false),
+        ("2", false),
+        ("3", false),
+        ("1", true),
+        ("2", true),
+        ("3", true),
+        ("10", false),
+    ]
+    .iter()
+    .map(|(id, deleted)| (id.to_string(), *deleted))
+    .collect();
+    assert_eq!(
+        t, expected,
+        "t: its copy, one delete record each, the row after"
+    );
+    assert_lake_matches_source(ws, "t", "id", super::workload::plain);
+    assert_eq!(ws.live_row_count("note"), 1, "note keeps what it held");
 }

@@ -40,10 +40,13 @@ key = ["owner", "label"]
 "#;
 
 /// Counts the live rows each table should have: one per change, plus one delete record for
-/// every update that moves a row to another partition or changes its key.
+/// every update that moves a row to another partition or changes its key, and for every row a
+/// `TRUNCATE` removed.
 #[derive(Default, Clone)]
 pub struct Expected {
     pub live_rows: BTreeMap<&'static str, usize>,
+    /// Tables emptied by a `TRUNCATE` (where the source has one), for the run's report.
+    pub truncates: usize,
 }
 
 impl Expected {
@@ -264,15 +267,19 @@ impl Application for Connection {
 }
 
 /// Folds a table's live files (every change, in order) into the latest image per Id, and
-/// checks positions never go back within a file.
+/// checks positions never go back within a file. Within a file the later row wins; across
+/// files the later position, and at one position an image over a delete record (a change that
+/// moves a row writes a delete record to the old partition and the image to the new one).
 pub fn fold_live_files(ws: &Workspace, table: &str) -> (BTreeMap<String, Record>, usize) {
     let model = ws.model();
     let version = attribute_index(&model, table, "versionnumber");
     let is_delete = attribute_index(&model, table, "IsDelete");
+    // Each Id's last row in each file: its position and its image (empty: deleted).
     let mut state: BTreeMap<String, (i64, Record)> = BTreeMap::new();
     let mut rows = 0;
     for (partition, records) in ws.live_files(table) {
         let mut last = i64::MIN;
+        let mut in_file: BTreeMap<String, (i64, Record)> = BTreeMap::new();
         for r in records {
             rows += 1;
             let position: i64 = r.get(version).unwrap().0.parse().expect("versionnumber");
@@ -283,25 +290,18 @@ pub fn fold_live_files(ws: &Workspace, table: &str) -> (BTreeMap<String, Record>
             last = position;
             let id = r.get(0).unwrap().0.to_string();
             let deleted = r.get(is_delete).is_some_and(|(t, _)| t == "True");
-            let entry = state.entry(id.clone());
-            match entry {
+            in_file.insert(id, (position, if deleted { Record::default() } else { r }));
+        }
+        for (id, (position, r)) in in_file {
+            match state.entry(id) {
                 std::collections::btree_map::Entry::Occupied(mut e) => {
-                    // Across partitions the later change wins. A change that moves a row
-                    // writes a delete record to the old partition and the image to the new
-                    // one at the same position: there the image wins.
                     let (seen_at, seen) = e.get();
-                    if position > *seen_at
-                        || (position == *seen_at && (seen.is_empty() || !deleted))
-                    {
-                        if deleted {
-                            e.insert((position, Record::default()));
-                        } else {
-                            e.insert((position, r));
-                        }
+                    if position > *seen_at || (position == *seen_at && seen.is_empty()) {
+                        e.insert((position, r));
                     }
                 }
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert((position, if deleted { Record::default() } else { r }));
+                    e.insert((position, r));
                 }
             }
         }

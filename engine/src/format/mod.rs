@@ -24,6 +24,7 @@ pub mod cdm_csv;
 use crate::error::EngineError;
 use crate::linked_table::LinkedTable;
 use lakelink_model::change::Position;
+use lakelink_model::csv_row::Record;
 use lakelink_model::lake::Lake;
 use lakelink_model::lake_path::LakePath;
 use std::collections::BTreeMap;
@@ -74,6 +75,21 @@ pub trait SnapshotFormat: Send + Sync {
         generation: u64,
         memory: usize,
     ) -> Result<(), EngineError>;
+
+    /// Calls `visit` with each row `table`'s `partition` holds live at its live file's length
+    /// `upto` (each Id's latest image, deleted Ids left out), in Id order, as its fields in
+    /// attribute order (a row written before a column was added has fewer); returns how many.
+    /// `upto` is at or past the partition's last snapshot cut. Sorts in about `memory` bytes.
+    /// For a `TRUNCATE`, whose delete records name every row the lake holds.
+    fn visit_live_rows(
+        &self,
+        lake: &dyn Lake,
+        table: &LinkedTable,
+        partition: &str,
+        upto: u64,
+        memory: usize,
+        visit: &mut dyn FnMut(&Record) -> Result<(), EngineError>,
+    ) -> Result<u64, EngineError>;
 
     /// Publishes `generation`: every table, cut at `position`, each partition in the
     /// generation `files` names.

@@ -3,9 +3,10 @@
 
 use super::{FLUSH_BYTES, Pipeline, Trickled, now_text};
 use crate::error::EngineError;
+use crate::snapshot::SNAPSHOT_MEMORY;
 use crate::state::HistoryMark;
 use crate::table_feed::BatchProgress;
-use lakelink_model::change::{LinkId, Position};
+use lakelink_model::change::{ChangeKind, LinkId, Position};
 use std::collections::{BTreeMap, HashMap};
 
 impl Pipeline {
@@ -86,6 +87,17 @@ impl Pipeline {
                 .get(&change.link)
                 .is_some_and(|&at| change.position >= at)
             {
+                continue;
+            }
+            if change.kind == ChangeKind::Truncate {
+                files.extend(feed.truncate(
+                    self.lake.as_ref(),
+                    self.format.as_ref(),
+                    change.position,
+                    &now,
+                    SNAPSHOT_MEMORY,
+                    FLUSH_BYTES,
+                )?);
                 continue;
             }
             if let Err(problem) = feed.apply(change, &now) {

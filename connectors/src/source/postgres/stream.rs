@@ -388,20 +388,27 @@ fn read_session(
             }
             Message::Truncate { oids } => {
                 row_messages += 1;
-                // Writing a TRUNCATE as a delete for every row the lake holds is not done
-                // yet; going on would leave the lake with rows the table no longer has, so
-                // the table stops, its changes of the transactions before this one written.
+                if position <= after {
+                    continue;
+                }
+                // One change per linked table the TRUNCATE emptied, in its place among the
+                // transaction's changes: the engine writes a delete record for every row the
+                // lake holds of it at this point.
                 for oid in oids {
                     let Some(&link) = by_oid.get(&oid) else {
                         continue;
                     };
-                    if position > after && !batch.broken.iter().any(|b| b.link == link) {
-                        batch.broken.push(BrokenLink {
-                            link,
-                            position,
-                            reason: "was emptied by TRUNCATE, which lakelink does not yet write to the lake as deletes, so its entity would keep rows the table no longer has".into(),
-                        });
+                    if batch.broken.iter().any(|b| b.link == link) {
+                        continue;
                     }
+                    batch.changes.push(Change {
+                        position,
+                        link,
+                        kind: ChangeKind::Truncate,
+                        row: Vec::new(),
+                        old_key: Vec::new(),
+                        old_partition: Value::Null,
+                    });
                 }
             }
             Message::Other => {}

@@ -128,21 +128,71 @@ pub fn write_in_place(
     input: &InPlaceInput<'_>,
     out: &mut dyn Write,
 ) -> Result<u64, EngineError> {
-    let csv_err = |path: &LakePath| {
-        let path = path.to_string();
-        move |source| EngineError::Csv {
-            path: path.clone(),
-            source,
-        }
-    };
     if input.previous.is_none()
         && let Some(rows) = rows_if_already_in_place(lake, input)?
     {
         // The live rows are the snapshot as they stand: the same bytes, with no sort.
         let mut live = lake.read(input.live, input.from, Some(input.to))?;
-        std::io::copy(&mut live, out).map_err(|e| csv_err(input.live)(e.into()))?;
+        std::io::copy(&mut live, out).map_err(|e| csv_error(input.live)(e.into()))?;
         return Ok(rows);
     }
+    let mut scratch = (Record::default(), Vec::new());
+    merge(lake, input, &mut |row, created| {
+        write_row(out, row, created, input.fills, &mut scratch).map_err(csv_error(input.live))
+    })
+}
+
+/// Calls `visit` with each row of the partition's state at the cut, in Id order, parsed (a row
+/// written before a column was added has fewer fields); returns the number of rows.
+pub fn visit_in_place(
+    lake: &dyn Lake,
+    input: &InPlaceInput<'_>,
+    visit: &mut dyn FnMut(&Record) -> Result<(), EngineError>,
+) -> Result<u64, EngineError> {
+    let mut record = Record::default();
+    if input.previous.is_none() && rows_if_already_in_place(lake, input)?.is_some() {
+        // Each live row is in the state, in order: read them as they stand, with no sort.
+        let mut live = CsvReader::new(
+            lake.read(input.live, input.from, Some(input.to))?,
+            input.from,
+        );
+        let mut rows = 0;
+        while live
+            .read_record(&mut record)
+            .map_err(csv_error(input.live))?
+        {
+            visit(&record)?;
+            rows += 1;
+        }
+        return Ok(rows);
+    }
+    merge(lake, input, &mut |row, _| {
+        row.parse(&mut record).map_err(csv_error(input.live))?;
+        visit(&record)
+    })
+}
+
+/// The error for a CSV problem in the file at `path`.
+fn csv_error(path: &LakePath) -> impl Fn(CsvError) -> EngineError + use<> {
+    let path = path.to_string();
+    move |source| EngineError::Csv {
+        path: path.clone(),
+        source,
+    }
+}
+
+/// Takes one row of a merged state and the `SinkCreatedOn` to write in place of its own.
+type EmitRow<'e> = dyn FnMut(&RawRow, Option<&str>) -> Result<(), EngineError> + 'e;
+
+/// Merges the previous snapshot with the sorted changes and hands each row of the state at the
+/// cut to `emit`, in Id order, with the `SinkCreatedOn` to write in place of its own (`None`:
+/// its own); returns the number of rows.
+fn merge(
+    lake: &dyn Lake,
+    input: &InPlaceInput<'_>,
+    emit: &mut EmitRow<'_>,
+) -> Result<u64, EngineError> {
+    let csv_err = csv_error;
     let mut sorter = SpillSorter::new(input.sort_budget);
     let mut changes = RowReader::new(
         CsvReader::new(
@@ -179,8 +229,7 @@ pub fn write_in_place(
         }
     };
 
-    let out_err = |e: CsvError| csv_err(input.live)(e);
-    let mut scratch = (Record::default(), Vec::new());
+    let mut scratch = Record::default();
     let mut next_previous = read_previous(&mut previous)?;
     let mut next_change = sorted.next_item().map_err(csv_err(input.live))?;
     let mut rows = 0;
@@ -193,7 +242,7 @@ pub fn write_in_place(
         };
         if take_previous_only {
             if let Some((_, row)) = next_previous.take() {
-                write_row(out, &row, None, input.fills, &mut scratch).map_err(out_err)?;
+                emit(&row, None)?;
                 rows += 1;
             }
             next_previous = read_previous(&mut previous)?;
@@ -226,7 +275,10 @@ pub fn write_in_place(
                 if let Some(old) = &image
                     && created.is_none()
                 {
-                    created = Some(old.sink_created_on(&mut scratch.0).map_err(out_err)?);
+                    created = Some(
+                        old.sink_created_on(&mut scratch)
+                            .map_err(csv_err(input.live))?,
+                    );
                 }
                 image = Some(c.row);
             }
@@ -237,7 +289,7 @@ pub fn write_in_place(
             }
         }
         if let Some(row) = image {
-            write_row(out, &row, created.as_deref(), input.fills, &mut scratch).map_err(out_err)?;
+            emit(&row, created.as_deref())?;
             rows += 1;
         }
     }
@@ -269,6 +321,54 @@ mod tests {
         let mut out = Vec::new();
         write_in_place(&lake, &input, &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    /// The Ids `visit_in_place` gives for `live` over `previous`, and the state
+    /// `write_in_place` writes.
+    fn visited_and_written(previous: Option<&str>, live: &str) -> (Vec<String>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = LocalLake::open(dir.path(), None).unwrap();
+        let path = LakePath::from_raw("t/1.csv");
+        lake.append(&path, 0, live.as_bytes()).unwrap();
+        let previous_path = LakePath::from_raw("t/Snapshot/1_1.csv");
+        if let Some(rows) = previous {
+            lake.append(&previous_path, 0, rows.as_bytes()).unwrap();
+        }
+        let input = InPlaceInput {
+            previous: previous.map(|_| &previous_path),
+            live: &path,
+            from: 0,
+            to: live.len() as u64,
+            is_delete: 3,
+            integer_ids: true,
+            sort_budget: 1 << 20,
+            fills: &[],
+        };
+        let mut ids = Vec::new();
+        let visited = visit_in_place(&lake, &input, &mut |row| {
+            ids.push(row.get(0).unwrap().0.to_string());
+            Ok(())
+        })
+        .unwrap();
+        let mut out = Vec::new();
+        let written = write_in_place(&lake, &input, &mut out).unwrap();
+        assert_eq!(visited, written);
+        (ids, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn the_rows_visited_are_the_rows_a_snapshot_writes() {
+        // Already in place: the live rows as they stand.
+        let (ids, written) = visited_and_written(None, "1,\"c1\",a,\n2,\"c2\",b,\n");
+        assert_eq!(ids, ["1", "2"]);
+        assert_eq!(written, "1,\"c1\",a,\n2,\"c2\",b,\n");
+        // Merged over a previous state: deleted Ids left out, a new one in its place.
+        let (ids, written) = visited_and_written(
+            Some("1,\"c1\",a,\n5,\"c5\",e,\n9,\"c9\",i,\n"),
+            "5,\"c6\",,True\n3,\"c7\",c,\n9,\"c8\",j,\n",
+        );
+        assert_eq!(ids, ["1", "3", "9"]);
+        assert_eq!(written, "1,\"c1\",a,\n3,\"c7\",c,\n9,\"c9\",j,\n");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod id_key;
 mod in_place;
+mod live_rows;
 mod manifests;
 mod model_json;
 mod raw_row;
@@ -17,6 +18,7 @@ use crate::error::EngineError;
 use crate::format::{Removed, SnapshotFiles, SnapshotFormat};
 use crate::linked_table::LinkedTable;
 use lakelink_model::change::Position;
+use lakelink_model::csv_row::Record;
 use lakelink_model::lake::Lake;
 use lakelink_model::lake_path::{LAKELINK_DIR, LakePath, TRICKLE_DIR};
 use std::io::Write;
@@ -47,6 +49,18 @@ impl SnapshotFormat for CdmCsv {
         memory: usize,
     ) -> Result<(), EngineError> {
         snapshot_file::write_partition(lake, table, partition, cut, generation, memory)
+    }
+
+    fn visit_live_rows(
+        &self,
+        lake: &dyn Lake,
+        table: &LinkedTable,
+        partition: &str,
+        upto: u64,
+        memory: usize,
+        visit: &mut dyn FnMut(&Record) -> Result<(), EngineError>,
+    ) -> Result<u64, EngineError> {
+        live_rows::visit_live_rows(lake, table, partition, upto, memory, visit)
     }
 
     fn publish(
