@@ -100,11 +100,14 @@ fn assert_one_delete_each(
     );
 }
 
-/// (year partition, id) of every row of `p` now, as the lake files them.
-fn partitioned_rows(ws: &PgWorkspace) -> BTreeSet<(String, String)> {
+/// (partition, id) of every row of `table` now, as the lake files them: by the UTC
+/// `createdon` in `pattern` (`YYYY` for years, `YYYY-MM` for months), `1` without one.
+fn partitioned_rows(ws: &PgWorkspace, table: &str, pattern: &str) -> BTreeSet<(String, String)> {
     ws.client()
         .query(
-            "SELECT coalesce(to_char(createdon AT TIME ZONE 'UTC', 'YYYY'), '1'), id::text FROM p",
+            &format!(
+                "SELECT coalesce(to_char(createdon AT TIME ZONE 'UTC', '{pattern}'), '1'), id::text FROM {table}"
+            ),
             &[],
         )
         .unwrap()
@@ -149,7 +152,7 @@ fn a_truncate_writes_one_delete_record_for_each_row_the_lake_holds_in_every_part
          UPDATE p SET createdon = '2022-01-01' WHERE id = 17;
          DELETE FROM p WHERE id = 18;",
     );
-    let mut held = partitioned_rows(&ws);
+    let mut held = partitioned_rows(&ws, "p", "YYYY");
     application(
         &ws,
         "BEGIN;
@@ -267,16 +270,7 @@ fn one_truncate_of_several_tables_deletes_what_each_holds_an_append_only_one_inc
          DELETE FROM log WHERE id = 5;",
     );
     ws.sync();
-    let held_log: BTreeSet<(String, String)> = ws
-        .client()
-        .query(
-            "SELECT to_char(createdon AT TIME ZONE 'UTC', 'YYYY-MM'), id::text FROM log",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let held_log = partitioned_rows(&ws, "log", "YYYY-MM");
     let log_rows = ws.live_row_count("log");
     application(
         &ws,

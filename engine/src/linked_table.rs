@@ -4,7 +4,7 @@
 
 use crate::state::{LinkRecord, LiveFile};
 use lakelink_model::lake_path::{LakePath, TableName};
-use lakelink_model::schema::{Attribute, TableSchema};
+use lakelink_model::schema::{Attribute, AttributeRole, TableSchema};
 use std::collections::BTreeMap;
 
 /// A linked table as the lake holds it durably.
@@ -40,6 +40,15 @@ impl LinkedTable {
     /// The table's attributes, in row order (LAKE_FORMAT §5).
     pub fn attributes(&self) -> &[Attribute] {
         &self.attributes
+    }
+
+    /// The index of the field of `role` in a row, or `usize::MAX` (a field no row has) when
+    /// the table has no such attribute.
+    pub fn field_index(&self, role: AttributeRole) -> usize {
+        self.attributes
+            .iter()
+            .position(|a| a.role == role)
+            .unwrap_or(usize::MAX)
     }
 
     /// Whether the table's files are split by partition (it has a partition column).

@@ -34,16 +34,18 @@ impl TableFeed {
         self.progress.changes += 1;
         // The rows of this position before the truncate are read back from the files.
         let mut flushed = self.flush(lake)?;
-        let partitions: Vec<String> = self.table.files().map(|f| f.partition.clone()).collect();
-        for partition in partitions {
-            let Some(durable) = self.table.file(&partition).cloned() else {
+        // A copy to read the partitions' snapshots through while the feed appends (what it
+        // reads of them, their snapshot cuts, stays as it is).
+        let table = self.table.clone();
+        for partition in table.files().map(|f| &f.partition) {
+            let Some(durable) = self.table.file(partition).cloned() else {
                 continue;
             };
             if position < durable.last_position {
                 // The file holds rows past this position, so its delete records too.
                 continue;
             }
-            let delivered = match self.cursors.get(&partition).and_then(|c| c.delivered) {
+            let delivered = match self.cursors.get(partition).and_then(|c| c.delivered) {
                 Some((at, rows)) if at == position => rows,
                 _ => 0,
             };
@@ -54,9 +56,8 @@ impl TableFeed {
                 // truncate (its delete records, the rows after it).
                 self.length_through(lake, &durable, position, delivered)?
             };
-            let table = self.table.clone();
-            format.visit_live_rows(lake, &table, &partition, upto, memory, &mut |row| {
-                self.push(&partition, position, |layout, out| {
+            format.visit_live_rows(lake, &table, partition, upto, memory, &mut |row| {
+                self.push(partition, position, |layout, out| {
                     layout.delete_row_as_read(out, row, position, written_at)
                 });
                 if self.buffered_bytes() >= flush_bytes {
@@ -77,12 +78,7 @@ impl TableFeed {
         rows: u64,
     ) -> Result<u64, EngineError> {
         let path = self.table.live_path(&file.partition);
-        let version = self
-            .table
-            .attributes()
-            .iter()
-            .position(|a| a.role == AttributeRole::VersionNumber)
-            .unwrap_or(usize::MAX);
+        let version = self.table.field_index(AttributeRole::VersionNumber);
         // No snapshot cuts inside a position, so its rows all lie past the last cut.
         let from = file.snapshot_len;
         let mut reader = CsvReader::new(lake.read(&path, from, Some(file.len))?, from);

@@ -192,7 +192,6 @@ fn merge(
     input: &InPlaceInput<'_>,
     emit: &mut EmitRow<'_>,
 ) -> Result<u64, EngineError> {
-    let csv_err = csv_error;
     let mut sorter = SpillSorter::new(input.sort_budget);
     let mut changes = RowReader::new(
         CsvReader::new(
@@ -203,13 +202,13 @@ fn merge(
         input.integer_ids,
     );
     let mut seq = 0;
-    while let Some((key, row)) = changes.next_row().map_err(csv_err(input.live))? {
+    while let Some((key, row)) = changes.next_row().map_err(csv_error(input.live))? {
         sorter
             .push(Keyed { key, seq, row })
-            .map_err(|e| csv_err(input.live)(e.into()))?;
+            .map_err(|e| csv_error(input.live)(e.into()))?;
         seq += 1;
     }
-    let mut sorted = sorter.finish().map_err(csv_err(input.live))?;
+    let mut sorted = sorter.finish().map_err(csv_error(input.live))?;
 
     let mut previous = match input.previous {
         Some(path) => Some((
@@ -224,14 +223,14 @@ fn merge(
     };
     let read_previous = |previous: &mut Option<(RowReader<_>, &LakePath)>| -> Result<Option<(IdKey, RawRow)>, EngineError> {
         match previous {
-            Some((reader, path)) => reader.next_row().map_err(csv_err(path)),
+            Some((reader, path)) => reader.next_row().map_err(csv_error(path)),
             None => Ok(None),
         }
     };
 
     let mut scratch = Record::default();
     let mut next_previous = read_previous(&mut previous)?;
-    let mut next_change = sorted.next_item().map_err(csv_err(input.live))?;
+    let mut next_change = sorted.next_item().map_err(csv_error(input.live))?;
     let mut rows = 0;
     loop {
         let take_previous_only = match (&next_previous, &next_change) {
@@ -277,12 +276,12 @@ fn merge(
                 {
                     created = Some(
                         old.sink_created_on(&mut scratch)
-                            .map_err(csv_err(input.live))?,
+                            .map_err(csv_error(input.live))?,
                     );
                 }
                 image = Some(c.row);
             }
-            change = sorted.next_item().map_err(csv_err(input.live))?;
+            change = sorted.next_item().map_err(csv_error(input.live))?;
             if change.as_ref().is_some_and(|n| n.key != id) {
                 next_change = change;
                 break;

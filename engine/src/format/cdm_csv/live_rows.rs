@@ -3,14 +3,12 @@
 //! merged with the live rows past the cut, or, for an `append_only` table, whose snapshot files
 //! hold every change, the live file folded from its start.
 
-use super::in_place::{InPlaceInput, visit_in_place};
-use super::snapshot_file::fill_fields;
+use super::in_place::visit_in_place;
+use super::snapshot_file::MergeSources;
 use crate::error::EngineError;
 use crate::linked_table::LinkedTable;
 use lakelink_model::csv_row::Record;
 use lakelink_model::lake::Lake;
-use lakelink_model::lake_path::LakePath;
-use lakelink_model::schema::AttributeRole;
 use lakelink_model::table_mode::Mode;
 
 /// Calls `visit` with each row `table`'s `partition` holds live at live-file length `upto`,
@@ -23,37 +21,15 @@ pub fn visit_live_rows(
     memory: usize,
     visit: &mut dyn FnMut(&Record) -> Result<(), EngineError>,
 ) -> Result<u64, EngineError> {
-    let live = table.live_path(partition);
     let Some(file) = table.file(partition) else {
         return Ok(0);
     };
-    let name = table.name();
-    let partitioned = table.is_partitioned();
-    let (previous, from) = match (table.record.mode, file.snapshot_generation) {
-        (Mode::InPlace, Some(g)) if file.snapshot_len <= upto => (
-            Some(LakePath::snapshot_file(
-                name,
-                partitioned.then_some(partition),
-                g,
-            )),
-            file.snapshot_len,
-        ),
-        _ => (None, 0),
+    // Past the snapshot's cut over the snapshot; otherwise the live file from its start.
+    let previous = match (table.record.mode, file.snapshot_generation) {
+        (Mode::InPlace, Some(g)) if file.snapshot_len <= upto => Some(g),
+        _ => None,
     };
-    let is_delete = table
-        .attributes()
-        .iter()
-        .position(|a| a.role == AttributeRole::IsDelete)
-        .unwrap_or(usize::MAX);
-    let input = InPlaceInput {
-        previous: previous.as_ref(),
-        live: &live,
-        from,
-        to: upto,
-        is_delete,
-        integer_ids: table.record.schema.id_kind() == lakelink_model::FieldKind::Integer,
-        sort_budget: memory,
-        fills: &fill_fields(table),
-    };
-    visit_in_place(lake, &input, visit)
+    let from = previous.map_or(0, |_| file.snapshot_len);
+    let sources = MergeSources::of(table, partition, previous);
+    visit_in_place(lake, &sources.input(from, upto, memory), visit)
 }

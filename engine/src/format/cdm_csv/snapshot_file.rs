@@ -29,7 +29,7 @@ pub fn create_unpublished(
 }
 
 /// Each filled column's field index and encoded value (see [`InPlaceInput::fills`]).
-pub(super) fn fill_fields(table: &LinkedTable) -> Vec<FilledField> {
+fn fill_fields(table: &LinkedTable) -> Vec<FilledField> {
     let attributes = table.attributes();
     let mut out: Vec<FilledField> = table
         .record
@@ -65,6 +65,46 @@ pub(super) fn fill_fields(table: &LinkedTable) -> Vec<FilledField> {
     out
 }
 
+/// The files an in-place merge of one partition reads, and how the table lays out its rows.
+pub(super) struct MergeSources {
+    previous: Option<LakePath>,
+    live: LakePath,
+    is_delete: usize,
+    integer_ids: bool,
+    fills: Vec<FilledField>,
+}
+
+impl MergeSources {
+    /// `table`'s `partition`, over its snapshot file of `previous` (a generation), if any.
+    pub(super) fn of(table: &LinkedTable, partition: &str, previous: Option<u64>) -> MergeSources {
+        let partitioned = table.is_partitioned();
+        MergeSources {
+            previous: previous.map(|g| {
+                LakePath::snapshot_file(table.name(), partitioned.then_some(partition), g)
+            }),
+            live: table.live_path(partition),
+            is_delete: table.field_index(AttributeRole::IsDelete),
+            integer_ids: table.record.schema.id_kind() == lakelink_model::FieldKind::Integer,
+            fills: fill_fields(table),
+        }
+    }
+
+    /// The merge of the live file's bytes `from..to` over the previous snapshot, sorting in
+    /// `sort_budget` bytes.
+    pub(super) fn input(&self, from: u64, to: u64, sort_budget: usize) -> InPlaceInput<'_> {
+        InPlaceInput {
+            previous: self.previous.as_ref(),
+            live: &self.live,
+            from,
+            to,
+            is_delete: self.is_delete,
+            integer_ids: self.integer_ids,
+            sort_budget,
+            fills: &self.fills,
+        }
+    }
+}
+
 /// Writes the snapshot file of `table`'s `partition` at live-file length `cut`, for
 /// `generation`; nothing names it until the generation is published. An in-place merge sorts
 /// in `memory` bytes before it spills to disk.
@@ -95,24 +135,8 @@ pub fn write_partition(
             std::io::copy(&mut from, &mut out).map_err(io_err)?;
         }
         Mode::InPlace => {
-            let previous = file
-                .snapshot_generation
-                .map(|g| LakePath::snapshot_file(name, partitioned.then_some(partition), g));
-            let attributes = table.attributes();
-            let is_delete = attributes
-                .iter()
-                .position(|a| a.role == AttributeRole::IsDelete)
-                .unwrap_or(usize::MAX);
-            let input = InPlaceInput {
-                previous: previous.as_ref(),
-                live: &live,
-                from: file.snapshot_len,
-                to: cut,
-                is_delete,
-                integer_ids: table.record.schema.id_kind() == lakelink_model::FieldKind::Integer,
-                sort_budget: memory,
-                fills: &fill_fields(table),
-            };
+            let sources = MergeSources::of(table, partition, file.snapshot_generation);
+            let input = sources.input(file.snapshot_len, cut, memory);
             write_in_place(lake, &input, &mut out)?;
         }
     }
