@@ -329,9 +329,20 @@ fn an_agent_killed_while_it_writes_a_truncates_delete_records_writes_each_once()
     ));
     ws.write_config(ENGINE, &tables(&["big"]));
     ws.sync();
+    // Rows changed and added before the truncate, at its position: a delivery after a kill
+    // must count them again to know where in the file its own records begin.
+    const ADDED: i64 = 500;
+    const UPDATED: i64 = 200;
     application(
         &ws,
-        "BEGIN; TRUNCATE big; INSERT INTO big SELECT g, 'after' FROM generate_series(1, 1000) g; COMMIT;",
+        &format!(
+            "BEGIN;
+             UPDATE big SET v = 'updated' WHERE id <= {UPDATED};
+             INSERT INTO big SELECT g, 'before' FROM generate_series({ROWS} + 1, {ROWS} + {ADDED}) g;
+             TRUNCATE big;
+             INSERT INTO big SELECT g, 'after' FROM generate_series(1, 1000) g;
+             COMMIT;"
+        ),
     );
     let copied = ws.live_row_count("big");
     let live = ws.lake.join("big").join("1.csv");
@@ -382,10 +393,49 @@ fn an_agent_killed_while_it_writes_a_truncates_delete_records_writes_each_once()
         "no kill landed while the delete records were written: {killed_at:?} of {whole} bytes"
     );
     let truncated_at = last_delete_of(&ws, "big", "1");
-    let held: BTreeSet<(String, String)> = (1..=ROWS)
+    let held: BTreeSet<(String, String)> = (1..=ROWS + ADDED)
         .map(|id| ("1".to_string(), id.to_string()))
         .collect();
     assert_one_delete_each(&ws, "big", truncated_at, &held);
-    assert_eq!(ws.live_row_count("big"), copied + ROWS as usize + 1000);
+    assert_eq!(
+        ws.live_row_count("big"),
+        copied + (UPDATED + ADDED) as usize + (ROWS + ADDED) as usize + 1000
+    );
     assert_lake_matches_source(&ws, "big", "id", plain);
+}
+
+/// A truncate whose table's files cannot be listed back (its last snapshot file removed by
+/// hand) stops that table alone, with one line that names the truncate and what to do; the
+/// other tables of the same batch flow on.
+#[test]
+fn a_truncate_whose_snapshot_is_gone_stops_its_table_alone() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE a (id int PRIMARY KEY, v text);
+         CREATE TABLE b (id int PRIMARY KEY, v text);
+         INSERT INTO a VALUES (1, 'one'), (2, 'two');
+         INSERT INTO b VALUES (1, 'one');",
+    );
+    ws.write_config(ENGINE, &tables(&["a", "b"]));
+    ws.sync();
+    let snapshot = ws.lake.join("a/Snapshot/a-T1.csv");
+    std::fs::remove_file(&snapshot).unwrap_or_else(|e| panic!("{}: {e}", snapshot.display()));
+    application(
+        &ws,
+        "BEGIN; INSERT INTO b VALUES (2, 'two'); TRUNCATE a; INSERT INTO b VALUES (3, 'three'); COMMIT;",
+    );
+    let out = ws.lakelink(&["sync", "--config", "{config}"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stops: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("lakelink: table \"a\" stopped"))
+        .collect();
+    assert_eq!(stops.len(), 1, "one line tells that a stopped: {stderr}");
+    assert!(
+        stops[0].contains("TRUNCATE") && stops[0].contains("relink it"),
+        "the line names the truncate and what to do: {}",
+        stops[0]
+    );
+    assert!(!stderr.contains("table \"b\" stopped"), "{stderr}");
+    assert!(any_table_stopped(&ws));
+    assert_lake_matches_source(&ws, "b", "id", plain);
 }

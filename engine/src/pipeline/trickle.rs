@@ -90,14 +90,30 @@ impl Pipeline {
                 continue;
             }
             if change.kind == ChangeKind::Truncate {
-                files.extend(feed.truncate(
+                match feed.truncate(
                     self.lake.as_ref(),
                     self.format.as_ref(),
                     change.position,
                     &now,
                     SNAPSHOT_MEMORY,
                     FLUSH_BYTES,
-                )?);
+                ) {
+                    Ok(appended) => files.extend(appended),
+                    Err(e) if e.is_transient() => return Err(e),
+                    Err(e) => {
+                        // The table's own files cannot be listed (a damaged or missing
+                        // snapshot, a live file changed by hand): that table stops, with
+                        // none of this truncate's records still buffered; the others flow.
+                        feed.discard_buffers();
+                        stopping
+                            .entry(feed.record().table.clone())
+                            .or_insert(format!(
+                                "its TRUNCATE at position {} could not be written: {e}",
+                                change.position
+                            ));
+                        self.by_link.remove(&change.link);
+                    }
+                }
                 continue;
             }
             if let Err(problem) = feed.apply(change, &now) {

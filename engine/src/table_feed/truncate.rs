@@ -41,6 +41,11 @@ impl TableFeed {
             let Some(durable) = self.table.file(partition).cloned() else {
                 continue;
             };
+            if durable.len == 0 {
+                // Nothing reached this file (an entry made by a batch that was dropped before
+                // it appended): it holds no row, and may not exist.
+                continue;
+            }
             if position < durable.last_position {
                 // The file holds rows past this position, so its delete records too.
                 continue;
@@ -60,7 +65,8 @@ impl TableFeed {
                 self.push(partition, position, |layout, out| {
                     layout.delete_row_as_read(out, row, position, written_at)
                 });
-                if self.buffered_bytes() >= flush_bytes {
+                // Only this file's buffer grows here: the others were appended above.
+                if self.cursors.get(partition).map_or(0, |c| c.buffer.len()) >= flush_bytes {
                     flushed.extend(self.flush(lake)?);
                 }
                 Ok(())
@@ -106,7 +112,7 @@ impl TableFeed {
         Err(EngineError::Manifest {
             path: path.to_string(),
             reason: format!(
-                "holds {seen} rows at position {position} past its last snapshot, but the checkpoint counts {} there; the file was changed outside lakelink: restore it, or relink the table",
+                "holds {seen} rows at position {position} past its last snapshot, but the checkpoint counts {} there; the file was changed outside lakelink",
                 file.rows_at_last
             ),
         })

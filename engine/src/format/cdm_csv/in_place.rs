@@ -205,7 +205,7 @@ fn merge(
     while let Some((key, row)) = changes.next_row().map_err(csv_error(input.live))? {
         sorter
             .push(Keyed { key, seq, row })
-            .map_err(|e| csv_error(input.live)(e.into()))?;
+            .map_err(csv_error(input.live))?;
         seq += 1;
     }
     let mut sorted = sorter.finish().map_err(csv_error(input.live))?;

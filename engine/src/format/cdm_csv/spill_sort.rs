@@ -1,5 +1,9 @@
 //! Sorting a partition's changes by Id in bounded memory: rows are sorted in memory up to a
 //! byte budget, each full buffer is written to a temporary run file, and the runs are merged.
+//! At most [`FAN_IN`] runs of one size are kept: that many are merged into one run of the next
+//! size as soon as they are there, so a partition of any size needs a bounded number of open
+//! files (a log of 64 GB spills a thousand runs of 64 MiB; merged 64 at a time it holds at most
+//! 64 per level, of which 64 GB has two), and each row is rewritten once per level.
 //!
 //! Written here rather than with the `extsort` crate because extsort bounds a segment by its
 //! number of items, and change rows range from a few bytes to many megabytes: only a budget in
@@ -109,12 +113,23 @@ fn sort_by_key_and_seq(items: &mut [Keyed]) {
     items.sort_unstable_by(|a, b| (&a.key, a.seq).cmp(&(&b.key, b.seq)));
 }
 
+/// Runs merged at once, in a merge that makes a bigger run and in the final one.
+const FAN_IN: usize = 64;
+
+/// A spilled run: its file, and its level (0: one buffer's worth; n + 1: a merge of
+/// [`FAN_IN`] runs of level n).
+struct SpilledRun {
+    file: File,
+    level: u32,
+}
+
 /// Collects rows and yields them sorted by (Id, seq).
 pub struct SpillSorter {
     budget: usize,
     used: usize,
     buffer: Vec<Keyed>,
-    runs: Vec<File>,
+    /// Levels never increase along the list, so the runs of the lowest level are its tail.
+    runs: Vec<SpilledRun>,
 }
 
 impl SpillSorter {
@@ -129,7 +144,7 @@ impl SpillSorter {
     }
 
     /// Adds a row.
-    pub fn push(&mut self, item: Keyed) -> io::Result<()> {
+    pub fn push(&mut self, item: Keyed) -> Result<(), CsvError> {
         self.used += item.size();
         self.buffer.push(item);
         if self.used >= self.budget {
@@ -138,26 +153,38 @@ impl SpillSorter {
         Ok(())
     }
 
-    /// How many runs went to disk (for tests).
+    /// How many runs are on disk now (for tests).
     #[cfg(test)]
     pub fn spilled_runs(&self) -> usize {
         self.runs.len()
     }
 
-    fn spill(&mut self) -> io::Result<()> {
+    fn spill(&mut self) -> Result<(), CsvError> {
         sort_by_key_and_seq(&mut self.buffer);
-        let mut file = tempfile::tempfile()?;
-        {
-            let mut out = BufWriter::with_capacity(1 << 20, &mut file);
-            for item in self.buffer.drain(..) {
-                item.write_to(&mut out)?;
-            }
-            out.flush()?;
-        }
-        file.seek(SeekFrom::Start(0))?;
-        self.runs.push(file);
+        let items = std::mem::take(&mut self.buffer);
+        let file = write_run(items.into_iter().map(Ok))?;
+        self.runs.push(SpilledRun { file, level: 0 });
         self.used = 0;
-        Ok(())
+        // FAN_IN runs of one level become one of the next (which may complete that level).
+        loop {
+            let level = self.runs.last().map_or(0, |r| r.level);
+            let same = self
+                .runs
+                .iter()
+                .rev()
+                .take_while(|r| r.level == level)
+                .count();
+            if same < FAN_IN {
+                return Ok(());
+            }
+            let group = self.runs.split_off(self.runs.len() - FAN_IN);
+            let mut merged = merge_runs(group.into_iter().map(|r| r.file), self.budget)?;
+            let file = write_run(std::iter::from_fn(|| merged.next_item().transpose()))?;
+            self.runs.push(SpilledRun {
+                file,
+                level: level + 1,
+            });
+        }
     }
 
     /// Every row, sorted by (Id, seq).
@@ -169,21 +196,43 @@ impl SpillSorter {
         if !self.buffer.is_empty() {
             self.spill()?;
         }
-        let mut runs = Vec::new();
-        let mut heap = BinaryHeap::new();
-        // The merge reads every run at once: their buffers share the budget.
-        let buffer = (self.budget / self.runs.len()).clamp(8 << 10, 1 << 20);
-        for (i, file) in self.runs.into_iter().enumerate() {
-            let mut run = Run {
-                reader: BufReader::with_capacity(buffer, file),
-            };
-            if let Some(item) = run.next()? {
-                heap.push(Reverse(HeapItem { item, run: i }));
-            }
-            runs.push(run);
-        }
-        Ok(Sorted(SortedInner::Merge { runs, heap }))
+        // At most FAN_IN - 1 runs of each level are left: few enough to merge at once.
+        merge_runs(self.runs.into_iter().map(|r| r.file), self.budget)
     }
+}
+
+/// Writes sorted items to a new run file, ready to be read from its start.
+fn write_run(items: impl Iterator<Item = Result<Keyed, CsvError>>) -> Result<File, CsvError> {
+    let mut file = tempfile::tempfile()?;
+    {
+        let mut out = BufWriter::with_capacity(1 << 20, &mut file);
+        for item in items {
+            item?.write_to(&mut out)?;
+        }
+        out.flush()?;
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file)
+}
+
+/// A merge of sorted run files, their read buffers sharing `budget`.
+fn merge_runs(
+    files: impl ExactSizeIterator<Item = File>,
+    budget: usize,
+) -> Result<Sorted, CsvError> {
+    let buffer = (budget / files.len().max(1)).clamp(8 << 10, 1 << 20);
+    let mut runs = Vec::new();
+    let mut heap = BinaryHeap::new();
+    for (i, file) in files.enumerate() {
+        let mut run = Run {
+            reader: BufReader::with_capacity(buffer, file),
+        };
+        if let Some(item) = run.next()? {
+            heap.push(Reverse(HeapItem { item, run: i }));
+        }
+        runs.push(run);
+    }
+    Ok(Sorted(SortedInner::Merge { runs, heap }))
 }
 
 struct Run {
@@ -255,6 +304,52 @@ impl Sorted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_past_the_fan_in_are_merged_so_open_files_stay_bounded() {
+        // About ten rows a run: 50,000 rows spill some 5,000 runs, more than FAN_IN squared.
+        let mut sorter = SpillSorter::new(2_000);
+        let n = 50_000;
+        let mut peak = 0;
+        for seq in 0..n {
+            let id = (seq * 7919) % 1009;
+            sorter
+                .push(Keyed {
+                    key: IdKey::Int(id as i64),
+                    seq,
+                    row: RawRow {
+                        bytes: format!("{id},row {seq}\n").into_bytes(),
+                        fields: 2,
+                        is_delete: false,
+                    },
+                })
+                .unwrap();
+            peak = peak.max(sorter.spilled_runs());
+        }
+        assert!(
+            sorter.runs.iter().any(|r| r.level >= 2),
+            "level-1 runs were merged again"
+        );
+        assert!(peak < 3 * FAN_IN, "{peak} runs held at once");
+        let mut sorted = sorter.finish().unwrap();
+        let mut last: Option<(IdKey, u64)> = None;
+        let mut count = 0;
+        while let Some(item) = sorted.next_item().unwrap() {
+            if let Some((key, seq)) = &last {
+                assert!((&item.key, item.seq) > (key, *seq));
+            }
+            let IdKey::Int(id) = item.key else {
+                panic!("an Id changed kind")
+            };
+            assert_eq!(
+                item.row.bytes,
+                format!("{id},row {}\n", item.seq).into_bytes()
+            );
+            last = Some((item.key, item.seq));
+            count += 1;
+        }
+        assert_eq!(count, n);
+    }
 
     #[test]
     fn spilled_runs_merge_in_order() {
