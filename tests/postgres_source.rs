@@ -911,7 +911,9 @@ fn a_table_whose_changes_cannot_be_captured_is_refused_by_link_and_alone_at_star
 }
 
 /// A statement_timeout set for the database (as managed servers often do) does not cut the
-/// initial copy short: the copy is one COPY statement, which lakelink runs without a timeout.
+/// initial copy short: the copy is one COPY statement, which lakelink runs without a timeout,
+/// and the link's lock waits (here behind a lock such as autovacuum takes) end only at
+/// lakelink's own lock_timeout.
 #[test]
 fn a_database_statement_timeout_does_not_cut_the_initial_copy_short() {
     let ws = PgWorkspace::new(
@@ -936,7 +938,18 @@ fn a_database_statement_timeout_does_not_cut_the_initial_copy_short() {
         "the server must enforce the timeout for this test to mean anything"
     );
     ws.write_config("", "[[table]]\nname = \"big\"\n");
+    // A lock autovacuum would take (and yield only after deadlock_timeout), held for longer
+    // than the timeout: the link's lock waits are bounded by lakelink's lock_timeout alone.
+    let mut vacuum = ws.client();
+    vacuum
+        .batch_execute("BEGIN; LOCK TABLE big IN SHARE UPDATE EXCLUSIVE MODE")
+        .unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        vacuum.batch_execute("COMMIT").unwrap();
+    });
     ws.sync();
+    release.join().unwrap();
     let (_, rows) = ws.read("big", None);
     assert_eq!(rows.len(), 400_000, "every row of the table");
 }

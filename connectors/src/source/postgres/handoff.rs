@@ -80,8 +80,13 @@ pub fn copy_table(
             .start()
             .map_err(|e| CopyError::Server("starting the copy", e))?;
         // LOCK and SET take no snapshot, so the one exported below is taken under the lock.
-        lock.batch_execute(&format!("SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'"))
-            .map_err(|e| CopyError::Server("starting the copy", e))?;
+        // lock_timeout bounds the wait; a statement_timeout set for the role or the database
+        // (shorter than a wait for autovacuum, which yields only after deadlock_timeout)
+        // would cancel it instead, and the copy with it, at every try.
+        lock.batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'; SET LOCAL statement_timeout = 0"
+        ))
+        .map_err(|e| CopyError::Server("starting the copy", e))?;
         match lock.batch_execute(&format!("LOCK TABLE {} IN SHARE MODE", table.sql())) {
             Ok(()) => {}
             Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) && tries < LOCK_TRIES => {

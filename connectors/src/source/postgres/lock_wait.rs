@@ -14,11 +14,13 @@ use postgres::error::SqlState;
 /// The longest a DDL statement waits for a lock on an application table.
 pub const DDL_LOCK_TIMEOUT: &str = "1s";
 
-/// Runs `sql` in a transaction whose lock waits end after [`DDL_LOCK_TIMEOUT`].
+/// Runs `sql` in a transaction whose lock waits end after [`DDL_LOCK_TIMEOUT`], and only
+/// then: a `statement_timeout` set for the role or the database, shorter than a wait for
+/// autovacuum (which yields its lock only after `deadlock_timeout`), would cancel it first.
 pub fn execute_ddl(client: &mut Client, sql: &str) -> Result<(), postgres::Error> {
     let mut tx = client.transaction()?;
     tx.batch_execute(&format!(
-        "SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'; {sql}"
+        "SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'; SET LOCAL statement_timeout = 0; {sql}"
     ))?;
     tx.commit()
 }
