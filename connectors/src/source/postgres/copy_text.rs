@@ -3,6 +3,57 @@
 //! line or a field. Decoded by hand: the format is small and fixed (PostgreSQL's "COPY, Text
 //! Format"), and no maintained crate decodes it apart from a whole client.
 
+use std::io::BufRead;
+
+/// What [`read_row`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RowRead {
+    /// A row, split into the fields.
+    Row,
+    /// A row that is not what COPY sends (not UTF-8, or the stream ended inside it).
+    Damaged,
+    /// The end of the stream.
+    End,
+}
+
+/// Reads the next row of `rows` into `fields`. A row is split straight from the reader's
+/// buffer when it lies whole there, as it does with `postgres`'s COPY reader, which hands out
+/// each CopyData message as it came and the server sends one per row; only a row that spans
+/// buffers is gathered into `line` first.
+pub fn read_row(
+    rows: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    fields: &mut Vec<Option<String>>,
+) -> std::io::Result<RowRead> {
+    line.clear();
+    loop {
+        let buffer = rows.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok(match line.is_empty() {
+                true => RowRead::End,
+                false => RowRead::Damaged,
+            });
+        }
+        let Some(end) = memchr::memchr(b'\n', buffer) else {
+            line.extend_from_slice(buffer);
+            let all = buffer.len();
+            rows.consume(all);
+            continue;
+        };
+        let whole = if line.is_empty() {
+            split_fields(&buffer[..end], fields)
+        } else {
+            line.extend_from_slice(&buffer[..end]);
+            split_fields(line, fields)
+        };
+        rows.consume(end + 1);
+        return Ok(match whole {
+            true => RowRead::Row,
+            false => RowRead::Damaged,
+        });
+    }
+}
+
 /// Splits one line (its `\n` removed) into fields, `None` for NULL, unescaped. Returns `false`
 /// when the line is not valid UTF-8 once unescaped (the server sends the client encoding,
 /// UTF-8, so that means a damaged stream).
@@ -108,6 +159,40 @@ mod tests {
         // bytea in hex form arrives with its backslash escaped.
         assert_eq!(split("\\\\x0a1b"), [Some("\\x0a1b".into())]);
         assert_eq!(split("données ✓"), [Some("données ✓".into())]);
+    }
+
+    #[test]
+    fn rows_are_read_whole_however_the_stream_is_cut() {
+        let stream = b"1\ta\n22\t\\N\n333\tc\\td\n";
+        for capacity in [1, 2, 3, 5, 64] {
+            // A reader whose buffer holds `capacity` bytes cuts rows anywhere.
+            let mut rows = std::io::BufReader::with_capacity(capacity, &stream[..]);
+            let (mut line, mut fields) = (Vec::new(), Vec::new());
+            let mut got = Vec::new();
+            while read_row(&mut rows, &mut line, &mut fields).unwrap() == RowRead::Row {
+                got.push(fields.clone());
+            }
+            assert_eq!(
+                got,
+                [
+                    vec![Some("1".into()), Some("a".into())],
+                    vec![Some("22".into()), None],
+                    vec![Some("333".into()), Some("c\td".into())],
+                ],
+                "buffer of {capacity} bytes"
+            );
+        }
+        // A stream that ends inside a row is damaged, not a short table.
+        let mut rows = &b"1\ta\n2\tb"[..];
+        let (mut line, mut fields) = (Vec::new(), Vec::new());
+        assert_eq!(
+            read_row(&mut rows, &mut line, &mut fields).unwrap(),
+            RowRead::Row
+        );
+        assert_eq!(
+            read_row(&mut rows, &mut line, &mut fields).unwrap(),
+            RowRead::Damaged
+        );
     }
 
     #[test]

@@ -20,15 +20,12 @@ use lakelink_model::column_type::FieldKind;
 use lakelink_model::value::Value;
 use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel};
-use std::io::BufRead;
 use std::ops::ControlFlow;
 
 /// Tries before the copy reports the table busy (the agent then retries with backoff). Each
 /// waits at most [`DDL_LOCK_TIMEOUT`] for the table's in-flight writers: while it waits, new
 /// writers queue behind it, so the wait stays short.
 const LOCK_TRIES: u32 = 3;
-/// Bytes of the COPY stream read ahead.
-const COPY_BUFFER: usize = 1 << 20;
 
 /// How a copy failed.
 #[derive(Debug)]
@@ -138,28 +135,22 @@ pub fn copy_table(
         list.join(", "),
         table.sql()
     );
-    let mut rows = std::io::BufReader::with_capacity(
-        COPY_BUFFER,
-        copy.copy_out(&query)
-            .map_err(|e| CopyError::Server("reading the table", e))?,
-    );
+    let mut rows = copy
+        .copy_out(&query)
+        .map_err(|e| CopyError::Server("reading the table", e))?;
     let mut line = Vec::new();
     let mut fields = Vec::with_capacity(kinds.len());
     loop {
-        line.clear();
-        let read = rows
-            .read_until(b'\n', &mut line)
+        let read = copy_text::read_row(&mut rows, &mut line, &mut fields)
             .map_err(|e| CopyError::from_stream("reading the table", e))?;
-        if read == 0 {
-            break;
-        }
-        if line.pop() != Some(b'\n')
-            || !copy_text::split_fields(&line, &mut fields)
-            || fields.len() != kinds.len()
-        {
-            return Err(CopyError::Damaged(
-                "a row of the copy that is not what COPY sends (a torn or damaged stream)",
-            ));
+        match read {
+            copy_text::RowRead::End => break,
+            copy_text::RowRead::Row if fields.len() == kinds.len() => {}
+            _ => {
+                return Err(CopyError::Damaged(
+                    "a row of the copy that is not what COPY sends (a torn or damaged stream)",
+                ));
+            }
         }
         let values = fields
             .drain(..)
