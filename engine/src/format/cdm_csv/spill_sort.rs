@@ -305,6 +305,19 @@ impl Sorted {
 mod tests {
     use super::*;
 
+    /// Every item of `sorter`, checked to come in strictly increasing (Id, seq) order.
+    fn drained_in_order(sorter: SpillSorter) -> Vec<Keyed> {
+        let mut sorted = sorter.finish().unwrap();
+        let mut items: Vec<Keyed> = Vec::new();
+        while let Some(item) = sorted.next_item().unwrap() {
+            if let Some(last) = items.last() {
+                assert!((&item.key, item.seq) > (&last.key, last.seq));
+            }
+            items.push(item);
+        }
+        items
+    }
+
     #[test]
     fn runs_past_the_fan_in_are_merged_so_open_files_stay_bounded() {
         // About ten rows a run: 50,000 rows spill some 5,000 runs, more than FAN_IN squared.
@@ -331,13 +344,9 @@ mod tests {
             "level-1 runs were merged again"
         );
         assert!(peak < 3 * FAN_IN, "{peak} runs held at once");
-        let mut sorted = sorter.finish().unwrap();
-        let mut last: Option<(IdKey, u64)> = None;
-        let mut count = 0;
-        while let Some(item) = sorted.next_item().unwrap() {
-            if let Some((key, seq)) = &last {
-                assert!((&item.key, item.seq) > (key, *seq));
-            }
+        let items = drained_in_order(sorter);
+        assert_eq!(items.len() as u64, n);
+        for item in items {
             let IdKey::Int(id) = item.key else {
                 panic!("an Id changed kind")
             };
@@ -345,10 +354,7 @@ mod tests {
                 item.row.bytes,
                 format!("{id},row {}\n", item.seq).into_bytes()
             );
-            last = Some((item.key, item.seq));
-            count += 1;
         }
-        assert_eq!(count, n);
     }
 
     #[test]
@@ -381,19 +387,12 @@ mod tests {
                 .unwrap();
         }
         assert!(sorter.spilled_runs() > 3, "the budget should force spills");
-        let mut sorted = sorter.finish().unwrap();
-        let mut last: Option<(IdKey, u64)> = None;
-        let mut count = 0;
-        while let Some(item) = sorted.next_item().unwrap() {
-            if let Some((key, seq)) = &last {
-                assert!((&item.key, item.seq) > (key, *seq));
-            }
+        let items = drained_in_order(sorter);
+        assert_eq!(items.len() as u64, n);
+        for item in items {
             assert_eq!(item.row.bytes, row(item.seq).into_bytes());
             assert_eq!(item.row.fields, 2);
             assert_eq!(item.row.is_delete, item.seq % 3 == 0);
-            last = Some((item.key, item.seq));
-            count += 1;
         }
-        assert_eq!(count, n);
     }
 }
