@@ -1,5 +1,6 @@
 //! Sorting a partition's changes by Id in bounded memory: rows are sorted in memory up to a
-//! byte budget, each full buffer is written to a temporary run file, and the runs are merged.
+//! byte budget, each full buffer is written to a temporary run file, and the runs are merged,
+//! with the rows still in memory at the end as one more run (never written out and read back).
 //! At most [`FAN_IN`] runs of one size are kept: that many are merged into one run of the next
 //! size as soon as they are there, so a partition of any size needs a bounded number of open
 //! files (a log of 64 GB spills a thousand runs of 64 MiB; merged 64 at a time it holds at most
@@ -178,7 +179,7 @@ impl SpillSorter {
                 return Ok(());
             }
             let group = self.runs.split_off(self.runs.len() - FAN_IN);
-            let mut merged = merge_runs(group.into_iter().map(|r| r.file), self.budget)?;
+            let mut merged = merge_runs(file_runs(group, self.budget))?;
             let file = write_run(std::iter::from_fn(|| merged.next_item().transpose()))?;
             self.runs.push(SpilledRun {
                 file,
@@ -193,11 +194,15 @@ impl SpillSorter {
             sort_by_key_and_seq(&mut self.buffer);
             return Ok(Sorted(SortedInner::Memory(self.buffer.into_iter())));
         }
+        // At most FAN_IN - 1 runs of each level are left: few enough to merge at once. The
+        // rows still in memory are merged from there, as one more run, rather than written
+        // to disk and read back.
+        let mut runs = file_runs(self.runs, self.budget);
         if !self.buffer.is_empty() {
-            self.spill()?;
+            sort_by_key_and_seq(&mut self.buffer);
+            runs.push(Run::Memory(self.buffer.into_iter()));
         }
-        // At most FAN_IN - 1 runs of each level are left: few enough to merge at once.
-        merge_runs(self.runs.into_iter().map(|r| r.file), self.budget)
+        merge_runs(runs)
     }
 }
 
@@ -215,33 +220,40 @@ fn write_run(items: impl Iterator<Item = Result<Keyed, CsvError>>) -> Result<Fil
     Ok(file)
 }
 
-/// A merge of sorted run files, their read buffers sharing `budget`.
-fn merge_runs(
-    files: impl ExactSizeIterator<Item = File>,
-    budget: usize,
-) -> Result<Sorted, CsvError> {
-    let buffer = (budget / files.len().max(1)).clamp(8 << 10, 1 << 20);
-    let mut runs = Vec::new();
+/// Spilled runs to read, their read buffers sharing `budget`.
+fn file_runs(spilled: Vec<SpilledRun>, budget: usize) -> Vec<Run> {
+    let buffer = (budget / spilled.len().max(1)).clamp(8 << 10, 1 << 20);
+    spilled
+        .into_iter()
+        .map(|r| Run::File(BufReader::with_capacity(buffer, r.file)))
+        .collect()
+}
+
+/// A merge of sorted runs.
+fn merge_runs(mut runs: Vec<Run>) -> Result<Sorted, CsvError> {
     let mut heap = BinaryHeap::new();
-    for (i, file) in files.enumerate() {
-        let mut run = Run {
-            reader: BufReader::with_capacity(buffer, file),
-        };
+    for (i, run) in runs.iter_mut().enumerate() {
         if let Some(item) = run.next()? {
             heap.push(Reverse(HeapItem { item, run: i }));
         }
-        runs.push(run);
     }
     Ok(Sorted(SortedInner::Merge { runs, heap }))
 }
 
-struct Run {
-    reader: BufReader<File>,
+/// One sorted run of a merge.
+enum Run {
+    /// Spilled to a file.
+    File(BufReader<File>),
+    /// The rows left in memory when the sort finished.
+    Memory(std::vec::IntoIter<Keyed>),
 }
 
 impl Run {
     fn next(&mut self) -> Result<Option<Keyed>, CsvError> {
-        Keyed::read_from(&mut self.reader)
+        match self {
+            Run::File(reader) => Keyed::read_from(reader),
+            Run::Memory(items) => Ok(items.next()),
+        }
     }
 }
 
