@@ -167,3 +167,30 @@ fn a_reload_that_fails_partway_changes_nothing_and_the_removed_table_keeps_flowi
     );
     agent.stop_cleanly();
 }
+
+/// A table linked by editing the config of a running agent is in model.json as soon as its
+/// copy is done, not an interval later: here the interval is an hour.
+#[test]
+fn a_table_linked_while_the_agent_runs_is_published_once_copied() {
+    const HOURLY: &str = "poll_interval = \"20ms\"\nsnapshot_interval = \"1h\"";
+    let ws = Workspace::new(SCHEMA);
+    ws.write_config(HOURLY, "[[table]]\nname = \"a\"\n");
+    let agent = RunningAgent::start(&ws);
+    wait_for(30, "table a in model.json", || entities(&ws) == ["a"]);
+    let published = |generation: u64| {
+        ws.lake
+            .join(format!("_lakelink/models/model-T{generation}.json"))
+            .exists()
+    };
+    assert!(published(1) && !published(2));
+    ws.write_config(
+        HOURLY,
+        "[[table]]\nname = \"a\"\n\n[[table]]\nname = \"b\"\n",
+    );
+    wait_for(30, "table b in model.json", || entities(&ws) == ["a", "b"]);
+    // Give a second, needless publish the time to show itself.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(published(2) && !published(3), "one publish for the link");
+    agent.stop_cleanly();
+    assert_lake_matches_source(&ws, "b", "id", None);
+}

@@ -202,7 +202,9 @@ pub fn run_with_lake(
         })?
         .is_none_or(|trickled| trickled.caught_up);
         let requested = signals.snapshot_now.swap(false, Ordering::Relaxed);
-        if requested || SystemTime::now() >= due {
+        // A table just linked is published at once, not at the next tick (which keeps its
+        // place on the clock).
+        if requested || pipeline.has_unpublished_links() || SystemTime::now() >= due {
             retrying(signals, poll, &metrics, "taking a snapshot", || {
                 pipeline.snapshot()
             })?;

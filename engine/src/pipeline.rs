@@ -59,6 +59,9 @@ pub struct Pipeline {
     schema_version: Option<i64>,
     /// The last batch caught up ended inside a position (see [`Trickled::inside_position`]).
     inside_position: bool,
+    /// A table finished its initial copy since the last snapshot run, so no model.json names
+    /// it yet (see [`Pipeline::has_unpublished_links`]).
+    unpublished_links: bool,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     /// Configured tables that are refused, or whose link or unlink waits for the source.
@@ -251,6 +254,8 @@ impl Pipeline {
     /// Takes a snapshot now (publishing only if something changed).
     pub fn snapshot(&mut self) -> Result<Option<snapshot::Published>, EngineError> {
         self.catch_up()?;
+        // Whether or not this run ends up publishing, it names every table linked by now.
+        self.unpublished_links = false;
         if self.inside_position {
             // Catching up stopped inside a position only because of shutdown: a snapshot now
             // would cut a transaction.
@@ -286,6 +291,14 @@ impl Pipeline {
             );
         }
         Ok(published)
+    }
+
+    /// Whether a table finished its initial copy since the last snapshot run: a running agent
+    /// then publishes at once rather than at the next interval, so that a table linked by
+    /// editing the config is readable from model.json as soon as it is copied, not up to an
+    /// interval later.
+    pub fn has_unpublished_links(&self) -> bool {
+        self.unpublished_links
     }
 
     fn write_trickle_manifest(&self, feed: &TableFeed) -> Result<(), EngineError> {

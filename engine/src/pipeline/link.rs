@@ -166,6 +166,7 @@ impl Pipeline {
         );
         self.by_link.insert(link, feed.record().table.clone());
         self.feeds.insert(feed.record().table.clone(), feed);
+        self.unpublished_links = true;
         if self.common_position() == Some(position) {
             // The first table (or one copied at the lowest position) sets where every table
             // resumes from: mark the source's history there.

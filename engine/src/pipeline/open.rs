@@ -66,6 +66,7 @@ impl Pipeline {
             by_link: HashMap::new(),
             schema_version: None,
             inside_position: false,
+            unpublished_links: false,
             stop,
             metrics,
             pending: PendingLinks::default(),
