@@ -9,7 +9,12 @@
 
 mod support;
 
+use lakelink_connectors::lake::local::LocalLake;
+use lakelink_engine::config::Config;
+use lakelink_engine::pipeline::Pipeline;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use support::pg::*;
 use support::stopped_table::tables;
@@ -198,6 +203,56 @@ fn a_truncate_writes_one_delete_record_for_each_row_the_lake_holds_in_every_part
     let rows = ws.live_row_count("p");
     ws.sync();
     assert_eq!(ws.live_row_count("p"), rows);
+}
+
+/// A truncate between the initial copy and the first snapshot: the rows the lake holds are read
+/// back from the copy's prefix in `Id` order (there is no snapshot yet), and each gets one
+/// delete record.
+#[test]
+fn a_truncate_before_the_first_snapshot_deletes_each_row_the_copy_wrote_once() {
+    let ws = PgWorkspace::new(
+        "CREATE TABLE p (id int PRIMARY KEY, createdon timestamptz, v text);
+         INSERT INTO p SELECT g, make_date(2023 + g % 3, 1 + g % 12, 1), 'v' || g
+             FROM generate_series(1, 300) g;",
+    );
+    ws.write_config(
+        ENGINE,
+        "[[table]]\nname = \"p\"\npartition_by = \"createdon\"\ngranularity = \"year\"\n",
+    );
+    let open = || {
+        Pipeline::open_with_lake(
+            Config::load(&ws.config).unwrap(),
+            Box::new(LocalLake::open(&ws.lake, None).unwrap()),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap()
+    };
+    let mut pipeline = open();
+    pipeline.reconcile().unwrap();
+    // The copy came in Id order (a fresh table's heap order), so each file is its prefix.
+    let state = rusqlite::Connection::open(ws.config.parent().unwrap().join("state.db")).unwrap();
+    let whole: bool = state
+        .query_row(
+            "SELECT count(*) = 3 AND sum(len = id_ordered_len) = 3 FROM live_files",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(whole, "three live files, each in Id order");
+    let held = partitioned_rows(&ws, "p", "YYYY");
+    application(
+        &ws,
+        "BEGIN;
+         UPDATE p SET v = 'updated before' WHERE id = 5;
+         TRUNCATE p;
+         INSERT INTO p VALUES (7, '2024-04-04', 'after');
+         COMMIT;",
+    );
+    pipeline.snapshot().unwrap().expect("the first snapshot");
+    drop(pipeline);
+    assert_lake_matches_source(&ws, "p", "id", plain);
+    let truncated_at = last_delete_of(&ws, "p", "1");
+    assert_one_delete_each(&ws, "p", truncated_at, &held);
 }
 
 /// While the agent runs: `TRUNCATE` then an insert reaches readers as the one new row, and the

@@ -11,6 +11,7 @@ pub mod copy_progress;
 pub mod error;
 pub mod format;
 pub mod http_status;
+pub mod id_order;
 pub mod linked_table;
 pub mod metrics;
 pub mod pending_links;

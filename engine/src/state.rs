@@ -138,6 +138,12 @@ pub struct LiveFile {
     pub snapshot_len: u64,
     /// Generation of the snapshot file that covers it up to `snapshot_len`.
     pub snapshot_generation: Option<u64>,
+    /// Bytes `[0, id_ordered_len)` of the file were written by the initial copy, its rows in
+    /// strictly increasing `Id` order with no delete record: the partition's state at the
+    /// copy's position, as a snapshot lays it out. A snapshot or a `TRUNCATE`'s read-back
+    /// with no earlier snapshot of the file within reach reads this prefix as it would read a
+    /// previous snapshot. 0 when no such prefix is known.
+    pub id_ordered_len: u64,
 }
 
 impl LiveFile {
@@ -152,6 +158,7 @@ impl LiveFile {
             rows: 0,
             snapshot_len: 0,
             snapshot_generation: None,
+            id_ordered_len: 0,
         }
     }
 }
@@ -258,7 +265,8 @@ impl StateStore {
                     name TEXT NOT NULL, partition TEXT NOT NULL, len INTEGER NOT NULL,
                     last_position INTEGER NOT NULL, rows_at_last INTEGER NOT NULL,
                     rows INTEGER NOT NULL, snapshot_len INTEGER NOT NULL,
-                    snapshot_generation INTEGER, PRIMARY KEY (name, partition));
+                    snapshot_generation INTEGER, id_ordered_len INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (name, partition));
                  CREATE TABLE IF NOT EXISTS published (
                     generation INTEGER PRIMARY KEY, position INTEGER NOT NULL,
                     signature TEXT NOT NULL, published_at TEXT NOT NULL);
@@ -269,6 +277,13 @@ impl StateStore {
             // Added to layout 1 in place: a store without it has no stopped table.
             if !has_stopped_column(c)? {
                 c.execute_batch("ALTER TABLE links ADD COLUMN stopped TEXT")?;
+            }
+            // Also added in place: a live file of a store without it has no known prefix in
+            // `Id` order, which only means its first snapshot sorts it.
+            if !has_id_ordered_column(c)? {
+                c.execute_batch(
+                    "ALTER TABLE live_files ADD COLUMN id_ordered_len INTEGER NOT NULL DEFAULT 0",
+                )?;
             }
             Ok(())
         })?;
@@ -318,6 +333,12 @@ impl StateStore {
             if !has_stopped_column(c)? {
                 c.execute_batch(
                     "CREATE TEMP VIEW links AS SELECT *, NULL AS stopped FROM main.links",
+                )?;
+            }
+            if !has_id_ordered_column(c)? {
+                c.execute_batch(
+                    "CREATE TEMP VIEW live_files AS
+                     SELECT *, 0 AS id_ordered_len FROM main.live_files",
                 )?;
             }
             Ok(())
@@ -420,29 +441,7 @@ impl StateStore {
 
     /// Creates or replaces a link record.
     pub fn put_link(&self, link: &LinkRecord) -> Result<(), StateError> {
-        self.run("writing a link", |c| {
-            c.execute(
-                "INSERT INTO links (name, link, state, position, schema, mode, granularity, completed_at,
-                                    stopped)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (name) DO UPDATE SET link = excluded.link, state = excluded.state,
-                   position = excluded.position, schema = excluded.schema, mode = excluded.mode,
-                   granularity = excluded.granularity, completed_at = excluded.completed_at,
-                   stopped = excluded.stopped",
-                params![
-                    link.table,
-                    link.link,
-                    link.state.as_str(),
-                    link.position.0,
-                    json(&link.schema),
-                    json(&link.mode),
-                    json(&link.granularity),
-                    link.completed_at,
-                    link.stopped
-                ],
-            )
-            .map(drop)
-        })
+        self.run("writing a link", |c| write_link(c, link))
     }
 
     /// Records that a table stopped, and why.
@@ -478,7 +477,7 @@ impl StateStore {
         self.run("reading live files", |c| {
             let mut stmt = c.prepare(
                 "SELECT name, partition, len, last_position, rows_at_last, rows, snapshot_len,
-                        snapshot_generation
+                        snapshot_generation, id_ordered_len
                  FROM live_files WHERE name = ?1 ORDER BY partition",
             )?;
             stmt.query_map([table], |r| {
@@ -491,6 +490,7 @@ impl StateStore {
                     rows: r.get::<_, i64>(5)? as u64,
                     snapshot_len: r.get::<_, i64>(6)? as u64,
                     snapshot_generation: r.get::<_, Option<i64>>(7)?.map(|g| g as u64),
+                    id_ordered_len: r.get::<_, i64>(8)? as u64,
                 })
             })?
             .collect()
@@ -576,8 +576,8 @@ impl StateStore {
         link: &LinkRecord,
         files: &[LiveFile],
     ) -> Result<(), StateError> {
-        self.put_link(link)?;
         self.transaction("completing an initial sync", |tx| {
+            write_link(tx, link)?;
             for f in files {
                 upsert_live_file(tx, f)?;
             }
@@ -717,6 +717,15 @@ fn upsert_meta(c: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
     .map(drop)
 }
 
+/// Whether the live_files table has the `id_ordered_len` column, added to layout 1 in place.
+fn has_id_ordered_column(c: &Connection) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('live_files') WHERE name = 'id_ordered_len'",
+        [],
+        |r| r.get(0),
+    )
+}
+
 /// Whether the links table has the `stopped` column, added to layout 1 in place.
 fn has_stopped_column(c: &Connection) -> rusqlite::Result<bool> {
     c.query_row(
@@ -726,11 +735,35 @@ fn has_stopped_column(c: &Connection) -> rusqlite::Result<bool> {
     )
 }
 
+fn write_link(c: &Connection, link: &LinkRecord) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO links (name, link, state, position, schema, mode, granularity, completed_at,
+                            stopped)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (name) DO UPDATE SET link = excluded.link, state = excluded.state,
+           position = excluded.position, schema = excluded.schema, mode = excluded.mode,
+           granularity = excluded.granularity, completed_at = excluded.completed_at,
+           stopped = excluded.stopped",
+        params![
+            link.table,
+            link.link,
+            link.state.as_str(),
+            link.position.0,
+            json(&link.schema),
+            json(&link.mode),
+            json(&link.granularity),
+            link.completed_at,
+            link.stopped
+        ],
+    )
+    .map(drop)
+}
+
 fn upsert_live_file(tx: &rusqlite::Transaction<'_>, f: &LiveFile) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO live_files (name, partition, len, last_position, rows_at_last, rows,
-                                 snapshot_len, snapshot_generation)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                                 snapshot_len, snapshot_generation, id_ordered_len)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (name, partition) DO UPDATE SET len = excluded.len,
            last_position = excluded.last_position, rows_at_last = excluded.rows_at_last,
            rows = excluded.rows",
@@ -742,7 +775,8 @@ fn upsert_live_file(tx: &rusqlite::Transaction<'_>, f: &LiveFile) -> rusqlite::R
             f.rows_at_last as i64,
             f.rows as i64,
             f.snapshot_len as i64,
-            f.snapshot_generation.map(|g| g as i64)
+            f.snapshot_generation.map(|g| g as i64),
+            f.id_ordered_len as i64
         ],
     )
     .map(drop)
@@ -751,4 +785,58 @@ fn upsert_live_file(tx: &rusqlite::Transaction<'_>, f: &LiveFile) -> rusqlite::R
 /// A record's JSON column. Serialising these plain data types cannot fail.
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store as an agent before `id_ordered_len` (and `stopped`) left it, with one live file.
+    fn old_store(path: &Path) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta VALUES ('format', '1'), ('lake', 'lake');
+             CREATE TABLE links (
+                name TEXT PRIMARY KEY, link INTEGER NOT NULL, state TEXT NOT NULL,
+                position INTEGER NOT NULL, schema TEXT NOT NULL, mode TEXT NOT NULL,
+                granularity TEXT NOT NULL, completed_at TEXT);
+             CREATE TABLE live_files (
+                name TEXT NOT NULL, partition TEXT NOT NULL, len INTEGER NOT NULL,
+                last_position INTEGER NOT NULL, rows_at_last INTEGER NOT NULL,
+                rows INTEGER NOT NULL, snapshot_len INTEGER NOT NULL,
+                snapshot_generation INTEGER, PRIMARY KEY (name, partition));
+             INSERT INTO live_files VALUES ('t', '2024', 120, 7, 1, 3, 0, NULL);",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_store_from_before_the_id_ordered_prefix_reads_as_having_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        old_store(&path);
+        // Read without changing it: the column is seen as 0 and the file keeps its layout.
+        let reader = StateStore::open_existing(&path).unwrap().unwrap();
+        let files = reader.live_files("t").unwrap();
+        assert_eq!((files[0].len, files[0].id_ordered_len), (120, 0));
+        drop(reader);
+        let c = Connection::open(&path).unwrap();
+        assert!(!has_id_ordered_column(&c).unwrap());
+        drop(c);
+        // Opened by an agent: the column is added, the row kept, and a new marker is stored.
+        let mut store = StateStore::open(&path, "lake").unwrap();
+        let mut file = store.live_files("t").unwrap().remove(0);
+        assert_eq!((file.len, file.rows, file.id_ordered_len), (120, 3, 0));
+        file.partition = "2025".into();
+        file.id_ordered_len = 100;
+        store
+            .transaction("test", |tx| upsert_live_file(tx, &file))
+            .unwrap();
+        let files = store.live_files("t").unwrap();
+        assert_eq!(
+            files.iter().map(|f| f.id_ordered_len).collect::<Vec<_>>(),
+            [0, 100]
+        );
+    }
 }

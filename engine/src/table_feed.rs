@@ -8,16 +8,21 @@
 //! checkpointed table position; a row whose position is before the file's last, or one of
 //! the first `rows_at_last` rows at exactly that position, is already in the file.
 
+mod id_ordered_prefix;
 mod truncate;
+
+use id_ordered_prefix::IdOrderedPrefix;
 
 use crate::error::EngineError;
 use crate::linked_table::LinkedTable;
 use crate::row_layout::RowLayout;
 use crate::state::{LinkRecord, LiveFile};
 use crate::table_schema;
+use lakelink_model::FieldKind;
 use lakelink_model::change::{Change, ChangeKind, Position};
 use lakelink_model::lake::Lake;
 use lakelink_model::lake_path::{DEFAULT_PARTITION, TableName};
+use lakelink_model::table_mode::Mode;
 use lakelink_model::value::Value;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -47,6 +52,8 @@ struct FileCursor {
     /// it pushed at that position: the first that many rows at it in the file, once flushed.
     /// A `TRUNCATE` reads the file back to there and no further.
     delivered: Option<(Position, u64)>,
+    /// During an `in_place` table's initial copy: how much of the file stands in `Id` order.
+    id_ordered: IdOrderedPrefix,
 }
 
 impl FileCursor {
@@ -59,6 +66,7 @@ impl FileCursor {
             buffer: Vec::new(),
             buffered_rows: 0,
             delivered: None,
+            id_ordered: IdOrderedPrefix::default(),
         }
     }
 }
@@ -73,6 +81,9 @@ pub struct TableFeed {
     partition: String,
     /// Changes applied, and rows and bytes appended, since the last [`TableFeed::take_progress`].
     progress: BatchProgress,
+    /// During an `in_place` table's initial copy, whether its Ids are integers: each file's
+    /// rows are noted in its [`IdOrderedPrefix`].
+    copy_ids: Option<bool>,
 }
 
 impl TableFeed {
@@ -89,7 +100,18 @@ impl TableFeed {
             new_partitions: false,
             partition: String::new(),
             progress: BatchProgress::default(),
+            copy_ids: None,
         }
+    }
+
+    /// A feed for a table's initial copy, into empty live files; for an `in_place` table it
+    /// notes how much of each file the copy writes in `Id` order ([`IdOrderedPrefix`]).
+    pub fn for_copy(record: LinkRecord, name: TableName) -> TableFeed {
+        let mut feed = TableFeed::new(record, name, Vec::new());
+        if feed.table.record.mode == Mode::InPlace {
+            feed.copy_ids = Some(feed.table.record.schema.id_kind() == FieldKind::Integer);
+        }
+        feed
     }
 
     /// The table this feed writes, as the lake holds it durably.
@@ -160,15 +182,18 @@ impl TableFeed {
     }
 
     /// Adds one row of the initial copy, taken at `position`; refuses (writing nothing) a row
-    /// whose key cannot be an `Id` of its own.
+    /// whose key cannot be an `Id` of its own ([`EngineError::Link`]).
     pub fn copy_row(
         &mut self,
         row: &[Value],
         position: Position,
         written_at: &str,
-    ) -> Result<(), String> {
-        if let Some(problem) = table_schema::key_problem(&self.table.record.schema, row) {
-            return Err(problem);
+    ) -> Result<(), EngineError> {
+        if let Some(reason) = table_schema::key_problem(&self.table.record.schema, row) {
+            return Err(EngineError::Link {
+                table: self.table.record.table.clone(),
+                reason,
+            });
         }
         let id = self.id_of_row(row);
         let mut partition = std::mem::take(&mut self.partition);
@@ -180,6 +205,18 @@ impl TableFeed {
             layout.image_row(out, &id, row, position, written_at)
         });
         self.partition = partition;
+        Ok(())
+    }
+
+    /// Ends an initial copy: appends what is buffered, and records in each live file how
+    /// much of it stands in `Id` order ([`LiveFile::id_ordered_len`]).
+    pub fn finish_copy(&mut self, lake: &dyn Lake) -> Result<(), EngineError> {
+        self.flush(lake)?;
+        if self.copy_ids.take().is_some() {
+            for (partition, cursor) in &self.cursors {
+                self.table.file_mut(partition).id_ordered_len = cursor.id_ordered.ordered_len();
+            }
+        }
         Ok(())
     }
 
@@ -266,7 +303,11 @@ impl TableFeed {
             cursor.skip_at_last -= 1;
             return;
         }
+        let start = cursor.buffer.len();
         encode(&mut self.layout, &mut cursor.buffer);
+        if let Some(integer_ids) = self.copy_ids {
+            cursor.id_ordered.note(&cursor.buffer[start..], integer_ids);
+        }
         cursor.buffered_rows += 1;
         if position == cursor.last {
             cursor.rows_at_last += 1;

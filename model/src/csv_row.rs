@@ -6,6 +6,7 @@
 //! number written unquoted differs from the same digits quoted as text. The `csv` crate
 //! neither reports nor lets a caller choose quoting per field.
 
+use std::borrow::Cow;
 use std::io::{self, BufRead};
 
 /// Builds one CSV row at the end of a byte buffer.
@@ -144,6 +145,52 @@ pub enum CsvError {
         /// What is wrong.
         reason: &'static str,
     },
+}
+
+/// The first field of one complete row (`row` holds at least that field and what ends it):
+/// its text, as [`CsvReader`] would give it back, and whether it is quoted. Reads no further
+/// than the field, so a caller that needs only a row's `Id` pays for the `Id` alone, however
+/// wide the row.
+pub fn first_field(row: &[u8]) -> Result<(Cow<'_, str>, bool), CsvError> {
+    let malformed = |reason| CsvError::Malformed { offset: 0, reason };
+    let utf8 =
+        |bytes| std::str::from_utf8(bytes).map_err(|_| malformed("a field that is not UTF-8"));
+    if row.first() != Some(&b'"') {
+        let end = memchr::memchr3(b',', b'\n', b'"', row).ok_or(CsvError::Torn { offset: 0 })?;
+        if row[end] == b'"' {
+            return Err(malformed("a quote inside an unquoted field"));
+        }
+        return Ok((Cow::Borrowed(utf8(&row[..end])?), false));
+    }
+    // Quoted: the text runs to the quote not followed by another; `""` is one quote.
+    let mut text: Option<Vec<u8>> = None;
+    let mut start = 1;
+    loop {
+        let quote =
+            start + memchr::memchr(b'"', &row[start..]).ok_or(CsvError::Torn { offset: 0 })?;
+        match row.get(quote + 1) {
+            Some(b'"') => {
+                text.get_or_insert_with(Vec::new)
+                    .extend_from_slice(&row[start..=quote]);
+                start = quote + 2;
+            }
+            Some(b',' | b'\n') => {
+                let field = match text {
+                    None => Cow::Borrowed(utf8(&row[1..quote])?),
+                    Some(mut text) => {
+                        text.extend_from_slice(&row[start..quote]);
+                        Cow::Owned(
+                            String::from_utf8(text)
+                                .map_err(|_| malformed("a field that is not UTF-8"))?,
+                        )
+                    }
+                };
+                return Ok((field, true));
+            }
+            Some(_) => return Err(malformed("text after a closing quote")),
+            None => return Err(CsvError::Torn { offset: 0 }),
+        }
+    }
 }
 
 /// Streams records out of a reader, tracking byte offsets so that a caller can tell where
@@ -423,6 +470,34 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn the_first_field_reads_as_the_reader_reads_it() {
+        let cases: [(&[u8], &str, bool); 6] = [
+            (b"42,x\n", "42", false),
+            (b",x\n", "", false),
+            (b"7\n", "7", false),
+            (b"\"ab\",x\n", "ab", true),
+            (b"\"a\"\"b,\nc\"\"\",x\n", "a\"b,\nc\"", true),
+            (b"\"\"\n", "", true),
+        ];
+        for (row, text, quoted) in cases {
+            let (field, q) = first_field(row).unwrap();
+            assert_eq!(
+                (field.as_ref(), q),
+                (text, quoted),
+                "{:?}",
+                String::from_utf8_lossy(row)
+            );
+        }
+        for bad in [&b"4\"2,x\n"[..], b"\"a\"b,\n", b"\"open", b"12"] {
+            assert!(
+                first_field(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn any_fields_round_trip(rows in proptest::collection::vec(
@@ -445,6 +520,21 @@ mod tests {
                     prop_assert_eq!(record.get(i).unwrap().0, text.as_str());
                 }
             }
+        }
+
+        #[test]
+        fn the_first_field_of_any_row_is_the_one_the_reader_reads(
+            fields in proptest::collection::vec((any::<String>(), any::<bool>()), 1..4)) {
+            let mut out = Vec::new();
+            let mut row = RowWriter::new(&mut out);
+            for (text, quoted) in &fields {
+                let plain = !text.contains([',', '"', '\n']);
+                if *quoted || !plain { row.quoted(text) } else { row.raw(text) }
+            }
+            row.finish();
+            let parsed = parse_all(&out).unwrap();
+            let (text, quoted) = first_field(&out).unwrap();
+            prop_assert_eq!(Some((text.as_ref(), quoted)), parsed[0].get(0));
         }
 
         #[test]

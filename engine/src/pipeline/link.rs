@@ -69,7 +69,7 @@ impl Pipeline {
         let now = now_text();
         let total = self.source.count_rows(&table.source_table())?;
         let progress = CopyProgress::new(name.as_str(), total);
-        let feed = TableFeed::new(record.clone(), name.clone(), Vec::new());
+        let feed = TableFeed::for_copy(record.clone(), name.clone());
         let lake = self.lake.as_ref();
         let stop = &self.stop;
         let source = &mut self.source;
@@ -83,17 +83,13 @@ impl Pipeline {
                 let mut feed = feed;
                 for (position, chunk) in receiver {
                     for row in &chunk {
-                        feed.copy_row(row, position, &now)
-                            .map_err(|reason| EngineError::Link {
-                                table: feed.record().table.clone(),
-                                reason,
-                            })?;
+                        feed.copy_row(row, position, &now)?;
                     }
                     if feed.buffered_bytes() >= FLUSH_BYTES {
                         feed.flush(lake)?;
                     }
                 }
-                feed.flush(lake)?;
+                feed.finish_copy(lake)?;
                 Ok(feed)
             });
             let mut chunk = Vec::with_capacity(COPY_CHUNK_ROWS);

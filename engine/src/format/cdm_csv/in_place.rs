@@ -1,26 +1,39 @@
-//! An in-place snapshot of one partition: the previous snapshot (sorted by Id) merged with
-//! the changes the live file gained since, sorted by Id, keeping each Id's latest image and
-//! dropping deleted Ids. Reads the previous snapshot and the new changes once; memory stays
-//! within the sort budget whatever the partition's size. Rows are carried as their bytes
+//! An in-place snapshot of one partition: its state at an earlier point (the previous
+//! snapshot, or the live file's prefix the initial copy wrote in Id order; see [`MergeBase`])
+//! merged with the changes the live file gained since, sorted by Id, keeping each Id's latest
+//! image and dropping deleted Ids. Reads the earlier state and the new changes once; memory
+//! stays within the sort budget whatever the partition's size. Rows are carried as their bytes
 //! ([`RawRow`]): a row that keeps its `SinkCreatedOn` and has every field is written as it was
 //! read.
 
-use super::id_key::IdKey;
-use super::raw_row::{RawRow, RowReader, SINK_CREATED_ON};
-use super::spill_sort::{Keyed, SpillSorter};
 use crate::error::EngineError;
+use crate::id_order::{IdKey, Keyed, RawRow, RowReader, SINK_CREATED_ON, SpillSorter};
 use lakelink_model::csv_row::{CsvError, CsvReader, Record, RowWriter};
 use lakelink_model::lake::Lake;
 use lakelink_model::lake_path::LakePath;
 use std::io::Write;
 
+/// The partition's state the changes are merged over: rows in strictly increasing Id order,
+/// with no delete record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeBase<'a> {
+    /// None: the changes are the whole state.
+    Empty,
+    /// The partition's previous snapshot file.
+    Snapshot(&'a LakePath),
+    /// The live file's first bytes, this many, which the initial copy wrote in Id order
+    /// ([`crate::state::LiveFile::id_ordered_len`]).
+    LivePrefix(u64),
+}
+
 /// Where to read from, and how the table's rows are laid out.
 pub struct InPlaceInput<'a> {
-    /// The partition's previous snapshot file, if it has one.
-    pub previous: Option<&'a LakePath>,
+    /// The state the changes are merged over.
+    pub base: MergeBase<'a>,
     /// The live file.
     pub live: &'a LakePath,
-    /// The live file's length at the previous snapshot's cut.
+    /// Where the changes start in the live file: the previous snapshot's cut, or the end of
+    /// the prefix in Id order.
     pub from: u64,
     /// Its length at this snapshot's cut.
     pub to: u64,
@@ -87,22 +100,21 @@ fn write_row(
     Ok(())
 }
 
-/// The number of live rows when, with no previous snapshot, they already are the snapshot:
-/// Ids strictly increasing, no delete record, every field there (nothing to fill in). Then
-/// the merge would write each row as its bytes, in the order they stand. A copy that reads
-/// its table in `Id` order (a SQLite table keyed by its rowid) gives such a live file, and its
-/// first snapshot is a copy of it. `None` as soon as a row says otherwise, so a partition in
+/// The number of live rows when, with no base state, they already are the snapshot: Ids
+/// strictly increasing, no delete record, every field there (nothing to fill in). Then the
+/// merge would write each row as its bytes, in the order they stand. A copy recorded since
+/// the copy's prefix in `Id` order was ([`MergeBase::LivePrefix`]) needs no such scan; this
+/// one serves live files of a store from before. `None` as soon as a row says otherwise, so a partition in
 /// another order costs a row or two of reading.
 fn rows_if_already_in_place(
     lake: &dyn Lake,
     input: &InPlaceInput<'_>,
+    from: u64,
+    to: u64,
 ) -> Result<Option<u64>, EngineError> {
     let padded_to = padded_to(input.fills);
     let mut reader = RowReader::new(
-        CsvReader::new(
-            lake.read(input.live, input.from, Some(input.to))?,
-            input.from,
-        ),
+        CsvReader::new(lake.read(input.live, from, Some(to))?, from),
         input.is_delete,
         input.integer_ids,
     );
@@ -122,24 +134,42 @@ fn rows_if_already_in_place(
     Ok(Some(rows))
 }
 
-/// Writes the partition's state at the cut to `out`; returns the number of rows.
+/// Writes the partition's state at the cut to `out`.
 pub fn write_in_place(
     lake: &dyn Lake,
     input: &InPlaceInput<'_>,
     out: &mut dyn Write,
-) -> Result<u64, EngineError> {
-    if input.previous.is_none()
-        && let Some(rows) = rows_if_already_in_place(lake, input)?
-    {
-        // The live rows are the snapshot as they stand: the same bytes, with no sort.
-        let mut live = lake.read(input.live, input.from, Some(input.to))?;
+) -> Result<(), EngineError> {
+    let (from, to) = (input.from, input.to);
+    let as_they_stand = match input.base {
+        // The copy's rows in Id order and nothing since: the state is those bytes.
+        MergeBase::LivePrefix(len) if from == to && input.fills.is_empty() => Some((0, len)),
+        // Rows appended since that continue the order (an application inserting with a
+        // growing key while the table was copied): the whole file, once the new rows are seen
+        // to be in order and the file is checked at the seam.
+        MergeBase::LivePrefix(_)
+            if input.fills.is_empty()
+                && rows_if_already_in_place(lake, input, from, to)?.is_some()
+                && rows_if_already_in_place(lake, input, 0, to)?.is_some() =>
+        {
+            Some((0, to))
+        }
+        MergeBase::Empty if rows_if_already_in_place(lake, input, from, to)?.is_some() => {
+            Some((from, to))
+        }
+        _ => None,
+    };
+    if let Some((from, to)) = as_they_stand {
+        // The same bytes, with no parse and no sort.
+        let mut live = lake.read(input.live, from, Some(to))?;
         std::io::copy(&mut live, out).map_err(|e| csv_error(input.live)(e.into()))?;
-        return Ok(rows);
+        return Ok(());
     }
     let mut scratch = (Record::default(), Vec::new());
     merge(lake, input, &mut |row, created| {
         write_row(out, row, created, input.fills, &mut scratch).map_err(csv_error(input.live))
-    })
+    })?;
+    Ok(())
 }
 
 /// Calls `visit` with each row of the partition's state at the cut, in Id order, parsed (a row
@@ -150,7 +180,9 @@ pub fn visit_in_place(
     visit: &mut dyn FnMut(&Record) -> Result<(), EngineError>,
 ) -> Result<u64, EngineError> {
     let mut record = Record::default();
-    if input.previous.is_none() && rows_if_already_in_place(lake, input)?.is_some() {
+    if input.base == MergeBase::Empty
+        && rows_if_already_in_place(lake, input, input.from, input.to)?.is_some()
+    {
         // Each live row is in the state, in order: read them as they stand, with no sort.
         let mut live = CsvReader::new(
             lake.read(input.live, input.from, Some(input.to))?,
@@ -184,8 +216,8 @@ fn csv_error(path: &LakePath) -> impl Fn(CsvError) -> EngineError + use<> {
 /// Takes one row of a merged state and the `SinkCreatedOn` to write in place of its own.
 type EmitRow<'e> = dyn FnMut(&RawRow, Option<&str>) -> Result<(), EngineError> + 'e;
 
-/// Merges the previous snapshot with the sorted changes and hands each row of the state at the
-/// cut to `emit`, in Id order, with the `SinkCreatedOn` to write in place of its own (`None`:
+/// Merges the base with the sorted changes and hands each row of the state at the cut to
+/// `emit`, in Id order, with the `SinkCreatedOn` to write in place of its own (`None`:
 /// its own); returns the number of rows.
 fn merge(
     lake: &dyn Lake,
@@ -210,17 +242,17 @@ fn merge(
     }
     let mut sorted = sorter.finish().map_err(csv_error(input.live))?;
 
-    let mut previous = match input.previous {
-        Some(path) => Some((
-            RowReader::new(
-                CsvReader::new(lake.read(path, 0, None)?, 0),
-                input.is_delete,
-                input.integer_ids,
-            ),
-            path,
-        )),
-        None => None,
+    let base = match input.base {
+        MergeBase::Empty => None,
+        MergeBase::Snapshot(path) => Some((path, lake.read(path, 0, None)?)),
+        MergeBase::LivePrefix(len) => Some((input.live, lake.read(input.live, 0, Some(len))?)),
     };
+    let mut previous = base.map(|(path, read)| {
+        (
+            RowReader::new(CsvReader::new(read, 0), input.is_delete, input.integer_ids),
+            path,
+        )
+    });
     let read_previous = |previous: &mut Option<(RowReader<_>, &LakePath)>| -> Result<Option<(IdKey, RawRow)>, EngineError> {
         match previous {
             Some((reader, path)) => reader.next_row().map_err(csv_error(path)),
@@ -303,41 +335,41 @@ mod tests {
     /// The in-place state of `live` (rows `Id,SinkCreatedOn,x,IsDelete`) with no previous
     /// snapshot.
     fn first_snapshot(live: &str) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = LocalLake::open(dir.path(), None).unwrap();
-        let path = LakePath::from_raw("t/1.csv");
-        lake.append(&path, 0, live.as_bytes()).unwrap();
-        let input = InPlaceInput {
-            previous: None,
-            live: &path,
-            from: 0,
-            to: live.len() as u64,
-            is_delete: 3,
-            integer_ids: true,
-            sort_budget: 1 << 20,
-            fills: &[],
-        };
-        let mut out = Vec::new();
-        write_in_place(&lake, &input, &mut out).unwrap();
-        String::from_utf8(out).unwrap()
+        visited_and_written(None, live).1
     }
 
-    /// The Ids `visit_in_place` gives for `live` over `previous`, and the state
-    /// `write_in_place` writes.
-    fn visited_and_written(previous: Option<&str>, live: &str) -> (Vec<String>, String) {
+    /// What a merge over a base is given: nothing, a previous snapshot's rows, or the live
+    /// file's first rows.
+    enum Base<'a> {
+        Previous(&'a str),
+        Prefix(&'a str),
+    }
+
+    /// The Ids `visit_in_place` gives for the changes `live` over `base`, and the state
+    /// `write_in_place` writes (checked to hold the rows visited).
+    fn visited_and_written(base: Option<Base<'_>>, live: &str) -> (Vec<String>, String) {
         let dir = tempfile::tempdir().unwrap();
         let lake = LocalLake::open(dir.path(), None).unwrap();
         let path = LakePath::from_raw("t/1.csv");
-        lake.append(&path, 0, live.as_bytes()).unwrap();
         let previous_path = LakePath::from_raw("t/Snapshot/1_1.csv");
-        if let Some(rows) = previous {
-            lake.append(&previous_path, 0, rows.as_bytes()).unwrap();
-        }
+        let (merge_base, from) = match base {
+            None => (MergeBase::Empty, 0),
+            Some(Base::Previous(rows)) => {
+                lake.append(&previous_path, 0, rows.as_bytes()).unwrap();
+                (MergeBase::Snapshot(&previous_path), 0)
+            }
+            Some(Base::Prefix(rows)) => {
+                lake.append(&path, 0, rows.as_bytes()).unwrap();
+                let len = rows.len() as u64;
+                (MergeBase::LivePrefix(len), len)
+            }
+        };
+        lake.append(&path, from, live.as_bytes()).unwrap();
         let input = InPlaceInput {
-            previous: previous.map(|_| &previous_path),
+            base: merge_base,
             live: &path,
-            from: 0,
-            to: live.len() as u64,
+            from,
+            to: from + live.len() as u64,
             is_delete: 3,
             integer_ids: true,
             sort_budget: 1 << 20,
@@ -350,8 +382,15 @@ mod tests {
         })
         .unwrap();
         let mut out = Vec::new();
-        let written = write_in_place(&lake, &input, &mut out).unwrap();
-        assert_eq!(visited, written);
+        write_in_place(&lake, &input, &mut out).unwrap();
+        let mut reader = CsvReader::new(out.as_slice(), 0);
+        let mut written_ids = Vec::new();
+        let mut record = Record::default();
+        while reader.read_record(&mut record).unwrap() {
+            written_ids.push(record.get(0).unwrap().0.to_string());
+        }
+        assert_eq!(visited, written_ids.len() as u64);
+        assert_eq!(ids, written_ids);
         (ids, String::from_utf8(out).unwrap())
     }
 
@@ -363,11 +402,90 @@ mod tests {
         assert_eq!(written, "1,\"c1\",a,\n2,\"c2\",b,\n");
         // Merged over a previous state: deleted Ids left out, a new one in its place.
         let (ids, written) = visited_and_written(
-            Some("1,\"c1\",a,\n5,\"c5\",e,\n9,\"c9\",i,\n"),
+            Some(Base::Previous("1,\"c1\",a,\n5,\"c5\",e,\n9,\"c9\",i,\n")),
             "5,\"c6\",,True\n3,\"c7\",c,\n9,\"c8\",j,\n",
         );
         assert_eq!(ids, ["1", "3", "9"]);
         assert_eq!(written, "1,\"c1\",a,\n3,\"c7\",c,\n9,\"c9\",j,\n");
+    }
+
+    #[test]
+    fn the_copys_prefix_in_id_order_is_the_state_with_no_change_after_it() {
+        let prefix = "1,\"c1\",\"a, \"\"b\"\"\",\n2,\"c2\",,\n10,\"c3\",\"x\ny\",\n";
+        let (ids, written) = visited_and_written(Some(Base::Prefix(prefix)), "");
+        assert_eq!(ids, ["1", "2", "10"]);
+        assert_eq!(written, prefix);
+    }
+
+    #[test]
+    fn changes_after_the_copys_prefix_are_merged_over_it_as_over_a_snapshot() {
+        // Deleted, updated (keeping the copy's SinkCreatedOn), inserted, and deleted then
+        // inserted again (created anew).
+        let (ids, written) = visited_and_written(
+            Some(Base::Prefix(
+                "1,\"c1\",a,\n5,\"c5\",e,\n9,\"c9\",i,\n12,\"c12\",l,\n",
+            )),
+            "5,\"c6\",,True\n3,\"c7\",c,\n9,\"c8\",j,\n12,\"c13\",,True\n12,\"c14\",m,\n",
+        );
+        assert_eq!(ids, ["1", "3", "9", "12"]);
+        assert_eq!(
+            written,
+            "1,\"c1\",a,\n3,\"c7\",c,\n9,\"c9\",j,\n12,\"c14\",m,\n"
+        );
+    }
+
+    #[test]
+    fn rows_appended_after_the_copys_prefix_in_id_order_are_written_after_it_as_they_stand() {
+        let prefix = "1,\"c1\",a,\n5,\"c5\",e,\n";
+        let (ids, written) =
+            visited_and_written(Some(Base::Prefix(prefix)), "6,\"c6\",f,\n9,\"c9\",i,\n");
+        assert_eq!(ids, ["1", "5", "6", "9"]);
+        assert_eq!(written, format!("{prefix}6,\"c6\",f,\n9,\"c9\",i,\n"));
+        // Appended in order, but not after the copy's last Id: merged.
+        let (ids, _) =
+            visited_and_written(Some(Base::Prefix(prefix)), "3,\"c3\",c,\n9,\"c9\",i,\n");
+        assert_eq!(ids, ["1", "3", "5", "9"]);
+    }
+
+    #[test]
+    fn a_column_added_after_the_copy_is_filled_in_for_the_prefixs_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = LocalLake::open(dir.path(), None).unwrap();
+        let path = LakePath::from_raw("t/1.csv");
+        // Two rows the copy wrote before the column was added, one trickled in after it.
+        let prefix = "1,\"c1\",a,\n2,\"c2\",b,\n";
+        lake.append(&path, 0, prefix.as_bytes()).unwrap();
+        let len = prefix.len() as u64;
+        for (after, want) in [
+            ("", "1,\"c1\",a,,7\n2,\"c2\",b,,7\n"),
+            (
+                "3,\"c3\",c,,8\n",
+                "1,\"c1\",a,,7\n2,\"c2\",b,,7\n3,\"c3\",c,,8\n",
+            ),
+        ] {
+            let to = len + after.len() as u64;
+            if !after.is_empty() {
+                lake.append(&path, len, after.as_bytes()).unwrap();
+            }
+            let fills = [FilledField {
+                at: 4,
+                text: "7".into(),
+                quoted: false,
+            }];
+            let input = InPlaceInput {
+                base: MergeBase::LivePrefix(len),
+                live: &path,
+                from: len,
+                to,
+                is_delete: 3,
+                integer_ids: true,
+                sort_budget: 1 << 20,
+                fills: &fills,
+            };
+            let mut out = Vec::new();
+            write_in_place(&lake, &input, &mut out).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The rows a partition holds live at a point of its live file, read back for a `TRUNCATE`'s
-//! delete records: the partition's last snapshot (an `in_place` table's state at its cut)
-//! merged with the live rows past the cut, or, for an `append_only` table, whose snapshot files
-//! hold every change, the live file folded from its start.
+//! delete records: for an `in_place` table, its state at an earlier point (the last snapshot,
+//! or the prefix the initial copy wrote in Id order) merged with the live rows past it; for an
+//! `append_only` table, whose snapshot files hold every change, the live file folded from its
+//! start.
 
 use super::in_place::visit_in_place;
-use super::snapshot_file::MergeSources;
+use super::snapshot_file::{BaseState, MergeSources};
 use crate::error::EngineError;
 use crate::linked_table::LinkedTable;
 use lakelink_model::csv_row::Record;
@@ -24,12 +25,12 @@ pub fn visit_live_rows(
     let Some(file) = table.file(partition) else {
         return Ok(0);
     };
-    // Past the snapshot's cut over the snapshot; otherwise the live file from its start.
-    let previous = match (table.record.mode, file.snapshot_generation) {
-        (Mode::InPlace, Some(g)) if file.snapshot_len <= upto => Some(g),
-        _ => None,
+    // Past the snapshot's cut over the snapshot (or past the copy's prefix in Id order over
+    // that prefix); otherwise, and for an append-only table, the live file from its start.
+    let (base, from) = match table.record.mode {
+        Mode::InPlace => BaseState::below(file, upto),
+        Mode::AppendOnly => (BaseState::Empty, 0),
     };
-    let from = previous.map_or(0, |_| file.snapshot_len);
-    let sources = MergeSources::of(table, partition, previous);
+    let sources = MergeSources::of(table, partition, base);
     visit_in_place(lake, &sources.input(from, upto, memory), visit)
 }

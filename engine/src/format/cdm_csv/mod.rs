@@ -3,16 +3,13 @@
 //! names every table's files of the newest generation. Each publish keeps a copy of its
 //! model.json in `_lakelink/models/`, for `lakelink read --generation`, retention and repair.
 
-mod id_key;
 mod in_place;
 mod live_rows;
 mod manifests;
 mod model_json;
-mod raw_row;
 mod read;
 mod retention;
 mod snapshot_file;
-mod spill_sort;
 
 use crate::error::EngineError;
 use crate::format::{Removed, SnapshotFiles, SnapshotFormat};

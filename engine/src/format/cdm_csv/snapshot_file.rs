@@ -2,9 +2,10 @@
 //! file up to the cut, for an `in_place` table each Id's latest image at the cut
 //! ([`super::in_place`]).
 
-use super::in_place::{FilledField, InPlaceInput, write_in_place};
+use super::in_place::{FilledField, InPlaceInput, MergeBase, write_in_place};
 use crate::error::EngineError;
 use crate::linked_table::LinkedTable;
+use crate::state::LiveFile;
 use lakelink_model::csv_row::{CsvReader, Record, RowWriter};
 use lakelink_model::lake::{Lake, LakeError, NewFile};
 use lakelink_model::lake_path::LakePath;
@@ -65,8 +66,35 @@ fn fill_fields(table: &LinkedTable) -> Vec<FilledField> {
     out
 }
 
+/// The state an in-place merge of a partition up to live-file length `upto` starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BaseState {
+    /// Nothing: the live file from its start.
+    Empty,
+    /// The partition's snapshot file of this generation.
+    Snapshot(u64),
+    /// The live file's first bytes, this many, written by the initial copy in Id order.
+    LivePrefix(u64),
+}
+
+impl BaseState {
+    /// The closest state below `upto` that `file` records, and where its changes start: its
+    /// last snapshot when that cut is within reach, else the copy's prefix in Id order.
+    pub(super) fn below(file: &LiveFile, upto: u64) -> (BaseState, u64) {
+        match file.snapshot_generation {
+            Some(g) if file.snapshot_len <= upto => (BaseState::Snapshot(g), file.snapshot_len),
+            _ if file.id_ordered_len > 0 && file.id_ordered_len <= upto => (
+                BaseState::LivePrefix(file.id_ordered_len),
+                file.id_ordered_len,
+            ),
+            _ => (BaseState::Empty, 0),
+        }
+    }
+}
+
 /// The files an in-place merge of one partition reads, and how the table lays out its rows.
 pub(super) struct MergeSources {
+    base: BaseState,
     previous: Option<LakePath>,
     live: LakePath,
     is_delete: usize,
@@ -75,13 +103,19 @@ pub(super) struct MergeSources {
 }
 
 impl MergeSources {
-    /// `table`'s `partition`, over its snapshot file of `previous` (a generation), if any.
-    pub(super) fn of(table: &LinkedTable, partition: &str, previous: Option<u64>) -> MergeSources {
+    /// `table`'s `partition`, over `base`.
+    pub(super) fn of(table: &LinkedTable, partition: &str, base: BaseState) -> MergeSources {
         let partitioned = table.is_partitioned();
         MergeSources {
-            previous: previous.map(|g| {
-                LakePath::snapshot_file(table.name(), partitioned.then_some(partition), g)
-            }),
+            base,
+            previous: match base {
+                BaseState::Snapshot(g) => Some(LakePath::snapshot_file(
+                    table.name(),
+                    partitioned.then_some(partition),
+                    g,
+                )),
+                _ => None,
+            },
             live: table.live_path(partition),
             is_delete: table.field_index(AttributeRole::IsDelete),
             integer_ids: table.record.schema.id_kind() == lakelink_model::FieldKind::Integer,
@@ -89,11 +123,15 @@ impl MergeSources {
         }
     }
 
-    /// The merge of the live file's bytes `from..to` over the previous snapshot, sorting in
-    /// `sort_budget` bytes.
+    /// The merge of the live file's bytes `from..to` over the base, sorting in `sort_budget`
+    /// bytes.
     pub(super) fn input(&self, from: u64, to: u64, sort_budget: usize) -> InPlaceInput<'_> {
         InPlaceInput {
-            previous: self.previous.as_ref(),
+            base: match (self.base, &self.previous) {
+                (BaseState::Snapshot(_), Some(path)) => MergeBase::Snapshot(path),
+                (BaseState::LivePrefix(len), _) => MergeBase::LivePrefix(len),
+                _ => MergeBase::Empty,
+            },
             live: &self.live,
             from,
             to,
@@ -135,12 +173,43 @@ pub fn write_partition(
             std::io::copy(&mut from, &mut out).map_err(io_err)?;
         }
         Mode::InPlace => {
-            let sources = MergeSources::of(table, partition, file.snapshot_generation);
-            let input = sources.input(file.snapshot_len, cut, memory);
-            write_in_place(lake, &input, &mut out)?;
+            let (base, from) = BaseState::below(&file, cut);
+            let sources = MergeSources::of(table, partition, base);
+            write_in_place(lake, &sources.input(from, cut, memory), &mut out)?;
         }
     }
     let file = out.into_inner().map_err(|e| io_err(e.into_error()))?;
     file.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_base_below_a_cut_is_the_last_snapshot_within_reach_else_the_copys_prefix() {
+        let mut file = LiveFile::empty("t", "2024");
+        file.len = 500;
+        assert_eq!(BaseState::below(&file, 500), (BaseState::Empty, 0));
+        file.id_ordered_len = 300;
+        assert_eq!(
+            BaseState::below(&file, 500),
+            (BaseState::LivePrefix(300), 300)
+        );
+        assert_eq!(
+            BaseState::below(&file, 300),
+            (BaseState::LivePrefix(300), 300)
+        );
+        // A read-back that stops inside the prefix reads the file from its start.
+        assert_eq!(BaseState::below(&file, 200), (BaseState::Empty, 0));
+        file.snapshot_generation = Some(3);
+        file.snapshot_len = 400;
+        assert_eq!(BaseState::below(&file, 500), (BaseState::Snapshot(3), 400));
+        // A cut below the snapshot's: the prefix is still the file's start.
+        assert_eq!(
+            BaseState::below(&file, 350),
+            (BaseState::LivePrefix(300), 300)
+        );
+    }
 }

@@ -32,11 +32,45 @@ impl IdKey {
         }
     }
 
+    /// The key of one encoded row (its bytes as they go to the lake), the same
+    /// [`IdKey::of_record`] gives when the row is read back from its file.
+    pub fn of_row_bytes(
+        row: &[u8],
+        integer_ids: bool,
+    ) -> Result<IdKey, lakelink_model::csv_row::CsvError> {
+        let (text, quoted) = lakelink_model::csv_row::first_field(row)?;
+        Ok(IdKey::parse(&text, quoted, integer_ids))
+    }
+
     /// Heap bytes held.
     pub fn heap_size(&self) -> usize {
         match self {
             IdKey::Text(t) => t.len(),
             _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lakelink_model::csv_row::{CsvReader, Record};
+
+    #[test]
+    fn a_rows_key_from_its_bytes_is_the_key_read_back_from_the_file() {
+        for (row, integer_ids) in [
+            (&b"12,\"c\",x,\n"[..], true),
+            (b"12,\"c\",x,\n", false),
+            (b"\"12\",\"c\",x,\n", true),
+            (b"\"a\"\"b\",\"c\",x,\n", false),
+            (b"99999999999999999999,x\n", true),
+        ] {
+            let mut record = Record::default();
+            CsvReader::new(row, 0).read_record(&mut record).unwrap();
+            assert_eq!(
+                IdKey::of_row_bytes(row, integer_ids).unwrap(),
+                IdKey::of_record(&record, integer_ids)
+            );
         }
     }
 }

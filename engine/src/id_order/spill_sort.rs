@@ -29,6 +29,7 @@ pub struct Keyed {
 }
 
 impl Keyed {
+    /// Bytes of memory the item holds.
     fn size(&self) -> usize {
         // The row's bytes and the key's, the item itself twice (the buffer's growth by
         // doubling), and the allocator's overhead of its two blocks: a close enough measure of
