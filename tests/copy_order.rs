@@ -5,16 +5,11 @@
 
 mod support;
 
-use lakelink_connectors::lake::local::LocalLake;
-use lakelink_engine::config::Config;
-use lakelink_engine::pipeline::Pipeline;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
-use rusqlite::{Connection, params};
+use rusqlite::params;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use support::*;
 
 const SCHEMA: &str = "CREATE TABLE note (noteid TEXT PRIMARY KEY, body TEXT, createdon DATETIME);
@@ -49,7 +44,7 @@ fn note_ids(rng: &mut StdRng, n: usize, hex_digits: usize) -> Vec<String> {
 /// Asserts that every snapshot file of `table`'s generation 1 is its live file, byte for byte,
 /// and that the state records each live file as wholly in `Id` order.
 fn assert_first_snapshot_is_the_live_files(ws: &Workspace, table: &str) {
-    let prefixes = ordered_prefixes(ws, table);
+    let prefixes = ws.id_ordered_prefixes(table);
     assert!(
         prefixes.values().all(|(len, ordered)| len == ordered),
         "{table}: {prefixes:?}"
@@ -63,16 +58,6 @@ fn assert_first_snapshot_is_the_live_files(ws: &Workspace, table: &str) {
             "{table} partition {partition}: snapshot differs from its live file"
         );
     }
-}
-
-/// The engine in-process on the workspace's config and lake.
-fn open_pipeline(ws: &Workspace) -> Pipeline {
-    Pipeline::open_with_lake(
-        Config::load(&ws.config).unwrap(),
-        Box::new(LocalLake::open(&ws.lake, None).unwrap()),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .unwrap()
 }
 
 /// Inserts `ids` in the order of their text (the order the copy then reads them in, the
@@ -117,23 +102,6 @@ fn live_ids(ws: &Workspace, table: &str) -> BTreeMap<String, Vec<String>> {
             (p, ids)
         })
         .collect()
-}
-
-/// Each live file's (partition's) length and the bytes the state records in `Id` order.
-fn ordered_prefixes(ws: &Workspace, table: &str) -> BTreeMap<String, (u64, u64)> {
-    let state = Connection::open(ws.config.parent().unwrap().join("state.db")).unwrap();
-    let mut stmt = state
-        .prepare("SELECT partition, len, id_ordered_len FROM live_files WHERE name = ?1")
-        .unwrap();
-    stmt.query_map([table], |r| {
-        Ok((
-            r.get(0)?,
-            (r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64),
-        ))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
 }
 
 /// The bytes of each partition's snapshot file of `generation`.
@@ -210,7 +178,7 @@ fn a_copy_in_another_order_records_only_its_ordered_start_and_its_snapshot_is_so
     let ids = note_ids(&mut rng, 3_000, 32);
     insert_notes(&ws, &ids, 50, true, &mut rng);
     ws.sync();
-    let prefixes = ordered_prefixes(&ws, "note");
+    let prefixes = ws.id_ordered_prefixes("note");
     assert!(
         prefixes.values().all(|(len, ordered)| ordered < len),
         "{prefixes:?}"
@@ -234,9 +202,9 @@ fn changes_between_the_copy_and_the_first_snapshot_are_merged_over_the_ordered_c
     let mut rng = StdRng::seed_from_u64(17);
     let ids = note_ids(&mut rng, 2_000, 16);
     insert_notes(&ws, &ids, 40, false, &mut rng);
-    let mut pipeline = open_pipeline(&ws);
+    let mut pipeline = ws.pipeline();
     pipeline.reconcile().unwrap();
-    let prefixes = ordered_prefixes(&ws, "note");
+    let prefixes = ws.id_ordered_prefixes("note");
     assert!(
         prefixes.values().all(|(len, ordered)| len == ordered),
         "{prefixes:?}"
@@ -244,7 +212,7 @@ fn changes_between_the_copy_and_the_first_snapshot_are_merged_over_the_ordered_c
     // The agent restarts between the copy and the first snapshot: the prefix is read back
     // from the checkpoint store.
     drop(pipeline);
-    let mut pipeline = open_pipeline(&ws);
+    let mut pipeline = ws.pipeline();
     // The changes are written at a later instant than the copy.
     std::thread::sleep(std::time::Duration::from_millis(20));
     // After the copy, before any snapshot: updates (one moving a row to another year), deletes,

@@ -9,12 +9,7 @@
 
 mod support;
 
-use lakelink_connectors::lake::local::LocalLake;
-use lakelink_engine::config::Config;
-use lakelink_engine::pipeline::Pipeline;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use support::pg::*;
 use support::stopped_table::tables;
@@ -219,26 +214,15 @@ fn a_truncate_before_the_first_snapshot_deletes_each_row_the_copy_wrote_once() {
         ENGINE,
         "[[table]]\nname = \"p\"\npartition_by = \"createdon\"\ngranularity = \"year\"\n",
     );
-    let open = || {
-        Pipeline::open_with_lake(
-            Config::load(&ws.config).unwrap(),
-            Box::new(LocalLake::open(&ws.lake, None).unwrap()),
-            Arc::new(AtomicBool::new(false)),
-        )
-        .unwrap()
-    };
-    let mut pipeline = open();
+    let mut pipeline = ws.pipeline();
     pipeline.reconcile().unwrap();
     // The copy came in Id order (a fresh table's heap order), so each file is its prefix.
-    let state = rusqlite::Connection::open(ws.config.parent().unwrap().join("state.db")).unwrap();
-    let whole: bool = state
-        .query_row(
-            "SELECT count(*) = 3 AND sum(len = id_ordered_len) = 3 FROM live_files",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(whole, "three live files, each in Id order");
+    let prefixes = ws.id_ordered_prefixes("p");
+    assert_eq!(prefixes.len(), 3, "three live files: {prefixes:?}");
+    assert!(
+        prefixes.values().all(|(len, ordered)| len == ordered),
+        "each in Id order: {prefixes:?}"
+    );
     let held = partitioned_rows(&ws, "p", "YYYY");
     application(
         &ws,

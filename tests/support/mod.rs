@@ -79,6 +79,38 @@ impl Workspace {
         }
     }
 
+    /// The engine in-process on the config and the local lake folder, for a test that drives
+    /// its steps (`reconcile`, `snapshot`) one by one.
+    pub fn pipeline(&self) -> lakelink_engine::pipeline::Pipeline {
+        lakelink_engine::pipeline::Pipeline::open_with_lake(
+            lakelink_engine::config::Config::load(&self.config).expect("the config"),
+            Box::new(
+                lakelink_connectors::lake::local::LocalLake::open(&self.lake, None)
+                    .expect("the lake"),
+            ),
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        )
+        .expect("open the pipeline")
+    }
+
+    /// Each live file of `table` the checkpoint store records, by partition: its length and
+    /// the bytes from its start its initial copy wrote in `Id` order.
+    pub fn id_ordered_prefixes(&self, table: &str) -> BTreeMap<String, (u64, u64)> {
+        let state = Connection::open(self.config.parent().unwrap().join("state.db")).unwrap();
+        let mut stmt = state
+            .prepare("SELECT partition, len, id_ordered_len FROM live_files WHERE name = ?1")
+            .unwrap();
+        stmt.query_map([table], |r| {
+            Ok((
+                r.get(0)?,
+                (r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64),
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
     /// The lake the config names, opened as the agent opens it (for reading what is in a
     /// lake that is not a local folder).
     pub fn open_lake(&self) -> Box<dyn lakelink_model::lake::Lake> {

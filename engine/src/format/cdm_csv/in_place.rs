@@ -15,12 +15,12 @@ use std::io::Write;
 
 /// The partition's state the changes are merged over: rows in strictly increasing Id order,
 /// with no delete record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MergeBase<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeBase {
     /// None: the changes are the whole state.
     Empty,
     /// The partition's previous snapshot file.
-    Snapshot(&'a LakePath),
+    Snapshot(LakePath),
     /// The live file's first bytes, this many, which the initial copy wrote in Id order
     /// ([`crate::state::LiveFile::id_ordered_len`]).
     LivePrefix(u64),
@@ -29,7 +29,7 @@ pub enum MergeBase<'a> {
 /// Where to read from, and how the table's rows are laid out.
 pub struct InPlaceInput<'a> {
     /// The state the changes are merged over.
-    pub base: MergeBase<'a>,
+    pub base: &'a MergeBase,
     /// The live file.
     pub live: &'a LakePath,
     /// Where the changes start in the live file: the previous snapshot's cut, or the end of
@@ -143,7 +143,7 @@ pub fn write_in_place(
     let (from, to) = (input.from, input.to);
     let as_they_stand = match input.base {
         // The copy's rows in Id order and nothing since: the state is those bytes.
-        MergeBase::LivePrefix(len) if from == to && input.fills.is_empty() => Some((0, len)),
+        MergeBase::LivePrefix(len) if from == to && input.fills.is_empty() => Some((0, *len)),
         // Rows appended since that continue the order (an application inserting with a
         // growing key while the table was copied): the whole file, once the new rows are seen
         // to be in order and the file is checked at the seam.
@@ -180,7 +180,7 @@ pub fn visit_in_place(
     visit: &mut dyn FnMut(&Record) -> Result<(), EngineError>,
 ) -> Result<u64, EngineError> {
     let mut record = Record::default();
-    if input.base == MergeBase::Empty
+    if *input.base == MergeBase::Empty
         && rows_if_already_in_place(lake, input, input.from, input.to)?.is_some()
     {
         // Each live row is in the state, in order: read them as they stand, with no sort.
@@ -245,7 +245,7 @@ fn merge(
     let base = match input.base {
         MergeBase::Empty => None,
         MergeBase::Snapshot(path) => Some((path, lake.read(path, 0, None)?)),
-        MergeBase::LivePrefix(len) => Some((input.live, lake.read(input.live, 0, Some(len))?)),
+        MergeBase::LivePrefix(len) => Some((input.live, lake.read(input.live, 0, Some(*len))?)),
     };
     let mut previous = base.map(|(path, read)| {
         (
@@ -356,7 +356,7 @@ mod tests {
             None => (MergeBase::Empty, 0),
             Some(Base::Previous(rows)) => {
                 lake.append(&previous_path, 0, rows.as_bytes()).unwrap();
-                (MergeBase::Snapshot(&previous_path), 0)
+                (MergeBase::Snapshot(previous_path), 0)
             }
             Some(Base::Prefix(rows)) => {
                 lake.append(&path, 0, rows.as_bytes()).unwrap();
@@ -366,7 +366,7 @@ mod tests {
         };
         lake.append(&path, from, live.as_bytes()).unwrap();
         let input = InPlaceInput {
-            base: merge_base,
+            base: &merge_base,
             live: &path,
             from,
             to: from + live.len() as u64,
@@ -473,7 +473,7 @@ mod tests {
                 quoted: false,
             }];
             let input = InPlaceInput {
-                base: MergeBase::LivePrefix(len),
+                base: &MergeBase::LivePrefix(len),
                 live: &path,
                 from: len,
                 to,

@@ -94,8 +94,7 @@ impl BaseState {
 
 /// The files an in-place merge of one partition reads, and how the table lays out its rows.
 pub(super) struct MergeSources {
-    base: BaseState,
-    previous: Option<LakePath>,
+    base: MergeBase,
     live: LakePath,
     is_delete: usize,
     integer_ids: bool,
@@ -107,14 +106,14 @@ impl MergeSources {
     pub(super) fn of(table: &LinkedTable, partition: &str, base: BaseState) -> MergeSources {
         let partitioned = table.is_partitioned();
         MergeSources {
-            base,
-            previous: match base {
-                BaseState::Snapshot(g) => Some(LakePath::snapshot_file(
+            base: match base {
+                BaseState::Empty => MergeBase::Empty,
+                BaseState::Snapshot(g) => MergeBase::Snapshot(LakePath::snapshot_file(
                     table.name(),
                     partitioned.then_some(partition),
                     g,
                 )),
-                _ => None,
+                BaseState::LivePrefix(len) => MergeBase::LivePrefix(len),
             },
             live: table.live_path(partition),
             is_delete: table.field_index(AttributeRole::IsDelete),
@@ -127,11 +126,7 @@ impl MergeSources {
     /// bytes.
     pub(super) fn input(&self, from: u64, to: u64, sort_budget: usize) -> InPlaceInput<'_> {
         InPlaceInput {
-            base: match (self.base, &self.previous) {
-                (BaseState::Snapshot(_), Some(path)) => MergeBase::Snapshot(path),
-                (BaseState::LivePrefix(len), _) => MergeBase::LivePrefix(len),
-                _ => MergeBase::Empty,
-            },
+            base: &self.base,
             live: &self.live,
             from,
             to,
