@@ -135,7 +135,7 @@ impl Drop for PgWorkspace {
 /// How the oracle reads a column of PostgreSQL type `type_name` back from the lake.
 fn kind_of(type_name: &str) -> FieldKind {
     match type_name {
-        "smallint" | "integer" | "bigint" => FieldKind::Integer,
+        "smallint" | "integer" | "bigint" | "oid" => FieldKind::Integer,
         "double precision" | "real" => FieldKind::Real,
         "boolean" => FieldKind::Boolean,
         "bytea" => FieldKind::Blob,
@@ -179,8 +179,11 @@ fn expected_value(text: Option<&str>, kind: FieldKind) -> Value {
 pub fn source_rows(client: &mut Client, table: &str, key: &str) -> SourceTableRows {
     let columns: Vec<(String, FieldKind)> = client
         .query(
-            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
-             WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            // A domain by its base type, as the lake types it.
+            "SELECT a.attname::text, CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) \
+                    ELSE format_type(a.atttypid, a.atttypmod) END \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
             &[&table],
         )
         .unwrap()

@@ -8,9 +8,11 @@
 //! snapshot and its commit record lies before `P0`; every later writer must wait for A to end,
 //! so its changes and commit record lie after `P0` and are decoded from the slot. Connection B
 //! adopts the snapshot, A commits (the lock lasted milliseconds), and B streams the table with
-//! `COPY (SELECT ...) TO STDOUT`, a row at a time, never holding it in memory. The copy stands
-//! at `P0`.
+//! `COPY (SELECT ...) TO STDOUT`, a row at a time, never holding it in memory: in the binary
+//! form where every column's type reads exactly ([`copy_binary`]), in the text form otherwise.
+//! The copy stands at `P0`.
 
+use super::copy_binary::{self, FieldDecoder};
 use super::copy_text;
 use super::lock_wait::DDL_LOCK_TIMEOUT;
 use super::publication::QualifiedTable;
@@ -18,8 +20,11 @@ use super::types;
 use lakelink_model::change::Position;
 use lakelink_model::column_type::FieldKind;
 use lakelink_model::value::Value;
+use postgres::binary_copy::BinaryCopyOutIter;
 use postgres::error::SqlState;
-use postgres::{Client, IsolationLevel};
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{FromSql, Type};
+use postgres::{Client, IsolationLevel, Transaction};
 use std::ops::ControlFlow;
 
 /// Tries before the copy reports the table busy (the agent then retries with backoff). Each
@@ -128,8 +133,145 @@ pub fn copy_table(
         .iter()
         .map(|c| super::publication::quote_ident(c))
         .collect();
-    // COPY streams the rows under the adopted snapshot, a message per row: memory holds one
-    // row at a time whatever the table's size, and no round trip waits between chunks.
+    let read = match plan_copy(&mut copy, table, columns, &list, kinds)? {
+        Some(binary) => read_binary(&mut copy, table, &list, &binary, position, on_row)?,
+        None => read_text(&mut copy, table, &list, kinds, position, on_row)?,
+    };
+    if read.is_break() {
+        // The rest is not wanted: without a cancel, ending the transaction would wait for
+        // the server to send (and this side to discard) the whole remaining table.
+        cancel(&token);
+        return Ok(position);
+    }
+    copy.commit()
+        .map_err(|e| CopyError::Server("ending the copy", e))?;
+    Ok(position)
+}
+
+/// How the binary COPY reads a table's columns.
+struct BinaryRead {
+    /// One per column.
+    decoders: Vec<FieldDecoder>,
+    /// The columns' types as the server describes them (a domain as its base type).
+    types: Vec<Type>,
+}
+
+/// How the copy reads `table`'s `columns` (`list`, quoted): binary, or `None` for the text
+/// COPY.
+fn plan_copy(
+    copy: &mut Transaction<'_>,
+    table: &QualifiedTable,
+    columns: &[String],
+    list: &[String],
+    kinds: &[FieldKind],
+) -> Result<Option<BinaryRead>, CopyError> {
+    let described = copy
+        .prepare(&format!("SELECT {} FROM {}", list.join(", "), table.sql()))
+        .map_err(|e| CopyError::Server("reading the table's column types", e))?;
+    let types: Vec<Type> = described
+        .columns()
+        .iter()
+        .map(|c| c.type_().clone())
+        .collect();
+    let with_text_casts: Vec<u32> = copy
+        .query(
+            "SELECT castsource FROM pg_cast WHERE casttarget = 'text'::regtype",
+            &[],
+        )
+        .map_err(|e| CopyError::Server("reading the casts to text", e))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let oids: Vec<u32> = types.iter().map(Type::oid).collect();
+    match copy_binary::plan(&oids, kinds, |t| with_text_casts.contains(&t)) {
+        Ok(decoders) => Ok(Some(BinaryRead { decoders, types })),
+        Err(i) => {
+            tracing::debug!(
+                table = %table.sql(),
+                column = %columns[i],
+                column_type = %types[i],
+                "the copy reads the table in COPY's text form: the binary form of this column's type is not read exactly"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Streams the table with `COPY (SELECT ...) TO STDOUT (FORMAT binary)`, a message per row:
+/// memory holds one row at a time whatever the table's size, and no round trip waits between
+/// chunks.
+fn read_binary(
+    copy: &mut Transaction<'_>,
+    table: &QualifiedTable,
+    list: &[String],
+    binary: &BinaryRead,
+    position: Position,
+    on_row: &mut dyn FnMut(Position, Vec<Value>) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>, CopyError> {
+    let expressions: Vec<String> = list
+        .iter()
+        .zip(&binary.decoders)
+        .map(|(column, decoder)| copy_binary::select_expression(column, *decoder))
+        .collect();
+    let query = format!(
+        "COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)",
+        expressions.join(", "),
+        table.sql()
+    );
+    let reader = copy
+        .copy_out(&query)
+        .map_err(|e| CopyError::Server("reading the table", e))?;
+    let mut rows = BinaryCopyOutIter::new(reader, &binary.types);
+    while let Some(row) = rows
+        .next()
+        .map_err(|e| CopyError::Server("reading the table", e))?
+    {
+        let mut values = Vec::with_capacity(binary.decoders.len());
+        for (i, decoder) in binary.decoders.iter().enumerate() {
+            let field = row
+                .try_get::<Option<RawField<'_>>>(i)
+                .map_err(|e| CopyError::Server("reading the table", e))?;
+            values.push(match field {
+                Some(RawField(raw)) => decoder.decode(raw).ok_or(CopyError::Damaged(
+                    "a value of the copy that is not what COPY sends for its type (a torn or damaged stream)",
+                ))?,
+                None => Value::Null,
+            });
+        }
+        if on_row(position, values).is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
+    }
+    Ok(ControlFlow::Continue(()))
+}
+
+/// A field's bytes as the binary COPY sent them, whatever its type: [`FieldDecoder`] decodes
+/// them.
+struct RawField<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for RawField<'a> {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> Result<RawField<'a>, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawField(raw))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// Streams the table with `COPY (SELECT ...) TO STDOUT` in COPY's text form, for a table with
+/// a column whose binary form is not read exactly.
+fn read_text(
+    copy: &mut Transaction<'_>,
+    table: &QualifiedTable,
+    list: &[String],
+    kinds: &[FieldKind],
+    position: Position,
+    on_row: &mut dyn FnMut(Position, Vec<Value>) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>, CopyError> {
     let query = format!(
         "COPY (SELECT {} FROM {}) TO STDOUT",
         list.join(", "),
@@ -144,7 +286,7 @@ pub fn copy_table(
         let read = copy_text::read_row(&mut rows, &mut line, &mut fields)
             .map_err(|e| CopyError::from_stream("reading the table", e))?;
         match read {
-            copy_text::RowRead::End => break,
+            copy_text::RowRead::End => return Ok(ControlFlow::Continue(())),
             copy_text::RowRead::Row if fields.len() == kinds.len() => {}
             _ => {
                 return Err(CopyError::Damaged(
@@ -161,14 +303,7 @@ pub fn copy_table(
             })
             .collect();
         if on_row(position, values).is_break() {
-            // The rest is not wanted: without a cancel, ending the transaction would wait for
-            // the server to send (and this side to discard) the whole remaining table.
-            cancel(&token);
-            return Ok(position);
+            return Ok(ControlFlow::Break(()));
         }
     }
-    drop(rows);
-    copy.commit()
-        .map_err(|e| CopyError::Server("ending the copy", e))?;
-    Ok(position)
 }

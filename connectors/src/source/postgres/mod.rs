@@ -9,6 +9,7 @@
 //! transaction, increasing across transactions (transactions are decoded in commit order).
 
 mod config;
+mod copy_binary;
 mod copy_text;
 mod errors;
 mod handoff;

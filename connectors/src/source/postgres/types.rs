@@ -8,7 +8,7 @@ use lakelink_model::column_type::{ColumnType, DEFAULT_DECIMAL_SHAPE, FieldKind};
 use lakelink_model::value::Value;
 
 /// Type OIDs from `pg_type.dat`; stable across PostgreSQL versions.
-mod oid {
+pub(super) mod oid {
     pub const BOOL: u32 = 16;
     pub const BYTEA: u32 = 17;
     pub const CHAR: u32 = 18;
