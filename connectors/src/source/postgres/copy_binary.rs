@@ -106,7 +106,8 @@ pub fn plan(
 /// The SELECT list item that reads `quoted_column` for `decoder`.
 pub fn select_expression(quoted_column: &str, decoder: FieldDecoder) -> String {
     match decoder {
-        FieldDecoder::ViaText(_) => format!("{quoted_column}::text"),
+        // Qualified: a type named `text` in a schema on the search_path would be taken.
+        FieldDecoder::ViaText(_) => format!("{quoted_column}::pg_catalog.text"),
         _ => quoted_column.to_string(),
     }
 }
@@ -126,7 +127,10 @@ impl FieldDecoder {
                 Value::Integer(i64::from(u32::from_be_bytes(raw.try_into().ok()?)))
             }
             FieldDecoder::Float8 => {
-                Value::Real(f64::from_bits(u64::from_be_bytes(raw.try_into().ok()?)))
+                let f = f64::from_bits(u64::from_be_bytes(raw.try_into().ok()?));
+                // Every NaN's text is `NaN`, which parses as the one NaN; PostgreSQL also
+                // stores others (`'-NaN'`, `'inf' - 'inf'`).
+                Value::Real(if f.is_nan() { f64::NAN } else { f })
             }
             FieldDecoder::Bool => match raw {
                 [0] => Value::Integer(0),
@@ -484,6 +488,15 @@ mod tests {
             decode(FieldDecoder::Float8, &f64::NAN.to_bits().to_be_bytes())
                 .same_as(&Value::Real(f64::NAN))
         );
+        // `'-NaN'::float8`, as float8send sends it, is the NaN its text `NaN` parses to.
+        let negative_nan = decode(
+            FieldDecoder::Float8,
+            &0xfff8_0000_0000_0000u64.to_be_bytes(),
+        );
+        match negative_nan {
+            Value::Real(f) => assert_eq!(f.to_bits(), f64::NAN.to_bits()),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(decode(FieldDecoder::Bool, &[1]), Value::Integer(1));
         assert_eq!(
             decode(FieldDecoder::Jsonb, b"\x01{\"a\": 1}"),

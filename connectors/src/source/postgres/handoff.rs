@@ -134,8 +134,17 @@ pub fn copy_table(
         .map(|c| super::publication::quote_ident(c))
         .collect();
     let read = match plan_copy(&mut copy, table, columns, &list, kinds)? {
-        Some(binary) => read_binary(&mut copy, table, &list, &binary, position, on_row)?,
-        None => read_text(&mut copy, table, &list, kinds, position, on_row)?,
+        Some(binary) => read_binary(&mut copy, table, &list, &binary, position, on_row),
+        None => read_text(&mut copy, table, &list, kinds, position, on_row),
+    };
+    let read = match read {
+        Ok(read) => read,
+        Err(e @ CopyError::Damaged(_)) => {
+            // Without a cancel, ending the transaction would wait for the rest of the table.
+            cancel(&token);
+            return Err(e);
+        }
+        Err(e) => return Err(e),
     };
     if read.is_break() {
         // The rest is not wanted: without a cancel, ending the transaction would wait for
@@ -175,7 +184,7 @@ fn plan_copy(
         .collect();
     let with_text_casts: Vec<u32> = copy
         .query(
-            "SELECT castsource FROM pg_cast WHERE casttarget = 'text'::regtype",
+            "SELECT castsource FROM pg_catalog.pg_cast WHERE casttarget = 'pg_catalog.text'::pg_catalog.regtype",
             &[],
         )
         .map_err(|e| CopyError::Server("reading the casts to text", e))?
@@ -184,7 +193,10 @@ fn plan_copy(
         .collect();
     let oids: Vec<u32> = types.iter().map(Type::oid).collect();
     match copy_binary::plan(&oids, kinds, |t| with_text_casts.contains(&t)) {
-        Ok(decoders) => Ok(Some(BinaryRead { decoders, types })),
+        Ok(decoders) => {
+            tracing::debug!(table = %table.sql(), "the copy reads the table in COPY's binary form");
+            Ok(Some(BinaryRead { decoders, types }))
+        }
         Err(i) => {
             tracing::debug!(
                 table = %table.sql(),

@@ -274,6 +274,8 @@ fn connect(config: &PostgresSourceConfig, name: &str) -> Result<Client, SourceEr
         }
     };
     let mut client = connected.map_err(|e| source_error(name, "connecting", e))?;
+    // The stream's session sets the same (`replication::connection`), and the copy's binary
+    // decoders (`copy_binary`) write date-times as these settings do: change them together.
     client
         .batch_execute(
             "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET bytea_output = 'hex'; SET extra_float_digits = 3",

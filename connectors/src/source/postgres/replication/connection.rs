@@ -30,7 +30,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The session settings the text forms of values are parsed in (see `types`), the same as
-/// the SQL connections set: a replication session formats values in its own settings.
+/// the SQL connections set: a replication session formats values in its own settings. The
+/// copy's binary decoders (`copy_binary`) write date-times as a session with these settings
+/// writes them: change them together.
 const SESSION_SETTINGS: [(&str, &str); 5] = [
     ("client_encoding", "UTF8"),
     ("TimeZone", "UTC"),
