@@ -295,6 +295,17 @@ fn the_initial_copy_writes_every_value_as_the_stream_writes_it() {
     );
     // And the source's own text output is what the lake holds.
     assert_lake_matches_source(&ws, "copied", "id", plain);
+    // Domains are typed by their base type, however deep.
+    let model = ws.model();
+    let type_of = |table: &str, column: &str| {
+        let entity = model.entity(table).unwrap();
+        let a = entity.attributes.iter().find(|a| a.name == column).unwrap();
+        serde_json::to_value(a).unwrap()["dataType"].clone()
+    };
+    assert_eq!(type_of("inet_copied", "nf"), "boolean");
+    assert_eq!(type_of("copied", "fl"), "boolean");
+    assert_eq!(type_of("copied", "nt"), "string");
+    assert_eq!(type_of("copied", "am"), "decimal");
 }
 
 #[test]

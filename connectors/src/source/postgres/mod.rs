@@ -42,6 +42,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The schema a `[[table]]` is looked up in unless it names one.
 const DEFAULT_SCHEMA: &str = "public";
 
+/// Joined to `pg_attribute a`: the column's type with every domain resolved to its base type
+/// (`base.type_oid`) and the innermost domain's modifier (`base.typmod`), as the server itself
+/// resolves it (`getBaseTypeAndTypmod`) when it describes a query's columns, so that a domain
+/// over a domain over `boolean` is a boolean, and the copy's binary decoders
+/// ([`copy_binary`]) see the kind the link recorded.
+const BASE_TYPE_JOIN: &str = "CROSS JOIN LATERAL ( \
+        WITH RECURSIVE chain(type_oid, typmod, depth) AS ( \
+            SELECT a.atttypid, a.atttypmod, 0 \
+            UNION ALL \
+            SELECT t.typbasetype, t.typtypmod, chain.depth + 1 \
+            FROM chain JOIN pg_catalog.pg_type t ON t.oid = chain.type_oid WHERE t.typtype = 'd') \
+        SELECT type_oid, typmod FROM chain ORDER BY depth DESC LIMIT 1) base";
+
 /// What is known about each link whose changes this source reads.
 #[derive(Debug, Clone)]
 struct LinkInfo {
@@ -311,15 +324,16 @@ impl Source for PostgresSource {
         let client = self.connection()?;
         let rows = client
             .query(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
-                        CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, \
-                        CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, \
-                        coalesce((SELECT k.ord::int4 FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
-                                  WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.attnum = a.attnum), 0), \
-                        a.attnum::int8 \
-                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
-                 ORDER BY a.attnum",
+                &format!(
+                    "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
+                            base.type_oid, base.typmod, \
+                            coalesce((SELECT k.ord::int4 FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+                                      WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.attnum = a.attnum), 0), \
+                            a.attnum::int8 \
+                     FROM pg_attribute a {BASE_TYPE_JOIN} \
+                     WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
+                     ORDER BY a.attnum"
+                ),
                 &[&oid],
             )
             .map_err(|e| source_error(&name, "reading the table's columns", e))?;
@@ -694,11 +708,12 @@ impl Source for PostgresSource {
         let client = self.connection()?;
         let row = client
             .query_opt(
-                "SELECT a.atthasmissing, (a.attmissingval::text::text[])[1], a.atthasdef, \
-                        CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, \
-                        CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END \
-                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-                 WHERE a.attrelid = $1 AND a.attname = $2 AND NOT a.attisdropped",
+                &format!(
+                    "SELECT a.atthasmissing, (a.attmissingval::text::text[])[1], a.atthasdef, \
+                            base.type_oid, base.typmod \
+                     FROM pg_attribute a {BASE_TYPE_JOIN} \
+                     WHERE a.attrelid = $1 AND a.attname = $2 AND NOT a.attisdropped"
+                ),
                 &[&oid, &column],
             )
             .map_err(|e| source_error(&name, "reading the column's default", e))?;
