@@ -323,7 +323,7 @@ fn a_row_the_copy_read_binary_keeps_its_id_when_the_stream_updates_and_deletes_i
              ('infinity', 'NaN', 'ffffffff-ffff-ffff-ffff-ffffffffffff', 'sad', 'infinity', 'NaN', 'b'),
              ('-infinity', 'Infinity', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'sad', '-infinity',
               '-Infinity', 'c'),
-             ('0044-03-15 12:00:00.5+00 BC', 123456789012345678901234567890.1234567890, 
+             ('0044-03-15 12:00:00.5+00 BC', 123456789012345678901234567890.1234567890,
               'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12', 'happy', '0044-03-15 BC', 5e-324, 'd'),
              ('294276-12-31 23:59:59.999999+00', 0.10, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a13',
               'happy', '5874897-12-31', 0.1, 'e');

@@ -80,7 +80,8 @@ fn binary_decoder(type_oid: u32) -> Option<FieldDecoder> {
 /// type has a cast of its own to `text`. The text COPY (`Err` with the first column that
 /// needs it) when a column's type is not of the kind expected (the text path parses its
 /// values as the expected kind, as the stream does: a column retyped since the table was
-/// inspected, a domain over a domain) or could not be read exactly through `::text`.
+/// inspected, or a domain over a domain linked when such a column was inspected as text) or
+/// could not be read exactly through `::text`.
 pub fn plan(
     type_oids: &[u32],
     kinds: &[FieldKind],

@@ -137,20 +137,21 @@ pub fn copy_table(
         Some(binary) => read_binary(&mut copy, table, &list, &binary, position, on_row),
         None => read_text(&mut copy, table, &list, kinds, position, on_row),
     };
-    let read = match read {
-        Ok(read) => read,
-        Err(e @ CopyError::Damaged(_)) => {
-            // Without a cancel, ending the transaction would wait for the rest of the table.
+    // When the rest is not wanted (or cannot be read), ending the transaction without a
+    // cancel would wait for the server to send, and this side to discard, the whole remaining
+    // table.
+    match read {
+        Ok(ControlFlow::Continue(())) => {}
+        Ok(ControlFlow::Break(())) => {
             cancel(&token);
+            return Ok(position);
+        }
+        Err(e) => {
+            if matches!(e, CopyError::Damaged(_)) {
+                cancel(&token);
+            }
             return Err(e);
         }
-        Err(e) => return Err(e),
-    };
-    if read.is_break() {
-        // The rest is not wanted: without a cancel, ending the transaction would wait for
-        // the server to send (and this side to discard) the whole remaining table.
-        cancel(&token);
-        return Ok(position);
     }
     copy.commit()
         .map_err(|e| CopyError::Server("ending the copy", e))?;

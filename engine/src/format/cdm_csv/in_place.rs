@@ -104,8 +104,8 @@ fn write_row(
 /// strictly increasing, no delete record, every field there (nothing to fill in). Then the
 /// merge would write each row as its bytes, in the order they stand. A copy recorded since
 /// the copy's prefix in `Id` order was ([`MergeBase::LivePrefix`]) needs no such scan; this
-/// one serves live files of a store from before. `None` as soon as a row says otherwise, so a partition in
-/// another order costs a row or two of reading.
+/// one serves live files of a store from before. `None` as soon as a row says otherwise, so
+/// a partition in another order costs a row or two of reading.
 fn rows_if_already_in_place(
     lake: &dyn Lake,
     input: &InPlaceInput<'_>,
