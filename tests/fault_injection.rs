@@ -560,3 +560,149 @@ fn a_reload_that_fails_after_a_retried_failure_takes_back_every_table_it_brought
         "a's copy was removed"
     );
 }
+
+/// Two tables in a lake of format `delta`: `event` in place, `note` append-only.
+fn setup_delta() -> (Workspace, Config, Arc<Mutex<Plan>>) {
+    let mut ws = Workspace::new(
+        "CREATE TABLE event (id INTEGER PRIMARY KEY, what TEXT, createdon DATETIME);
+         CREATE TABLE note (id INTEGER PRIMARY KEY, what TEXT);",
+    );
+    ws.lake_section = Some(support::delta::DELTA_LAKE.to_string());
+    ws.write_config(
+        "",
+        "[[table]]\nname = \"event\"\npartition_by = \"createdon\"\n\n[[table]]\nname = \"note\"\nmode = \"append_only\"\n",
+    );
+    let config = Config::load(&ws.config).unwrap();
+    (ws, config, Arc::new(Mutex::new(Plan::default())))
+}
+
+/// Changes both tables: inserts, updates and deletes.
+fn change_both(ws: &Workspace, from: i64) {
+    insert_events(ws, from, 20);
+    let conn = ws.source();
+    for id in from..from + 20 {
+        conn.execute("INSERT INTO note VALUES (?1, ?2)", params![id, "new"])
+            .unwrap();
+    }
+    conn.execute_batch(&format!(
+        "UPDATE event SET what = 'changed' WHERE id % 3 = 0 AND id < {from};
+         DELETE FROM event WHERE id % 7 = 0;
+         UPDATE note SET what = 'changed' WHERE id % 2 = 0;
+         DELETE FROM note WHERE id % 5 = 0;"
+    ))
+    .unwrap();
+}
+
+/// Asserts that `note`'s Delta table holds each row of its live files once, and that `event`'s
+/// holds the source.
+fn assert_delta_exactly_once(ws: &Workspace) {
+    let live: usize = ws.live_files("note").values().map(Vec::len).sum();
+    for reader in support::delta::READERS {
+        let note = support::delta::read_delta(ws, "note", reader, None);
+        assert_eq!(
+            note.rows.len(),
+            live,
+            "{reader}: note holds every change once"
+        );
+        let mut changes: Vec<(i64, i64, bool)> = note
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    r["Id"].as_i64().unwrap(),
+                    r["versionnumber"].as_i64().unwrap(),
+                    r["IsDelete"] == serde_json::json!(true),
+                )
+            })
+            .collect();
+        changes.sort();
+        changes.dedup();
+        assert_eq!(changes.len(), live, "{reader}: no change twice");
+        let event = support::delta::read_delta(ws, "event", reader, None);
+        let expected = support::delta::expected_rows(&ws.source(), "event", "id", &[]);
+        support::delta::assert_delta_matches(reader, &event, &expected);
+    }
+}
+
+#[test]
+fn a_delta_generation_cut_short_after_its_tables_committed_is_taken_again_writing_nothing_twice() {
+    let (ws, config, plan) = setup_delta();
+    let mut pipeline = open(&ws, &config, &plan);
+    pipeline.reconcile().unwrap();
+    change_both(&ws, 0);
+    pipeline.trickle_once().unwrap();
+    assert_eq!(pipeline.snapshot().unwrap().unwrap().generation, 1);
+    change_both(&ws, 100);
+    pipeline.trickle_once().unwrap();
+    // Both tables commit generation 2; its record, the commit point, fails.
+    inject(
+        &plan,
+        Fault {
+            op: Op::Create,
+            path_contains: "_lakelink/delta/generation-T2",
+            skip: 0,
+            times: 1,
+            kind: io::ErrorKind::PermissionDenied,
+            after_effect: false,
+        },
+    );
+    assert!(pipeline.snapshot().is_err());
+    assert!(
+        ws.lake
+            .join("deltalake/note/_delta_log/00000000000000000001.json")
+            .exists()
+    );
+    drop(pipeline);
+    // As after a crash: generation 2 is not recorded, so it is taken again as 3 from each
+    // table's log.
+    let mut pipeline = open(&ws, &config, &plan);
+    assert_eq!(pipeline.snapshot().unwrap().unwrap().generation, 3);
+    drop(pipeline);
+    assert!(!ws.lake.join("_lakelink/delta/generation-T2.json").exists());
+    assert_delta_exactly_once(&ws);
+}
+
+#[test]
+fn a_delta_generation_cut_short_between_two_tables_commits_is_taken_again_writing_nothing_twice() {
+    let (ws, config, plan) = setup_delta();
+    let mut pipeline = open(&ws, &config, &plan);
+    pipeline.reconcile().unwrap();
+    change_both(&ws, 0);
+    pipeline.trickle_once().unwrap();
+    pipeline.snapshot().unwrap().unwrap();
+    change_both(&ws, 100);
+    pipeline.trickle_once().unwrap();
+    // `event` commits generation 2; `note`'s commit fails.
+    inject(
+        &plan,
+        Fault {
+            op: Op::Create,
+            path_contains: "deltalake/note/_delta_log/",
+            skip: 0,
+            times: 1,
+            kind: io::ErrorKind::TimedOut,
+            after_effect: false,
+        },
+    );
+    assert!(pipeline.snapshot().is_err());
+    assert!(
+        ws.lake
+            .join("deltalake/event/_delta_log/00000000000000000001.json")
+            .exists()
+    );
+    assert!(
+        !ws.lake
+            .join("deltalake/note/_delta_log/00000000000000000001.json")
+            .exists()
+    );
+    // The agent retries in the same process, then a third generation follows.
+    let published = pipeline.snapshot().unwrap().unwrap();
+    assert_eq!(published.generation, 3);
+    change_both(&ws, 200);
+    pipeline.trickle_once().unwrap();
+    assert_eq!(pipeline.snapshot().unwrap().unwrap().generation, 4);
+    drop(pipeline);
+    assert_delta_exactly_once(&ws);
+    let note = support::delta::read_delta(&ws, "note", "deltalake", None);
+    assert_eq!(note.description["txn"], serde_json::json!(4));
+}

@@ -1,9 +1,10 @@
 //! The agent's TOML config: parsing with unknown keys refused, defaults, and a validation that
 //! reports every problem with the key it concerns. Relative paths are relative to the file.
 
+use crate::format::FormatKind;
 use lakelink_connectors::registry::relative_to;
 pub use lakelink_connectors::registry::{LakeConfig, SourceConfig};
-use lakelink_model::lake_path::TableName;
+use lakelink_model::lake_path::{DELTA_DIR, TableName};
 use lakelink_model::partition::Granularity;
 use lakelink_model::table_mode::Mode;
 use lakelink_model::table_ref::TableRef;
@@ -67,11 +68,21 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     source: SourceConfig,
-    lake: LakeConfig,
+    lake: RawLake,
     #[serde(default)]
     engine: RawEngine,
     #[serde(default, rename = "table")]
     tables: Vec<RawTable>,
+}
+
+/// `[lake]`: the output format, and the lake's own settings (its `kind` and the rest, which
+/// refuse unknown keys).
+#[derive(Debug, Deserialize)]
+struct RawLake {
+    #[serde(default)]
+    format: FormatKind,
+    #[serde(flatten)]
+    lake: LakeConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +176,8 @@ pub struct Config {
     pub source: SourceConfig,
     /// `[lake]`, paths resolved.
     pub lake: LakeConfig,
+    /// `[lake] format`: how snapshots are published.
+    pub format: FormatKind,
     /// `[engine]`.
     pub engine: EngineSettings,
     /// The linked tables, in config order.
@@ -200,7 +213,8 @@ impl Config {
 
         let source = raw.source.resolve_paths(base);
         problems.extend(source.problems());
-        let lake = raw.lake.resolve_paths(base);
+        let format = raw.lake.format;
+        let lake = raw.lake.lake.resolve_paths(base);
         problems.extend(lake.problems());
 
         let duration = |key: &str,
@@ -275,6 +289,12 @@ impl Config {
             if !seen.insert(t.name.to_lowercase()) {
                 problems.push(format!("{at}.name: table {:?} is listed twice", t.name));
             }
+            if format == FormatKind::Delta && t.name.eq_ignore_ascii_case(DELTA_DIR) {
+                problems.push(format!(
+                    "{at}.name: a table named {:?} cannot be linked into a lake of format \"delta\", whose Delta tables live in the folder of that name; link it into a lake of format \"csv\"",
+                    t.name
+                ));
+            }
             if let Some(key) = &t.key
                 && (key.is_empty() || key.iter().any(String::is_empty))
             {
@@ -317,6 +337,7 @@ impl Config {
             path: path.to_path_buf(),
             source,
             lake,
+            format,
             engine,
             tables,
         })

@@ -245,22 +245,27 @@ fn execute(command: Command) -> anyhow::Result<()> {
             table,
             generation,
         } => {
-            let lake = match (lake, config) {
+            let (lake, format) = match (lake, config) {
                 (Some(lake), _) => {
                     if !lake.is_dir() {
                         anyhow::bail!("lake folder {} does not exist", lake.display());
                     }
-                    open_lake(&LakeConfig::Local(LocalLakeConfig {
+                    let lake = open_lake(&LakeConfig::Local(LocalLakeConfig {
                         path: lake,
                         base_url: None,
-                    }))?
+                    }))?;
+                    let format = FormatKind::of_lake(lake.as_ref())?;
+                    (lake, format)
                 }
-                (None, Some(config)) => open_lake(&Config::load(&config)?.lake)?,
+                (None, Some(config)) => {
+                    let config = Config::load(&config)?;
+                    (open_lake(&config.lake)?, config.format)
+                }
                 (None, None) => anyhow::bail!("give --lake or --config"),
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            let format = FormatKind::default().open();
+            let format = format.open();
             match format.read_table(lake.as_ref(), &table, generation, &mut out) {
                 Ok(_) => {}
                 // `lakelink read ... | head` closes the pipe early; that is not a failure.

@@ -40,6 +40,18 @@ pub enum StateError {
         /// The lake configured now.
         configured: String,
     },
+    /// The store's lake was written in another output format than the one configured.
+    #[error(
+        "checkpoint store {path} belongs to a lake of format {recorded:?}, but [lake] format is {configured:?}; a lake keeps the format it started with: set format = {recorded:?} back, or start a new lake with its own [engine] state"
+    )]
+    OutputFormat {
+        /// The store.
+        path: PathBuf,
+        /// The format it recorded.
+        recorded: String,
+        /// The format configured now.
+        configured: String,
+    },
     /// The store has a layout this version does not know.
     #[error(
         "checkpoint store {path} has layout {found}, this lakelink reads layout {FORMAT_VERSION}"
@@ -356,6 +368,24 @@ impl StateStore {
             what,
             source,
         })
+    }
+
+    /// Records the lake's output format on first use (a store from before formats were
+    /// recorded, that has published, wrote `csv`), and refuses another one later.
+    pub fn check_output_format(&self, configured: &str) -> Result<(), StateError> {
+        let recorded = match self.meta("output_format")? {
+            Some(f) => f,
+            None if self.published()?.is_some() => "csv".to_string(),
+            None => configured.to_string(),
+        };
+        if recorded != configured {
+            return Err(StateError::OutputFormat {
+                path: self.path.clone(),
+                recorded,
+                configured: configured.to_string(),
+            });
+        }
+        self.set_meta("output_format", configured)
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, StateError> {

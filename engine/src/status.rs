@@ -6,6 +6,7 @@
 
 use crate::config::Config;
 use crate::error::EngineError;
+use crate::format::FormatKind;
 use crate::http_status::fetch_status;
 use crate::metrics::AgentStatus;
 use crate::state::StateStore;
@@ -79,8 +80,37 @@ fn agent_report(status: &AgentStatus, address: SocketAddr) -> String {
     out
 }
 
+/// For a lake of format `delta`, the line naming each table's Delta version (read from the
+/// lake, which status only looks at).
+fn delta_versions(config: &Config) -> Option<String> {
+    if config.format != FormatKind::Delta
+        || config
+            .lake
+            .local_folder()
+            .is_some_and(|folder| !folder.is_dir())
+    {
+        return None;
+    }
+    let line = crate::pipeline::open_lake(&config.lake)
+        .and_then(|lake| crate::format::delta::published_versions(lake.as_ref()));
+    match line {
+        Ok(Some(line)) => Some(line + "\n"),
+        Ok(None) => Some("no Delta table published yet\n".into()),
+        Err(e) => Some(format!("cannot read the Delta tables' versions: {e}\n")),
+    }
+}
+
 /// The status report as text.
 pub fn report(config: &Config) -> Result<String, EngineError> {
+    let mut report = report_tables(config)?;
+    if let Some(line) = delta_versions(config) {
+        report.push_str(&line);
+    }
+    Ok(report)
+}
+
+/// The report of every table, from the agent or the checkpoint store.
+fn report_tables(config: &Config) -> Result<String, EngineError> {
     let mut out = match lock_holder(config) {
         Ok(Some(holder)) => {
             let parsed = WriterHolder::parse(&holder);

@@ -10,6 +10,10 @@ pub const TRICKLE_DIR: &str = "Microsoft.Athena.TrickleFeedService";
 /// The partition of an unpartitioned table, and of rows without a usable partition value.
 pub const DEFAULT_PARTITION: &str = "1";
 
+/// The folder of a lake of format `delta` that holds its Delta tables, one folder each
+/// (LAKE_FORMAT §9); no table of that lake may have this name.
+pub const DELTA_DIR: &str = "deltalake";
+
 /// A table name that is safe as one path segment and as a CDM entity name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TableName(String);
@@ -198,6 +202,38 @@ impl LakePath {
     /// `Microsoft.Athena.TrickleFeedService/<table>-model.json`.
     pub fn trickle_manifest(table: &TableName) -> LakePath {
         LakePath::plain(format!("{TRICKLE_DIR}/{}-model.json", table.0))
+    }
+
+    /// `deltalake/<table>`: the table's Delta table in a lake of format `delta` (LAKE_FORMAT
+    /// §9), a folder that holds nothing else.
+    pub fn delta_table_dir(table: &TableName) -> LakePath {
+        LakePath::plain(format!("{DELTA_DIR}/{}", table.0))
+    }
+
+    /// A file of the table's Delta table, by its path inside the table's folder (a data file's
+    /// `add.path`, or `_delta_log/...`).
+    pub fn delta_file(table: &TableName, inside: &str) -> LakePath {
+        LakePath::plain(format!("{DELTA_DIR}/{}/{inside}", table.0))
+    }
+
+    /// `deltalake/<table>/_delta_log/<version>.json`, zero-padded to 20 digits.
+    pub fn delta_commit(table: &TableName, version: u64) -> LakePath {
+        LakePath::plain(format!(
+            "{DELTA_DIR}/{}/_delta_log/{version:020}.json",
+            table.0
+        ))
+    }
+
+    /// `_lakelink/delta`: the record of each generation a lake of format `delta` published.
+    pub fn delta_generations_dir() -> LakePath {
+        LakePath::plain(format!("{LAKELINK_DIR}/delta"))
+    }
+
+    /// `_lakelink/delta/generation-T<n>.json`.
+    pub fn delta_generation(generation: u64) -> LakePath {
+        LakePath::plain(format!(
+            "{LAKELINK_DIR}/delta/generation-T{generation}.json"
+        ))
     }
 
     /// The generation in a snapshot file's or published manifest's name (`...-T<n>.csv`,

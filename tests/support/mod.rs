@@ -9,6 +9,7 @@ pub mod application;
 pub mod azurite;
 pub mod crash;
 pub mod crash_harness;
+pub mod delta;
 pub mod pg;
 pub mod stopped_table;
 pub mod throttling_proxy;

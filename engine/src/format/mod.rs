@@ -20,6 +20,7 @@
 //! of [`FormatKind`].
 
 pub mod cdm_csv;
+pub mod delta;
 
 use crate::error::EngineError;
 use crate::linked_table::LinkedTable;
@@ -50,9 +51,12 @@ pub struct Removed {
 ///   [`SnapshotFormat::publish`] of its generation returns, and a published file is never
 ///   written again: a generation that failed before its publish is retried under the same
 ///   number, and may replace what that attempt left.
-/// - [`SnapshotFormat::publish`] makes a generation visible whole, or not at all, at one
-///   atomic step; a crash on either side of it is told apart by
-///   [`SnapshotFormat::published_generation`].
+/// - [`SnapshotFormat::publish`] makes a generation published whole, or not at all, at one
+///   atomic step (its commit point); a crash on either side of it is told apart by
+///   [`SnapshotFormat::published_generation`]. A format whose readers see each table apart
+///   (Delta: one commit per table) makes every table's part of a generation that failed
+///   before its commit point safe to take again under a higher generation, and says what
+///   readers may see meanwhile.
 /// - [`SnapshotFormat::highest_generation`] is at least every generation the lake ever
 ///   published, whatever the checkpoint store says, so a new generation never reuses one.
 /// - Retention deletes only what no kept generation names.
@@ -143,12 +147,17 @@ pub trait SnapshotFormat: Send + Sync {
     ) -> Result<u64, EngineError>;
 }
 
-/// The output formats lakelink writes: the one registration each format needs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The output formats lakelink writes: the one registration each format needs. `[lake] format`
+/// names one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 pub enum FormatKind {
-    /// CDM folders of CSV snapshot files and model.json (LAKE_FORMAT §2-§5).
+    /// CDM folders of CSV snapshot files and model.json (LAKE_FORMAT §2-§5): `"csv"`.
     #[default]
+    #[serde(rename = "csv")]
     CdmCsv,
+    /// A Delta Lake table per linked table under `deltalake/` (LAKE_FORMAT §9): `"delta"`.
+    #[serde(rename = "delta")]
+    Delta,
 }
 
 impl FormatKind {
@@ -156,6 +165,30 @@ impl FormatKind {
     pub fn open(self) -> Box<dyn SnapshotFormat> {
         match self {
             FormatKind::CdmCsv => Box::new(cdm_csv::CdmCsv),
+            FormatKind::Delta => Box::new(delta::DeltaLake::default()),
         }
+    }
+
+    /// The format's name in `[lake] format`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FormatKind::CdmCsv => "csv",
+            FormatKind::Delta => "delta",
+        }
+    }
+
+    /// The format a lake was written in, for commands given only the lake's folder: `delta`
+    /// when it has a `deltalake/` folder or Delta generation records, else `csv`.
+    pub fn of_lake(lake: &dyn Lake) -> Result<FormatKind, EngineError> {
+        let root = lake.list(&LakePath::from_raw(""))?;
+        let delta = root
+            .iter()
+            .any(|e| e.is_dir && e.path.file_name() == lakelink_model::lake_path::DELTA_DIR)
+            || !lake.list(&LakePath::delta_generations_dir())?.is_empty();
+        Ok(if delta {
+            FormatKind::Delta
+        } else {
+            FormatKind::CdmCsv
+        })
     }
 }

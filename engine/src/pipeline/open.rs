@@ -5,7 +5,6 @@
 use super::{Pipeline, now_text, open_lake, open_source, stop_line, table_name};
 use crate::config::Config;
 use crate::error::EngineError;
-use crate::format::FormatKind;
 use crate::metrics::Metrics;
 use crate::pending_links::PendingLinks;
 use crate::recovery;
@@ -54,7 +53,8 @@ impl Pipeline {
         let lock = lake.lock_writer(&holder.to_string())?;
         let mut state = StateStore::open(&config.engine.state, &lake.describe())?;
         let source = open_source(&config.source, &state.capture_name()?)?;
-        let format = FormatKind::default().open();
+        state.check_output_format(config.format.name())?;
+        let format = config.format.open();
         recovery::remove_abandoned_files(lake.as_ref(), format.as_ref())?;
         recovery::settle_publish(lake.as_ref(), format.as_ref(), &mut state, &now_text())?;
         let mut pipeline = Pipeline {

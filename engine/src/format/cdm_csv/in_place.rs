@@ -204,6 +204,23 @@ pub fn visit_in_place(
     })
 }
 
+/// Takes one row of a partition's state, parsed, and the `SinkCreatedOn` to write in place of
+/// its own (`None`: its own).
+pub type VisitStateRow<'v> = dyn FnMut(&Record, Option<&str>) -> Result<(), EngineError> + 'v;
+
+/// Calls `visit` with each row of the merged state, in Id order; returns how many.
+pub fn visit_state_rows(
+    lake: &dyn Lake,
+    input: &InPlaceInput<'_>,
+    visit: &mut VisitStateRow<'_>,
+) -> Result<u64, EngineError> {
+    let mut record = Record::default();
+    merge(lake, input, &mut |row, created| {
+        row.parse(&mut record).map_err(csv_error(input.live))?;
+        visit(&record, created)
+    })
+}
+
 /// The error for a CSV problem in the file at `path`.
 fn csv_error(path: &LakePath) -> impl Fn(CsvError) -> EngineError + use<> {
     let path = path.to_string();

@@ -4,7 +4,7 @@
 //! `append_only` table, whose snapshot files hold every change, the live file folded from its
 //! start.
 
-use super::in_place::visit_in_place;
+use super::in_place::{VisitStateRow, visit_in_place, visit_state_rows};
 use super::snapshot_file::{BaseState, MergeSources};
 use crate::error::EngineError;
 use crate::linked_table::LinkedTable;
@@ -33,4 +33,30 @@ pub fn visit_live_rows(
     };
     let sources = MergeSources::of(table, partition, base);
     visit_in_place(lake, &sources.input(from, upto, memory), visit)
+}
+
+/// Calls `visit` with each row `table`'s `partition` holds live at live-file length `upto`, in
+/// Id order, folded from the live file alone (over the prefix the initial copy wrote in Id
+/// order, when it has one), with the `SinkCreatedOn` to write in place of the row's own
+/// (`None`: its own); returns how many. For a format that keeps no CSV snapshot to merge over.
+pub fn visit_live_file_state(
+    lake: &dyn Lake,
+    table: &LinkedTable,
+    partition: &str,
+    upto: u64,
+    memory: usize,
+    visit: &mut VisitStateRow<'_>,
+) -> Result<u64, EngineError> {
+    let Some(file) = table.file(partition) else {
+        return Ok(0);
+    };
+    let (base, from) = match table.record.mode {
+        Mode::InPlace if file.id_ordered_len > 0 && file.id_ordered_len <= upto => (
+            BaseState::LivePrefix(file.id_ordered_len),
+            file.id_ordered_len,
+        ),
+        _ => (BaseState::Empty, 0),
+    };
+    let sources = MergeSources::of(table, partition, base);
+    visit_state_rows(lake, &sources.input(from, upto, memory), visit)
 }

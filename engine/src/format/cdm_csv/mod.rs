@@ -11,6 +11,11 @@ mod read;
 mod retention;
 mod snapshot_file;
 
+// The live files' state, folded and merged by Id, is the same for every format; the Delta
+// format reads it through these.
+pub(crate) use live_rows::visit_live_file_state;
+pub(crate) use snapshot_file::{create_unpublished, fill_fields};
+
 use crate::error::EngineError;
 use crate::format::{Removed, SnapshotFiles, SnapshotFormat};
 use crate::linked_table::LinkedTable;

@@ -30,7 +30,7 @@ pub fn create_unpublished(
 }
 
 /// Each filled column's field index and encoded value (see [`InPlaceInput::fills`]).
-fn fill_fields(table: &LinkedTable) -> Vec<FilledField> {
+pub(crate) fn fill_fields(table: &LinkedTable) -> Vec<FilledField> {
     let attributes = table.attributes();
     let mut out: Vec<FilledField> = table
         .record

@@ -1,0 +1,292 @@
+//! One column of a data file being built: its values as an Arrow array, and the statistics a
+//! Delta `add` action carries for it (`nullCount`, `minValues`, `maxValues`).
+//!
+//! Statistics follow what readers skip files by, and leave out what they could misread: no
+//! minimum or maximum for a double column that holds NaN, for booleans, decimals or binary;
+//! a string's minimum cut to 32 characters (still a lower bound) and its maximum left out when
+//! longer; timestamps in milliseconds, the minimum rounded down and the maximum up.
+
+use super::columns::{Cell, DeltaType};
+use arrow_array::ArrayRef;
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use serde_json::Value as Json;
+use std::sync::Arc;
+
+/// How many characters of a string a statistic keeps.
+const STRING_STAT_CHARS: usize = 32;
+
+/// A column's values so far, in the builder of its type.
+enum Values {
+    Long(Int64Builder),
+    Double(Float64Builder),
+    Decimal(Decimal128Builder),
+    Boolean(BooleanBuilder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+    String(StringBuilder),
+    Binary(BinaryBuilder),
+}
+
+/// The smallest or largest value seen, in a form statistics can order.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+enum Bound {
+    Long(i64),
+    Double(f64),
+    Date(i32),
+    Timestamp(i64),
+    Text(String),
+}
+
+/// The statistics of a column over one file.
+#[derive(Debug, Default, Clone)]
+pub struct ColumnStats {
+    /// How many values are null.
+    pub nulls: u64,
+    min: Option<Bound>,
+    max: Option<Bound>,
+    /// A value was seen that leaves the minimum and maximum out (NaN, a long string's max).
+    no_min: bool,
+    no_max: bool,
+}
+
+impl ColumnStats {
+    fn see(&mut self, value: Bound) {
+        if self.min.as_ref().is_none_or(|m| value < *m) {
+            self.min = Some(value.clone());
+        }
+        if self.max.as_ref().is_none_or(|m| value > *m) {
+            self.max = Some(value);
+        }
+    }
+
+    fn see_text(&mut self, text: &str) {
+        let cut: String = text.chars().take(STRING_STAT_CHARS).collect();
+        if cut.len() < text.len() {
+            // A prefix is no upper bound of the whole string.
+            self.no_max = true;
+        }
+        self.see(Bound::Text(cut));
+    }
+
+    /// The `minValues` entry, if the statistics give one.
+    pub fn min_json(&self) -> Option<Json> {
+        if self.no_min {
+            return None;
+        }
+        self.min.as_ref().map(|b| bound_json(b, false))
+    }
+
+    /// The `maxValues` entry, if the statistics give one.
+    pub fn max_json(&self) -> Option<Json> {
+        if self.no_max {
+            return None;
+        }
+        self.max.as_ref().map(|b| bound_json(b, true))
+    }
+}
+
+/// A bound as a statistic: a timestamp in milliseconds, rounded down for a minimum and up for a
+/// maximum (readers compare at millisecond precision).
+fn bound_json(bound: &Bound, upper: bool) -> Json {
+    match bound {
+        Bound::Long(i) => Json::from(*i),
+        Bound::Double(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Bound::Date(days) => Json::from(date_text(*days)),
+        Bound::Timestamp(micros) => {
+            let millis = if upper {
+                micros.div_euclid(1000) + i64::from(micros.rem_euclid(1000) != 0)
+            } else {
+                micros.div_euclid(1000)
+            };
+            Json::from(millis_text(millis))
+        }
+        Bound::Text(s) => Json::from(s.as_str()),
+    }
+}
+
+/// `YYYY-MM-DD` of days since 1970-01-01.
+pub fn date_text(days: i32) -> String {
+    let date = time::Date::from_julian_day(days + 2_440_588).unwrap_or(time::Date::MIN);
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of milliseconds since the epoch.
+fn millis_text(millis: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+/// One column being built.
+pub struct ColumnBuilder {
+    values: Values,
+    /// Statistics over every value appended since the file began.
+    pub stats: ColumnStats,
+    /// About how many bytes the values hold.
+    pub bytes: usize,
+}
+
+impl ColumnBuilder {
+    /// An empty column of type `ty`.
+    pub fn new(ty: DeltaType) -> ColumnBuilder {
+        let values = match ty {
+            DeltaType::Long => Values::Long(Int64Builder::new()),
+            DeltaType::Double => Values::Double(Float64Builder::new()),
+            DeltaType::Decimal { precision, scale } => Values::Decimal(
+                Decimal128Builder::new()
+                    .with_precision_and_scale(precision, scale as i8)
+                    .unwrap_or_default(),
+            ),
+            DeltaType::Boolean => Values::Boolean(BooleanBuilder::new()),
+            DeltaType::Date => Values::Date(Date32Builder::new()),
+            DeltaType::Timestamp => {
+                Values::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
+            DeltaType::String => Values::String(StringBuilder::new()),
+            DeltaType::Binary => Values::Binary(BinaryBuilder::new()),
+        };
+        ColumnBuilder {
+            values,
+            stats: ColumnStats::default(),
+            bytes: 0,
+        }
+    }
+
+    /// Appends `cell`, which [`super::columns::cell`] made for this column's type; anything
+    /// else (an unfit value) is appended as null.
+    pub fn append(&mut self, cell: &Cell<'_>) {
+        self.bytes += 9;
+        match (&mut self.values, cell) {
+            (Values::Long(b), Cell::Long(i)) => {
+                b.append_value(*i);
+                self.stats.see(Bound::Long(*i));
+            }
+            (Values::Double(b), Cell::Double(f)) => {
+                b.append_value(*f);
+                if f.is_nan() {
+                    self.stats.no_min = true;
+                    self.stats.no_max = true;
+                } else {
+                    // -0.0 and 0.0 order as equal; either bounds the other.
+                    self.stats.see(Bound::Double(*f));
+                }
+            }
+            (Values::Decimal(b), Cell::Decimal(d)) => {
+                b.append_value(*d);
+                self.stats.no_min = true;
+                self.stats.no_max = true;
+            }
+            (Values::Boolean(b), Cell::Boolean(v)) => {
+                b.append_value(*v);
+                self.stats.no_min = true;
+                self.stats.no_max = true;
+            }
+            (Values::Date(b), Cell::Date(d)) => {
+                b.append_value(*d);
+                self.stats.see(Bound::Date(*d));
+            }
+            (Values::Timestamp(b), Cell::Timestamp(t)) => {
+                b.append_value(*t);
+                self.stats.see(Bound::Timestamp(*t));
+            }
+            (Values::String(b), Cell::Text(s)) => {
+                b.append_value(s);
+                self.bytes += s.len();
+                self.stats.see_text(s);
+            }
+            (Values::Binary(b), Cell::Binary(v)) => {
+                b.append_value(v);
+                self.bytes += v.len();
+                self.stats.no_min = true;
+                self.stats.no_max = true;
+            }
+            _ => self.append_null(),
+        }
+    }
+
+    /// Appends the text of an original-text column.
+    pub fn append_text(&mut self, text: &str) {
+        self.append(&Cell::Text(text));
+    }
+
+    /// Appends a null.
+    pub fn append_null(&mut self) {
+        self.stats.nulls += 1;
+        match &mut self.values {
+            Values::Long(b) => b.append_null(),
+            Values::Double(b) => b.append_null(),
+            Values::Decimal(b) => b.append_null(),
+            Values::Boolean(b) => b.append_null(),
+            Values::Date(b) => b.append_null(),
+            Values::Timestamp(b) => b.append_null(),
+            Values::String(b) => b.append_null(),
+            Values::Binary(b) => b.append_null(),
+        }
+    }
+
+    /// The values appended since the last call, as an array; the statistics go on.
+    pub fn finish(&mut self) -> ArrayRef {
+        self.bytes = 0;
+        match &mut self.values {
+            Values::Long(b) => Arc::new(b.finish()),
+            Values::Double(b) => Arc::new(b.finish()),
+            Values::Decimal(b) => Arc::new(b.finish()),
+            Values::Boolean(b) => Arc::new(b.finish()),
+            Values::Date(b) => Arc::new(b.finish()),
+            Values::Timestamp(b) => Arc::new(b.finish()),
+            Values::String(b) => Arc::new(b.finish()),
+            Values::Binary(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_bound_every_value_and_leave_out_what_readers_could_misread() {
+        let mut ts = ColumnBuilder::new(DeltaType::Timestamp);
+        ts.append(&Cell::Timestamp(1_500));
+        ts.append(&Cell::Timestamp(-1));
+        ts.append(&Cell::Null);
+        assert_eq!(
+            ts.stats.min_json(),
+            Some(Json::from("1969-12-31T23:59:59.999Z"))
+        );
+        assert_eq!(
+            ts.stats.max_json(),
+            Some(Json::from("1970-01-01T00:00:00.002Z"))
+        );
+        assert_eq!(ts.stats.nulls, 1);
+        let mut d = ColumnBuilder::new(DeltaType::Double);
+        d.append(&Cell::Double(1.0));
+        d.append(&Cell::Double(f64::NAN));
+        assert_eq!((d.stats.min_json(), d.stats.max_json()), (None, None));
+        let mut s = ColumnBuilder::new(DeltaType::String);
+        s.append(&Cell::Text(&"b".repeat(40)));
+        s.append(&Cell::Text("c"));
+        assert_eq!(s.stats.min_json(), Some(Json::from("b".repeat(32))));
+        assert_eq!(s.stats.max_json(), None);
+        let mut dt = ColumnBuilder::new(DeltaType::Date);
+        dt.append(&Cell::Date(-719_162));
+        assert_eq!(dt.stats.min_json(), Some(Json::from("0001-01-01")));
+    }
+}

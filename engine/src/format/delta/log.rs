@@ -1,0 +1,310 @@
+//! A Delta table's transaction log (`_delta_log/`, PROTOCOL.md): replayed to the table's state
+//! at a version, and extended by one commit, the create-only write of the next
+//! `<version>.json`.
+//!
+//! Written by hand against the protocol rather than through the `deltalake` or `delta_kernel`
+//! crates: `deltalake` stores through the async `object_store` interface under an ambient Tokio
+//! runtime and needs modification times that the [`Lake`] contract does not carry, and
+//! `delta_kernel`'s write path is unstable (0.x, behind `internal-api`). A commit is a
+//! create-only file, which both of lakelink's lakes already make atomic (a hard link locally,
+//! If-None-Match on ADLS); the actions are a few JSON objects.
+
+use super::columns::DeltaType;
+use crate::error::EngineError;
+use lakelink_model::lake::{Lake, LakeError};
+use lakelink_model::lake_path::{LakePath, TableName};
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+/// The transaction identifier lakelink commits under (a `txn` action's `appId`); its
+/// `version` is the lakelink generation the commit belongs to.
+pub const APP_ID: &str = "lakelink";
+
+/// The protocol lakelink writes: the oldest readers and writers read it (no deletion vectors,
+/// no column mapping, no `timestamp_ntz`).
+pub const MIN_READER_VERSION: u64 = 1;
+/// See [`MIN_READER_VERSION`].
+pub const MIN_WRITER_VERSION: u64 = 2;
+
+/// The table property naming the link the table's rows belong to: a relinked table (a fresh
+/// initial copy, new live files) starts its Delta table over.
+pub const LINK_PROPERTY: &str = "lakelink.link";
+
+/// The partition column every table has.
+pub const PARTITION_COLUMN: &str = "PartitionId";
+
+/// A table's state at a version: what a reader of that version sees.
+#[derive(Debug, Clone, Default)]
+pub struct TableLog {
+    /// The version replayed to, or `None` when the table has no commit yet.
+    pub version: Option<u64>,
+    /// The schema's columns and their types, in order.
+    pub schema: Vec<(String, DeltaType)>,
+    /// The table's metaData `id`.
+    pub table_id: Option<String>,
+    /// The data files of the version, by path, as their `add` actions.
+    pub files: BTreeMap<String, Json>,
+    /// The lakelink generation of the newest commit lakelink made.
+    pub generation: Option<u64>,
+    /// The link (`lakelink.link` in the metaData's configuration) the table's rows belong to.
+    pub link: Option<i64>,
+}
+
+impl TableLog {
+    /// The data files of `partition`.
+    pub fn files_of<'a>(&'a self, partition: &'a str) -> impl Iterator<Item = (&'a str, &'a Json)> {
+        self.files
+            .iter()
+            .filter(move |(_, add)| partition_of(add) == Some(partition))
+            .map(|(path, add)| (path.as_str(), add))
+    }
+}
+
+/// The `PartitionId` of an `add` action.
+pub fn partition_of(add: &Json) -> Option<&str> {
+    add.get("partitionValues")?.get(PARTITION_COLUMN)?.as_str()
+}
+
+/// A tag lakelink set on an `add` action.
+pub fn tag<'a>(add: &'a Json, name: &str) -> Option<&'a str> {
+    add.get("tags")?.get(name)?.as_str()
+}
+
+/// The versions of the commits in `table`'s log, in order.
+pub fn versions(lake: &dyn Lake, table: &TableName) -> Result<Vec<u64>, EngineError> {
+    let dir = LakePath::delta_file(table, "_delta_log");
+    let mut versions: Vec<u64> = lake
+        .list(&dir)?
+        .into_iter()
+        .filter(|e| !e.is_dir)
+        .filter_map(|e| {
+            let name = e.path.file_name();
+            let digits = name.strip_suffix(".json")?;
+            (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| digits.parse().ok())
+                .flatten()
+        })
+        .collect();
+    versions.sort_unstable();
+    Ok(versions)
+}
+
+/// Replays `table`'s log up to `upto` (default: its newest commit).
+pub fn replay(
+    lake: &dyn Lake,
+    table: &TableName,
+    upto: Option<u64>,
+) -> Result<TableLog, EngineError> {
+    let mut log = TableLog::default();
+    let versions = versions(lake, table)?;
+    for (expected, version) in versions.into_iter().enumerate() {
+        if upto.is_some_and(|u| version > u) {
+            break;
+        }
+        let path = LakePath::delta_commit(table, version);
+        if version != expected as u64 {
+            return Err(EngineError::Manifest {
+                path: path.to_string(),
+                reason: format!(
+                    "the table's log lacks version {expected} (lakelink reads its Delta tables from version 0; restore the missing commits, or relink the table)"
+                ),
+            });
+        }
+        for action in read_commit(lake, &path)? {
+            apply(&mut log, &action, &path)?;
+        }
+        log.version = Some(version);
+    }
+    if let Some(u) = upto
+        && log.version != Some(u)
+    {
+        return Err(EngineError::Manifest {
+            path: LakePath::delta_commit(table, u).to_string(),
+            reason: "this version of the table is not in its log".into(),
+        });
+    }
+    Ok(log)
+}
+
+/// The actions of one commit file.
+pub fn read_commit(lake: &dyn Lake, path: &LakePath) -> Result<Vec<Json>, EngineError> {
+    let mut actions = Vec::new();
+    for line in lake.read(path, 0, None)?.lines() {
+        let line = line.map_err(|e| LakeError::io("read", path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let action: Json = serde_json::from_str(&line).map_err(|e| EngineError::Manifest {
+            path: path.to_string(),
+            reason: format!("a line is not a Delta action ({e}); restore the file"),
+        })?;
+        actions.push(action);
+    }
+    Ok(actions)
+}
+
+/// Applies one action to the state.
+fn apply(log: &mut TableLog, action: &Json, path: &LakePath) -> Result<(), EngineError> {
+    if let Some(add) = action.get("add") {
+        if let Some(p) = add.get("path").and_then(Json::as_str) {
+            log.files.insert(p.to_string(), add.clone());
+        }
+    } else if let Some(remove) = action.get("remove") {
+        if let Some(p) = remove.get("path").and_then(Json::as_str) {
+            log.files.remove(p);
+        }
+    } else if let Some(meta) = action.get("metaData") {
+        log.table_id = meta.get("id").and_then(Json::as_str).map(str::to_string);
+        log.link = meta
+            .get("configuration")
+            .and_then(|c| c.get(LINK_PROPERTY))
+            .and_then(Json::as_str)
+            .and_then(|l| l.parse().ok());
+        log.schema = schema_of(meta).ok_or_else(|| EngineError::Manifest {
+            path: path.to_string(),
+            reason: "its metaData has a schema lakelink does not write (a reader changed the table's schema? relink the table)".into(),
+        })?;
+    } else if let Some(txn) = action.get("txn") {
+        if txn.get("appId").and_then(Json::as_str) == Some(APP_ID) {
+            log.generation = txn.get("version").and_then(Json::as_u64);
+        }
+    } else if let Some(protocol) = action.get("protocol") {
+        let reader = protocol.get("minReaderVersion").and_then(Json::as_u64);
+        let writer = protocol.get("minWriterVersion").and_then(Json::as_u64);
+        if reader > Some(MIN_READER_VERSION) || writer > Some(MIN_WRITER_VERSION) {
+            return Err(EngineError::Manifest {
+                path: path.to_string(),
+                reason: format!(
+                    "raises the table's protocol to reader {reader:?} / writer {writer:?}, beyond what lakelink writes (1 / 2); relink the table"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The columns of a metaData action's `schemaString`.
+fn schema_of(meta: &Json) -> Option<Vec<(String, DeltaType)>> {
+    let schema: Json = serde_json::from_str(meta.get("schemaString")?.as_str()?).ok()?;
+    schema
+        .get("fields")?
+        .as_array()?
+        .iter()
+        .map(|f| {
+            let name = f.get("name")?.as_str()?.to_string();
+            let ty = DeltaType::from_schema_name(f.get("type")?.as_str()?)?;
+            Some((name, ty))
+        })
+        .collect()
+}
+
+/// A `schemaString` of `columns`, each nullable.
+pub fn schema_string(columns: &[(String, DeltaType)]) -> String {
+    let fields: Vec<Json> = columns
+        .iter()
+        .map(|(name, ty)| {
+            serde_json::json!({
+                "name": name,
+                "type": ty.schema_name(),
+                "nullable": true,
+                "metadata": {},
+            })
+        })
+        .collect();
+    serde_json::json!({"type": "struct", "fields": fields}).to_string()
+}
+
+/// A `metaData` action for a table named `name` with `columns`, holding the rows of `link`.
+pub fn metadata_action(
+    name: &str,
+    id: &str,
+    columns: &[(String, DeltaType)],
+    link: i64,
+    now: i64,
+) -> Json {
+    serde_json::json!({"metaData": {
+        "id": id,
+        "name": name,
+        "format": {"provider": "parquet", "options": {}},
+        "schemaString": schema_string(columns),
+        "partitionColumns": [PARTITION_COLUMN],
+        "configuration": {LINK_PROPERTY: link.to_string()},
+        "createdTime": now,
+    }})
+}
+
+/// The `protocol` action of a table's first commit.
+pub fn protocol_action() -> Json {
+    serde_json::json!({"protocol": {
+        "minReaderVersion": MIN_READER_VERSION,
+        "minWriterVersion": MIN_WRITER_VERSION,
+    }})
+}
+
+/// Writes commit `version` of `table` holding `actions`, create-only: a version another
+/// writer committed first is never replaced.
+pub fn commit(
+    lake: &dyn Lake,
+    table: &TableName,
+    version: u64,
+    actions: &[Json],
+) -> Result<(), EngineError> {
+    let path = LakePath::delta_commit(table, version);
+    let mut text = Vec::new();
+    for action in actions {
+        serde_json::to_writer(&mut text, action).map_err(|e| EngineError::Manifest {
+            path: path.to_string(),
+            reason: format!("could not write an action: {e}"),
+        })?;
+        text.push(b'\n');
+    }
+    let taken = || {
+        EngineError::Manifest {
+        path: path.to_string(),
+        reason: "another writer committed this version first; lakelink must be the only writer of its Delta tables: stop the other writer, then relink the table".into(),
+    }
+    };
+    let mut file = match lake.create(&path) {
+        Err(LakeError::AlreadyExists { .. }) => return Err(taken()),
+        other => other?,
+    };
+    file.write_all(&text)
+        .map_err(|e| LakeError::io("write", &path, e))?;
+    match file.commit() {
+        Err(LakeError::AlreadyExists { .. }) => Err(taken()),
+        other => Ok(other?),
+    }
+}
+
+/// An `add` action of a data file.
+pub fn add_action(
+    path: &str,
+    partition: &str,
+    size: u64,
+    stats: &str,
+    tags: Map<String, Json>,
+    now: i64,
+) -> Json {
+    serde_json::json!({"add": {
+        "path": path,
+        "partitionValues": {PARTITION_COLUMN: partition},
+        "size": size,
+        "modificationTime": now,
+        "dataChange": true,
+        "stats": stats,
+        "tags": tags,
+    }})
+}
+
+/// A `remove` action of a data file its `add` action named.
+pub fn remove_action(add: &Json, now: i64) -> Json {
+    serde_json::json!({"remove": {
+        "path": add.get("path").cloned().unwrap_or(Json::Null),
+        "deletionTimestamp": now,
+        "dataChange": true,
+        "extendedFileMetadata": true,
+        "partitionValues": add.get("partitionValues").cloned().unwrap_or_else(|| Json::Object(Map::new())),
+        "size": add.get("size").cloned().unwrap_or(Json::Null),
+    }})
+}
