@@ -61,3 +61,26 @@ fn kill_nine_at_random_points_of_an_adls_lake_loses_and_doubles_nothing() {
         "no live file was split: the run did not cover splits"
     );
 }
+
+/// The same into a lake of format `delta`: every committed Delta version whole, every data
+/// file it names there, and the tables (read by lakelink and by the `deltalake` package) equal
+/// to the source. Fewer kills by default: `LAKELINK_CRASH_KILLS_DELTA` sets them.
+#[test]
+fn kill_nine_at_random_points_of_a_delta_lake_loses_and_doubles_nothing() {
+    let mut ws = Workspace::new(CRM_SCHEMA);
+    ws.lake_section = Some(support::delta::DELTA_LAKE.to_string());
+    kill_nine_at_random_points(&ws, &sqlite_run("LAKELINK_CRASH_KILLS_DELTA", 25));
+}
+
+/// Delta on an ADLS lake on Azurite: `LAKELINK_CRASH_KILLS_DELTA_ADLS` sets the kills.
+#[test]
+#[cfg(feature = "adls")]
+fn kill_nine_at_random_points_of_an_adls_delta_lake_loses_and_doubles_nothing() {
+    let azurite = support::azurite::Azurite::start();
+    let mut ws = Workspace::new(CRM_SCHEMA);
+    support::azurite::use_azurite(&mut ws, &azurite);
+    if let Some(section) = ws.lake_section.as_mut() {
+        section.push_str("format = \"delta\"\n");
+    }
+    kill_nine_at_random_points(&ws, &sqlite_run("LAKELINK_CRASH_KILLS_DELTA_ADLS", 15));
+}

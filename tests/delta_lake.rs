@@ -247,15 +247,16 @@ fn values_no_delta_type_holds_exactly_are_kept_in_their_original_text_column() {
         (
             "1, 'abc', 'x', 'y', 2, '2024-02-30', 'not a time', 'text', X'00FF', 5",
             vec![
-                ("n", json!(null), json!("s:abc")),
-                ("r", json!(null), json!("s:x")),
-                ("d", json!(null), json!("s:y")),
+                ("n", json!(null), json!("s:\"abc\"")),
+                ("r", json!(null), json!("s:\"x\"")),
+                ("d", json!(null), json!("s:\"y\"")),
                 ("b", json!(null), json!("s:2")),
-                ("day", json!(null), json!("s:2024-02-30")),
-                ("at", json!(null), json!("s:not a time")),
+                ("day", json!(null), json!("s:\"2024-02-30\"")),
+                ("at", json!(null), json!("s:\"not a time\"")),
                 ("t", json!("s:text"), json!(null)),
                 ("raw", json!("b:00ff"), json!(null)),
-                // An integer in an untyped column is not the text '5'.
+                // An integer in an untyped column is not the text '5'; a kept value is the
+                // live file's field, quoted when it is text.
                 ("anything", json!(null), json!("s:5")),
             ],
         ),
@@ -269,7 +270,11 @@ fn values_no_delta_type_holds_exactly_are_kept_in_their_original_text_column() {
                 ("b", json!(false), json!(null)),
                 ("day", json!("date:0001-01-01"), json!(null)),
                 // The 100 ns digit: no microsecond timestamp holds it.
-                ("at", json!(null), json!("s:2024-05-25T16:21:09.1234567Z")),
+                (
+                    "at",
+                    json!(null),
+                    json!("s:\"2024-05-25T16:21:09.1234567Z\""),
+                ),
                 ("t", json!("s:"), json!(null)),
                 ("raw", json!("b:"), json!(null)),
                 ("anything", json!("s:5"), json!(null)),
@@ -297,7 +302,7 @@ fn values_no_delta_type_holds_exactly_are_kept_in_their_original_text_column() {
                 // Beyond DECIMAL(6,2)'s precision.
                 ("d", json!(null), json!("s:10000")),
                 ("b", json!(null), json!(null)),
-                ("day", json!(null), json!("s:2024-05-25 BC")),
+                ("day", json!(null), json!("s:\"2024-05-25 BC\"")),
                 // An epoch number in a DATETIME column is not a date-time the lake parses.
                 ("at", json!(null), json!("s:1700000000")),
                 ("t", json!(null), json!(null)),
@@ -526,4 +531,98 @@ fn every_reader_reads_an_adls_lakes_delta_tables_on_azurite() {
     }
     let (_, rows) = ws.read("orders", None);
     assert_eq!(rows.len(), second.len());
+}
+
+#[test]
+fn an_id_is_its_keys_text_whatever_the_keys_type() {
+    let ws = delta_workspace(
+        "CREATE TABLE reading (at REAL PRIMARY KEY, ok BOOLEAN);
+         INSERT INTO reading VALUES (1.5, 1), (-0.25, 0), (1e300, NULL);",
+        "[[table]]\nname = \"reading\"\n",
+    );
+    ws.sync();
+    for reader in READERS {
+        let read = read_delta(&ws, "reading", reader, None);
+        let mut ids: Vec<&Json> = read.rows.iter().map(|r| &r["Id"]).collect();
+        ids.sort_by_key(|v| v.to_string());
+        assert_eq!(
+            ids,
+            [&json!("s:-0.25"), &json!("s:1.5"), &json!("s:1e300")],
+            "{reader}"
+        );
+        assert!(
+            read.description["schema"]
+                .get("Id__lakelink_text")
+                .is_none(),
+            "{reader}: {}",
+            read.description["schema"]
+        );
+    }
+}
+
+#[test]
+fn another_writers_vacuum_is_taken_in_stride_and_its_compaction_refused_until_a_relink() {
+    let tables =
+        "[[table]]\nname = \"orders\"\nmode = \"append_only\"\npartition_by = \"created\"\n";
+    let ws = delta_workspace(ORDERS, tables);
+    let mut rng = StdRng::seed_from_u64(17);
+    let conn = ws.source();
+    let mut next_id = 1;
+    for _ in 0..100 {
+        upsert(&conn, &random_order(&mut rng, next_id));
+        next_id += 1;
+    }
+    ws.sync();
+    change_orders(&conn, &mut rng, &mut next_id, 50);
+    ws.sync();
+    let live = |ws: &Workspace| -> usize { ws.live_files("orders").values().map(Vec::len).sum() };
+    // VACUUM deletes files no version needs and commits no file changes: lakelink goes on.
+    support::delta::operate(&ws, "orders", "vacuum");
+    change_orders(&conn, &mut rng, &mut next_id, 50);
+    ws.sync();
+    assert_eq!(
+        read_delta(&ws, "orders", "deltalake", None).rows.len(),
+        live(&ws)
+    );
+    // A compaction replaces lakelink's files with files of another writer's commit, which
+    // carry no record of how far into the live files they reach: lakelink refuses, naming
+    // the commit, rather than write rows twice.
+    let compacted = support::delta::operate(&ws, "orders", "compact");
+    assert!(!compacted.contains("'numFilesAdded': 0"), "{compacted}");
+    change_orders(&conn, &mut rng, &mut next_id, 50);
+    let line = ws.failure(&["sync", "--config", "{config}"]);
+    assert!(
+        line.contains("deltalake/orders/_delta_log/")
+            && line.contains("was committed by another writer")
+            && line.contains("relink the table"),
+        "{line}"
+    );
+    // Following the advice: the relinked table is written afresh, every change once.
+    ws.write_config("", "");
+    ws.sync();
+    ws.write_config("", tables);
+    ws.sync();
+    for reader in READERS {
+        let read = read_delta(&ws, "orders", reader, None);
+        assert_eq!(
+            read.rows.len(),
+            live(&ws),
+            "{reader}, relinked after a compaction"
+        );
+    }
+}
+
+#[test]
+fn a_lake_of_one_format_is_refused_in_the_other_even_with_a_new_checkpoint_store() {
+    let ws = delta_workspace(ORDERS, "[[table]]\nname = \"orders\"\n");
+    ws.sync();
+    std::fs::remove_file(ws.dir.path().join("state.db")).unwrap();
+    let text = std::fs::read_to_string(&ws.config).unwrap();
+    std::fs::write(&ws.config, text.replace("format = \"delta\"\n", "")).unwrap();
+    let line = ws.failure(&["sync", "--config", "{config}"]);
+    assert!(
+        line.contains("_lakelink/delta") && line.contains("set format = \"delta\""),
+        "{line}"
+    );
+    assert!(!ws.lake.join("model.json").exists(), "nothing written");
 }

@@ -254,7 +254,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                         path: lake,
                         base_url: None,
                     }))?;
-                    let format = FormatKind::of_lake(lake.as_ref())?;
+                    let format = FormatKind::of_lake(lake.as_ref())?.unwrap_or_default();
                     (lake, format)
                 }
                 (None, Some(config)) => {

@@ -3,9 +3,10 @@
 //! virtual environment `scripts/test.sh` makes (`LAKELINK_TEST_PYTHON`), and the oracle that
 //! compares what they read with the source.
 
-use super::{Workspace, source_columns};
+use super::{Workspace, read_lake_file, source_columns};
 use lakelink_model::FieldKind;
 use lakelink_model::datetime::parse_datetime;
+use lakelink_model::lake_path::{LakePath, TableName};
 use rusqlite::Connection;
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
@@ -51,12 +52,23 @@ pub fn read_delta_on_azurite(
     reader: &str,
     version: Option<u64>,
 ) -> DeltaRead {
+    read_delta_on_azurite_port(azurite.port(), filesystem, path, reader, version)
+}
+
+/// [`read_delta_on_azurite`] of an Azurite listening on `port`.
+fn read_delta_on_azurite_port(
+    port: u16,
+    filesystem: &str,
+    path: &str,
+    reader: &str,
+    version: Option<u64>,
+) -> DeltaRead {
     let options = serde_json::json!({
         "account_name": super::azurite::ACCOUNT,
         "account_key": super::azurite::ACCOUNT_KEY,
         "use_emulator": "true",
     });
-    let emulator = format!("http://127.0.0.1:{}", azurite.port());
+    let emulator = format!("http://127.0.0.1:{port}");
     read_delta_at(
         &format!("az://{filesystem}/{path}"),
         Some((&options.to_string(), &emulator)),
@@ -255,4 +267,125 @@ pub fn assert_delta_matches(
         missing.is_empty(),
         "{what}: source rows missing: {missing:?}"
     );
+}
+
+/// The value of `key = "..."` in a config section.
+fn section_value<'a>(section: &'a str, key: &str) -> Option<&'a str> {
+    section.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == key).then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// Reads `table`'s Delta table in the lake of `ws`, local or on Azurite, with `reader`.
+pub fn read_workspace_delta(ws: &Workspace, table: &str, reader: &str) -> DeltaRead {
+    let section = ws.lake_section.as_deref().unwrap_or_default();
+    if section_value(section, "kind") != Some("adls") {
+        return read_delta(ws, table, reader, None);
+    }
+    let filesystem = section_value(section, "filesystem").expect("the lake's filesystem");
+    let endpoint = section_value(section, "endpoint").expect("the lake's endpoint");
+    let port = endpoint
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("an Azurite endpoint on loopback");
+    read_delta_on_azurite_port(
+        port,
+        filesystem,
+        &format!("deltalake/{table}"),
+        reader,
+        None,
+    )
+}
+
+/// Asserts that every committed version of `table`'s Delta table is whole: its commits are
+/// numbered from 0 with no gap, each line of each is a JSON action, every data file a version
+/// names is there at the size its `add` says, no temporary file outlived a crash (local lake),
+/// and the `deltalake` package reads the newest version with the rows `lakelink read` prints.
+pub fn assert_delta_table_whole(ws: &Workspace, table: &str) {
+    let lake = ws.open_lake();
+    let name = TableName::new(table).unwrap();
+    let mut versions: Vec<u64> = lake
+        .list(&LakePath::delta_file(&name, "_delta_log"))
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let file = e.path.file_name();
+            file.strip_suffix(".json")
+                .and_then(|d| d.parse().ok())
+                .unwrap_or_else(|| panic!("{table}: {file} in the log is not a commit"))
+        })
+        .collect();
+    versions.sort_unstable();
+    assert!(!versions.is_empty(), "{table}: no commit");
+    let mut files: BTreeMap<String, u64> = BTreeMap::new();
+    for (expected, version) in versions.iter().enumerate() {
+        assert_eq!(*version, expected as u64, "{table}: the log has a gap");
+        let path = LakePath::delta_commit(&name, *version);
+        let text = String::from_utf8(read_lake_file(lake.as_ref(), &path)).unwrap();
+        assert!(text.ends_with('\n'), "{path}: cut short");
+        for line in text.lines() {
+            let action: Json = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{path}: a line is not whole JSON ({e}): {line}"));
+            if let Some(add) = action.get("add") {
+                files.insert(
+                    add["path"].as_str().unwrap().to_string(),
+                    add["size"].as_u64().unwrap(),
+                );
+            } else if let Some(remove) = action.get("remove") {
+                files.remove(remove["path"].as_str().unwrap());
+            }
+        }
+        for (file, size) in &files {
+            assert_eq!(
+                lake.size(&LakePath::delta_file(&name, file)).unwrap(),
+                Some(*size),
+                "{table} version {version} names {file}, which must be there whole"
+            );
+        }
+    }
+    if section_value(ws.lake_section.as_deref().unwrap_or_default(), "kind") != Some("adls") {
+        let mut dirs = vec![ws.lake.join("deltalake").join(table)];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let entry = entry.unwrap();
+                let file = entry.file_name().to_string_lossy().to_string();
+                assert!(
+                    !file.starts_with('.'),
+                    "{}: a temporary file outlived the restart after a crash",
+                    entry.path().display()
+                );
+                if entry.file_type().unwrap().is_dir() {
+                    dirs.push(entry.path());
+                }
+            }
+        }
+    }
+    let read = read_workspace_delta(ws, table, "deltalake");
+    let (_, rows) = ws.read(table, None);
+    assert_eq!(
+        read.rows.len(),
+        rows.len(),
+        "{table}: the deltalake package reads the rows lakelink read prints"
+    );
+}
+
+/// Runs `operation` (`vacuum`, `compact`) of the `deltalake` package on `table`'s Delta table
+/// in the local lake of `ws`, as another engine would; returns what it printed.
+pub fn operate(ws: &Workspace, table: &str, operation: &str) -> String {
+    let path = ws.lake.join("deltalake").join(table);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/delta/operate.py");
+    let out = Command::new(python())
+        .args([script, operation, path.to_str().unwrap()])
+        .output()
+        .expect("run the Delta operation");
+    assert!(
+        out.status.success(),
+        "{operation} of {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
 }

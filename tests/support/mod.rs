@@ -119,12 +119,32 @@ impl Workspace {
         lakelink_engine::pipeline::open_lake(&config.lake).expect("open the lake")
     }
 
-    /// Waits until the lake, whatever kind it is, holds a model.json: the initial sync has
-    /// published.
+    /// Whether the lake is of format `delta`.
+    pub fn is_delta(&self) -> bool {
+        self.lake_section
+            .as_deref()
+            .is_some_and(|s| s.contains("format = \"delta\""))
+    }
+
+    /// Whether `lake` (this workspace's) has published a generation: model.json, or a Delta
+    /// lake's generation record.
+    pub fn has_published(&self, lake: &dyn Lake) -> bool {
+        if self.is_delta() {
+            !lake
+                .list(&LakePath::delta_generations_dir())
+                .unwrap()
+                .is_empty()
+        } else {
+            lake.size(&LakePath::model()).unwrap().is_some()
+        }
+    }
+
+    /// Waits until the lake, whatever kind and format it is, has published: the initial sync
+    /// is done.
     pub fn wait_for_publish(&self, seconds: u64) {
         let lake = self.open_lake();
-        wait_for(seconds, "the initial sync to publish model.json", || {
-            lake.size(&LakePath::model()).unwrap().is_some()
+        wait_for(seconds, "the initial sync to publish", || {
+            self.has_published(lake.as_ref())
         });
     }
 
@@ -257,6 +277,14 @@ impl Workspace {
             .map(|(t, _)| t.to_string())
             .collect();
         (header, records)
+    }
+
+    /// The trickle-feed manifest of `table` (`Microsoft.Athena.TrickleFeedService/<table>-model.json`):
+    /// its entity's attributes, in a lake of either format.
+    pub fn trickle_model(&self, table: &str) -> Model {
+        let path = format!("Microsoft.Athena.TrickleFeedService/{table}-model.json");
+        let bytes = self.lake_file(&path).expect("the trickle-feed manifest");
+        serde_json::from_slice(&bytes).expect("the trickle-feed manifest parses")
     }
 
     /// model.json.

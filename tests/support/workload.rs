@@ -271,7 +271,7 @@ impl Application for Connection {
 /// files the later position, and at one position an image over a delete record (a change that
 /// moves a row writes a delete record to the old partition and the image to the new one).
 pub fn fold_live_files(ws: &Workspace, table: &str) -> (BTreeMap<String, Record>, usize) {
-    let model = ws.model();
+    let model = ws.trickle_model(table);
     let version = attribute_index(&model, table, "versionnumber");
     let is_delete = attribute_index(&model, table, "IsDelete");
     // Each Id's last row in each file: its position and its image (empty: deleted).

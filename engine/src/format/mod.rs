@@ -177,18 +177,42 @@ impl FormatKind {
         }
     }
 
-    /// The format a lake was written in, for commands given only the lake's folder: `delta`
-    /// when it has a `deltalake/` folder or Delta generation records, else `csv`.
-    pub fn of_lake(lake: &dyn Lake) -> Result<FormatKind, EngineError> {
+    /// The format the lake was written in, or `None` for a lake that has published nothing
+    /// in either: `delta` when it has Delta generation records (or Delta tables whose first
+    /// record a crash prevented), `csv` when it has model.json or kept manifests.
+    pub fn of_lake(lake: &dyn Lake) -> Result<Option<FormatKind>, EngineError> {
+        if !lake.list(&LakePath::delta_generations_dir())?.is_empty() {
+            return Ok(Some(FormatKind::Delta));
+        }
+        if lake.size(&LakePath::model())?.is_some()
+            || !lake.list(&LakePath::published_models_dir())?.is_empty()
+        {
+            return Ok(Some(FormatKind::CdmCsv));
+        }
         let root = lake.list(&LakePath::from_raw(""))?;
-        let delta = root
+        let delta_tables = root
             .iter()
-            .any(|e| e.is_dir && e.path.file_name() == lakelink_model::lake_path::DELTA_DIR)
-            || !lake.list(&LakePath::delta_generations_dir())?.is_empty();
-        Ok(if delta {
-            FormatKind::Delta
-        } else {
-            FormatKind::CdmCsv
-        })
+            .any(|e| e.is_dir && e.path.file_name() == lakelink_model::lake_path::DELTA_DIR);
+        Ok(delta_tables.then_some(FormatKind::Delta))
+    }
+
+    /// Refuses to write `lake` in this format when it was written in another (a checkpoint
+    /// store that records the format is checked apart).
+    pub fn check_lake(self, lake: &dyn Lake) -> Result<(), EngineError> {
+        match FormatKind::of_lake(lake)? {
+            Some(found) if found != self => Err(EngineError::Manifest {
+                path: match found {
+                    FormatKind::Delta => LakePath::delta_generations_dir().to_string(),
+                    FormatKind::CdmCsv => LakePath::model().to_string(),
+                },
+                reason: format!(
+                    "is there, so the lake was written in format {:?}, but [lake] format is {:?}; a lake keeps the format it started with: set format = {:?}, or point [lake] at a new folder",
+                    found.name(),
+                    self.name(),
+                    found.name()
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 }

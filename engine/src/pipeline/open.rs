@@ -54,6 +54,7 @@ impl Pipeline {
         let mut state = StateStore::open(&config.engine.state, &lake.describe())?;
         let source = open_source(&config.source, &state.capture_name()?)?;
         state.check_output_format(config.format.name())?;
+        config.format.check_lake(lake.as_ref())?;
         let format = config.format.open();
         recovery::remove_abandoned_files(lake.as_ref(), format.as_ref())?;
         recovery::settle_publish(lake.as_ref(), format.as_ref(), &mut state, &now_text())?;

@@ -76,7 +76,7 @@ impl ColumnStats {
         if self.no_min {
             return None;
         }
-        self.min.as_ref().map(|b| bound_json(b, false))
+        self.min.as_ref().and_then(|b| bound_json(b, false))
     }
 
     /// The `maxValues` entry, if the statistics give one.
@@ -84,54 +84,59 @@ impl ColumnStats {
         if self.no_max {
             return None;
         }
-        self.max.as_ref().map(|b| bound_json(b, true))
+        self.max.as_ref().and_then(|b| bound_json(b, true))
     }
 }
 
-/// A bound as a statistic: a timestamp in milliseconds, rounded down for a minimum and up for a
-/// maximum (readers compare at millisecond precision).
-fn bound_json(bound: &Bound, upper: bool) -> Json {
-    match bound {
+/// A bound as a statistic, or `None` where none can be written that bounds the values: a
+/// timestamp in milliseconds, rounded down for a minimum and up for a maximum (readers compare
+/// at millisecond precision), left out when rounding up leaves year 9999.
+fn bound_json(bound: &Bound, upper: bool) -> Option<Json> {
+    Some(match bound {
         Bound::Long(i) => Json::from(*i),
-        Bound::Double(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        Bound::Date(days) => Json::from(date_text(*days)),
+        Bound::Double(f) => Json::Number(serde_json::Number::from_f64(*f)?),
+        Bound::Date(days) => Json::from(date_text(*days)?),
         Bound::Timestamp(micros) => {
             let millis = if upper {
                 micros.div_euclid(1000) + i64::from(micros.rem_euclid(1000) != 0)
             } else {
                 micros.div_euclid(1000)
             };
-            Json::from(millis_text(millis))
+            Json::from(millis_text(millis)?)
         }
         Bound::Text(s) => Json::from(s.as_str()),
-    }
+    })
 }
 
-/// `YYYY-MM-DD` of days since 1970-01-01.
-pub fn date_text(days: i32) -> String {
-    let date = time::Date::from_julian_day(days + 2_440_588).unwrap_or(time::Date::MIN);
-    format!(
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    )
+/// `YYYY-MM-DD` of days since 1970-01-01, for years 0001 to 9999.
+pub fn date_text(days: i32) -> Option<String> {
+    let date = time::Date::from_julian_day(days.checked_add(2_440_588)?).ok()?;
+    (1..=9999).contains(&date.year()).then(|| {
+        format!(
+            "{:04}-{:02}-{:02}",
+            date.year(),
+            u8::from(date.month()),
+            date.day()
+        )
+    })
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of milliseconds since the epoch.
-fn millis_text(millis: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.millisecond()
-    )
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of milliseconds since the epoch, for years 0001 to 9999.
+fn millis_text(millis: i64) -> Option<String> {
+    let at =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()?;
+    (1..=9999).contains(&at.year()).then(|| {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second(),
+            at.millisecond()
+        )
+    })
 }
 
 /// One column being built.
@@ -183,6 +188,13 @@ impl ColumnBuilder {
                 if f.is_nan() {
                     self.stats.no_min = true;
                     self.stats.no_max = true;
+                } else if f.is_infinite() {
+                    // JSON has no infinity: the bound on that side is left out.
+                    if *f > 0.0 {
+                        self.stats.no_max = true;
+                    } else {
+                        self.stats.no_min = true;
+                    }
                 } else {
                     // -0.0 and 0.0 order as equal; either bounds the other.
                     self.stats.see(Bound::Double(*f));
@@ -288,5 +300,20 @@ mod tests {
         let mut dt = ColumnBuilder::new(DeltaType::Date);
         dt.append(&Cell::Date(-719_162));
         assert_eq!(dt.stats.min_json(), Some(Json::from("0001-01-01")));
+        // The last microsecond of year 9999 rounds up past it: no maximum, never a wrong one.
+        let mut end = ColumnBuilder::new(DeltaType::Timestamp);
+        end.append(&Cell::Timestamp(253_402_300_799_999_999));
+        assert_eq!(end.stats.max_json(), None);
+        assert_eq!(
+            end.stats.min_json(),
+            Some(Json::from("9999-12-31T23:59:59.999Z"))
+        );
+        let mut inf = ColumnBuilder::new(DeltaType::Double);
+        inf.append(&Cell::Double(1.0));
+        inf.append(&Cell::Double(f64::INFINITY));
+        assert_eq!(
+            (inf.stats.min_json(), inf.stats.max_json()),
+            (Some(Json::from(1.0)), None)
+        );
     }
 }

@@ -194,15 +194,35 @@ pub enum Cell<'a> {
     Unfit,
 }
 
+/// What a field of a row is, for how it is converted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldRole {
+    /// A source column's value, kept exactly or not at all.
+    Value,
+    /// The `Id`: its text, whatever the key's type (a REAL or boolean key's Id is unquoted).
+    Id,
+    /// `SinkCreatedOn`/`SinkModifiedOn`: lakelink's own time, cut to microseconds.
+    LakelinkTime,
+}
+
+impl FieldRole {
+    /// The role of `attribute`'s field.
+    pub fn of(attribute: &Attribute) -> FieldRole {
+        match attribute.role {
+            AttributeRole::Id => FieldRole::Id,
+            AttributeRole::SinkCreatedOn | AttributeRole::SinkModifiedOn => FieldRole::LakelinkTime,
+            _ => FieldRole::Value,
+        }
+    }
+}
+
 /// The value of the live-file field `text` (`quoted` as written) in a column of type `ty`.
-/// `system`: a `SinkCreatedOn`/`SinkModifiedOn` field, lakelink's own time, cut to
-/// microseconds rather than kept whole.
-pub fn cell(text: &str, quoted: bool, ty: DeltaType, system: bool) -> Cell<'_> {
+pub fn cell(text: &str, quoted: bool, ty: DeltaType, role: FieldRole) -> Cell<'_> {
     if !quoted && text.is_empty() {
         return Cell::Null;
     }
     match ty {
-        DeltaType::String => match quoted {
+        DeltaType::String => match quoted || role == FieldRole::Id {
             true => Cell::Text(text),
             false => Cell::Unfit,
         },
@@ -236,13 +256,36 @@ pub fn cell(text: &str, quoted: bool, ty: DeltaType, system: bool) -> Cell<'_> {
             false => Cell::Unfit,
         },
         DeltaType::Timestamp => match quoted {
-            true => timestamp(text, system).map_or(Cell::Unfit, Cell::Timestamp),
+            true => timestamp(text, role == FieldRole::LakelinkTime)
+                .map_or(Cell::Unfit, Cell::Timestamp),
             false => Cell::Unfit,
         },
         DeltaType::Binary => match quoted {
             true => BASE64.decode(text).map_or(Cell::Unfit, Cell::Binary),
             false => Cell::Unfit,
         },
+    }
+}
+
+/// A field as an original-text column keeps it: exactly as the live file encodes it (LAKE_FORMAT
+/// §4), so that text is told from a number: a quoted field in `"`, its `"` doubled; an unquoted
+/// one bare (`abc` in an INTEGER column is `"abc"`, the REAL 1.5 is `1.5`).
+pub fn original_text(text: &str, quoted: bool) -> std::borrow::Cow<'_, str> {
+    match quoted {
+        true => format!("\"{}\"", text.replace('"', "\"\"")).into(),
+        false => text.into(),
+    }
+}
+
+/// The live-file field an original-text column's value stands for: its text and whether it
+/// is quoted.
+pub fn field_of_original(original: &str) -> (std::borrow::Cow<'_, str>, bool) {
+    match original
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    {
+        Some(inner) => (inner.replace("\"\"", "\"").into(), true),
+        None => (original.into(), false),
     }
 }
 
@@ -322,54 +365,76 @@ mod tests {
 
     #[test]
     fn a_field_fits_only_a_type_that_holds_it_exactly() {
+        const V: FieldRole = FieldRole::Value;
         let s = DeltaType::String;
-        assert_eq!(cell("", false, s, false), Cell::Null);
-        assert_eq!(cell("", true, s, false), Cell::Text(""));
-        assert_eq!(cell("1", false, s, false), Cell::Unfit);
+        assert_eq!(cell("1.5", false, s, FieldRole::Id), Cell::Text("1.5"));
+        assert_eq!(cell("", false, s, V), Cell::Null);
+        assert_eq!(cell("", true, s, V), Cell::Text(""));
+        assert_eq!(cell("1", false, s, V), Cell::Unfit);
         let l = DeltaType::Long;
         assert_eq!(
-            cell("-9223372036854775808", false, l, false),
+            cell("-9223372036854775808", false, l, V),
             Cell::Long(i64::MIN)
         );
-        assert_eq!(cell("1.5", false, l, false), Cell::Unfit);
-        assert_eq!(cell("abc", true, l, false), Cell::Unfit);
-        assert_eq!(cell("1e3", false, l, false), Cell::Unfit);
+        assert_eq!(cell("1.5", false, l, V), Cell::Unfit);
+        assert_eq!(cell("abc", true, l, V), Cell::Unfit);
+        assert_eq!(cell("1e3", false, l, V), Cell::Unfit);
         let d = DeltaType::Double;
-        assert_eq!(cell("0.1", false, d, false), Cell::Double(0.1));
-        assert_eq!(cell("1e300", false, d, false), Cell::Double(1e300));
-        assert!(matches!(cell("NaN", false, d, false), Cell::Double(f) if f.is_nan()));
-        assert_eq!(cell("5", false, d, false), Cell::Unfit);
+        assert_eq!(cell("0.1", false, d, V), Cell::Double(0.1));
+        assert_eq!(cell("1e300", false, d, V), Cell::Double(1e300));
+        assert!(matches!(cell("NaN", false, d, V), Cell::Double(f) if f.is_nan()));
+        assert_eq!(cell("5", false, d, V), Cell::Unfit);
         let b = DeltaType::Boolean;
-        assert_eq!(cell("True", false, b, false), Cell::Boolean(true));
-        assert_eq!(cell("2", false, b, false), Cell::Unfit);
+        assert_eq!(cell("True", false, b, V), Cell::Boolean(true));
+        assert_eq!(cell("2", false, b, V), Cell::Unfit);
         let ts = DeltaType::Timestamp;
         assert_eq!(
-            cell("1970-01-01T00:00:01.0000010Z", true, ts, false),
+            cell("1970-01-01T00:00:01.0000010Z", true, ts, V),
             Cell::Timestamp(1_000_001)
         );
         assert_eq!(
-            cell("1970-01-01T00:00:01.0000011Z", true, ts, false),
+            cell("1970-01-01T00:00:01.0000011Z", true, ts, V),
             Cell::Unfit
         );
         assert_eq!(
-            cell("1970-01-01T00:00:01.0000011Z", true, ts, true),
+            cell(
+                "1970-01-01T00:00:01.0000011Z",
+                true,
+                ts,
+                FieldRole::LakelinkTime
+            ),
             Cell::Timestamp(1_000_001)
         );
         assert_eq!(
-            cell("1969-12-31T23:59:59.9999990Z", true, ts, false),
+            cell("1969-12-31T23:59:59.9999990Z", true, ts, V),
             Cell::Timestamp(-1)
         );
-        assert_eq!(cell("yesterday", true, ts, false), Cell::Unfit);
-        assert_eq!(cell("1700000000", false, ts, false), Cell::Unfit);
+        assert_eq!(cell("yesterday", true, ts, V), Cell::Unfit);
+        assert_eq!(cell("1700000000", false, ts, V), Cell::Unfit);
         let dt = DeltaType::Date;
-        assert_eq!(cell("1970-01-02", true, dt, false), Cell::Date(1));
-        assert_eq!(cell("0001-01-01", true, dt, false), Cell::Date(-719_162));
-        assert_eq!(cell("2024-02-30", true, dt, false), Cell::Unfit);
-        assert_eq!(cell("2024-05-25 BC", true, dt, false), Cell::Unfit);
+        assert_eq!(cell("1970-01-02", true, dt, V), Cell::Date(1));
+        assert_eq!(cell("0001-01-01", true, dt, V), Cell::Date(-719_162));
+        assert_eq!(cell("2024-02-30", true, dt, V), Cell::Unfit);
+        assert_eq!(cell("2024-05-25 BC", true, dt, V), Cell::Unfit);
         assert_eq!(
-            cell("AAEC/w==", true, DeltaType::Binary, false),
+            cell("AAEC/w==", true, DeltaType::Binary, V),
             Cell::Binary(vec![0, 1, 2, 255])
         );
+    }
+
+    #[test]
+    fn an_original_text_keeps_the_fields_quoting() {
+        for (text, quoted, kept) in [
+            ("abc", true, "\"abc\""),
+            ("1.5", false, "1.5"),
+            ("1.5", true, "\"1.5\""),
+            ("say \"hi\"", true, "\"say \"\"hi\"\"\""),
+            ("", true, "\"\""),
+        ] {
+            assert_eq!(original_text(text, quoted), kept);
+            let (back, was_quoted) = field_of_original(kept);
+            assert_eq!((back.as_ref(), was_quoted), (text, quoted));
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! rows go to Arrow arrays a few MiB at a time, and row groups close at a byte size.
 
 use super::column_builder::ColumnBuilder;
-use super::columns::{Cell, ColumnRole, DeltaColumn, DeltaType, cell, original_text_name};
+use super::columns::{
+    Cell, ColumnRole, DeltaColumn, DeltaType, FieldRole, cell, original_text, original_text_name,
+};
 use crate::error::EngineError;
 use crate::format::cdm_csv::create_unpublished;
 use arrow_array::RecordBatch;
@@ -34,8 +36,6 @@ pub struct WrittenFile {
     pub path: String,
     /// Its size in bytes.
     pub size: u64,
-    /// How many rows it holds.
-    pub rows: u64,
     /// Its statistics, as `add.stats` carries them.
     pub stats: String,
 }
@@ -159,8 +159,9 @@ impl<'a> DataFiles<'a> {
     }
 
     /// Appends one row: its fields in attribute order (a row written before a column was added
-    /// is shorter; `fills` gives such a field, else it is null). `created` replaces its
-    /// `SinkCreatedOn`.
+    /// is shorter; `fills` gives such a field, else it is null: in-place rows hold the value
+    /// the column has for existing rows, append-only ones are kept as the live file has them).
+    /// `created` replaces its `SinkCreatedOn`.
     pub fn push(
         &mut self,
         record: &Record,
@@ -183,23 +184,28 @@ impl<'a> DataFiles<'a> {
                 },
             });
         }
+        let types: Vec<Option<DeltaType>> = (0..fields.len())
+            .map(|i| {
+                self.layout
+                    .columns
+                    .iter()
+                    .find(|c| c.role == ColumnRole::Attribute(i))
+                    .map(|c| c.ty)
+            })
+            .collect();
+        let cells: Vec<Cell<'_>> = fields
+            .iter()
+            .zip(&types)
+            .zip(self.attributes)
+            .map(|(((text, quoted), ty), a)| match ty {
+                Some(ty) => cell(text, *quoted, *ty, FieldRole::of(a)),
+                None => Cell::Null,
+            })
+            .collect();
         // A field that does not fit its column needs the attribute's original-text column:
         // a file has a fixed set of columns, so one that lacks it ends here.
-        for (i, (text, quoted)) in fields.iter().enumerate() {
-            let Some(column) = self
-                .layout
-                .columns
-                .iter()
-                .find(|c| c.role == ColumnRole::Attribute(i))
-            else {
-                continue;
-            };
-            let system = matches!(
-                self.attributes[i].role,
-                AttributeRole::SinkCreatedOn | AttributeRole::SinkModifiedOn
-            );
-            if cell(text, *quoted, column.ty, system) == Cell::Unfit && !self.layout.has_original(i)
-            {
+        for (i, c) in cells.iter().enumerate() {
+            if *c == Cell::Unfit && !self.layout.has_original(i) {
                 self.close()?;
                 self.layout = self.layout.with_original(&self.attributes[i], i);
             }
@@ -212,27 +218,14 @@ impl<'a> DataFiles<'a> {
         };
         for (column, builder) in self.layout.columns.iter().zip(&mut file.builders) {
             match column.role {
-                ColumnRole::Attribute(i) => {
-                    let (text, quoted) = &fields[i];
-                    let system = matches!(
-                        self.attributes[i].role,
-                        AttributeRole::SinkCreatedOn | AttributeRole::SinkModifiedOn
-                    );
-                    builder.append(&cell(text, *quoted, column.ty, system));
-                }
-                ColumnRole::OriginalText(i) => {
-                    let (text, quoted) = &fields[i];
-                    let ty = self
-                        .layout
-                        .columns
-                        .iter()
-                        .find(|c| c.role == ColumnRole::Attribute(i))
-                        .map_or(DeltaType::String, |c| c.ty);
-                    match cell(text, *quoted, ty, false) {
-                        Cell::Unfit => builder.append_text(text),
-                        _ => builder.append_null(),
+                ColumnRole::Attribute(i) => builder.append(&cells[i]),
+                ColumnRole::OriginalText(i) => match cells[i] {
+                    Cell::Unfit => {
+                        let (text, quoted) = &fields[i];
+                        builder.append_text(&original_text(text, *quoted));
                     }
-                }
+                    _ => builder.append_null(),
+                },
             }
         }
         file.rows += 1;
@@ -290,10 +283,11 @@ impl<'a> DataFiles<'a> {
             return Ok(());
         };
         let arrays = file.builders.iter_mut().map(|b| b.finish()).collect();
+        // The arrays are built for the schema beside them; a mismatch is lakelink's own bug.
         let batch = RecordBatch::try_new(file.schema.clone(), arrays).map_err(|e| {
             EngineError::Manifest {
                 path: file.path.to_string(),
-                reason: format!("could not build a batch of rows: {e}"),
+                reason: format!("its rows do not match its columns ({e}); this is a bug in lakelink, please report it"),
             }
         })?;
         if batch.num_rows() > 0 {
@@ -331,7 +325,6 @@ impl<'a> DataFiles<'a> {
         self.written.push(WrittenFile {
             path: file.inside,
             size,
-            rows: file.rows,
             stats: stats_json(&self.layout, &file.builders, file.rows),
         });
         Ok(())
@@ -366,10 +359,20 @@ fn stats_json(layout: &Layout, builders: &[ColumnBuilder], rows: u64) -> String 
     .to_string()
 }
 
-/// The error for a Parquet problem with the file at `path`.
+/// The error for a Parquet problem with the file at `path`: the lake's own error when the
+/// file's storage failed (a full disk, a lost connection: retried like any lake error).
 pub fn parquet_error(path: &LakePath, e: parquet::errors::ParquetError) -> EngineError {
+    if let parquet::errors::ParquetError::External(inner) = e {
+        return match inner.downcast::<std::io::Error>() {
+            Ok(io) => EngineError::Lake(LakeError::io("write", path, *io)),
+            Err(inner) => EngineError::Manifest {
+                path: path.to_string(),
+                reason: format!("could not be written as Parquet ({inner})"),
+            },
+        };
+    }
     EngineError::Manifest {
         path: path.to_string(),
-        reason: format!("Parquet: {e}"),
+        reason: format!("could not be written as Parquet ({e})"),
     }
 }

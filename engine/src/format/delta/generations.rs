@@ -99,8 +99,7 @@ pub fn tables(lake: &dyn Lake) -> Result<Vec<TableName>, EngineError> {
 pub fn highest(lake: &dyn Lake) -> Result<u64, EngineError> {
     let mut highest = recorded(lake)?.first().copied().unwrap_or(0);
     for table in tables(lake)? {
-        let state = log::replay(lake, &table, None)?;
-        highest = highest.max(state.generation.unwrap_or(0));
+        highest = highest.max(log::last_generation(lake, &table)?.unwrap_or(0));
     }
     Ok(highest)
 }

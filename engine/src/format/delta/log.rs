@@ -45,10 +45,15 @@ pub struct TableLog {
     pub table_id: Option<String>,
     /// The data files of the version, by path, as their `add` actions.
     pub files: BTreeMap<String, Json>,
-    /// The lakelink generation of the newest commit lakelink made.
-    pub generation: Option<u64>,
     /// The link (`lakelink.link` in the metaData's configuration) the table's rows belong to.
     pub link: Option<i64>,
+    /// The table's properties (the metaData's configuration).
+    pub configuration: Map<String, Json>,
+    /// When the table was created (the metaData's `createdTime`).
+    pub created_time: Option<i64>,
+    /// The newest commit of another writer that changed files or schema after lakelink's last
+    /// commit, if any.
+    pub foreign: Option<u64>,
 }
 
 impl TableLog {
@@ -96,9 +101,38 @@ pub fn replay(
     table: &TableName,
     upto: Option<u64>,
 ) -> Result<TableLog, EngineError> {
-    let mut log = TableLog::default();
+    let log = replay_onto(lake, table, TableLog::default(), upto)?;
+    if let Some(u) = upto
+        && log.version != Some(u)
+    {
+        return Err(EngineError::Manifest {
+            path: LakePath::delta_commit(table, u).to_string(),
+            reason: format!(
+                "version {u} of the table is not in its log (its newest is {:?}); read a generation the lake keeps",
+                log.version
+            ),
+        });
+    }
+    Ok(log)
+}
+
+/// Replays the commits of `table`'s log past `base` (a replay of its first versions) up to
+/// `upto`; starts from version 0 when the log no longer holds `base`'s newest version.
+pub fn replay_onto(
+    lake: &dyn Lake,
+    table: &TableName,
+    base: TableLog,
+    upto: Option<u64>,
+) -> Result<TableLog, EngineError> {
     let versions = versions(lake, table)?;
+    let mut log = match base.version {
+        Some(v) if versions.binary_search(&v).is_ok() => base,
+        _ => TableLog::default(),
+    };
     for (expected, version) in versions.into_iter().enumerate() {
+        if log.version.is_some_and(|v| version <= v) {
+            continue;
+        }
         if upto.is_some_and(|u| version > u) {
             break;
         }
@@ -107,24 +141,59 @@ pub fn replay(
             return Err(EngineError::Manifest {
                 path: path.to_string(),
                 reason: format!(
-                    "the table's log lacks version {expected} (lakelink reads its Delta tables from version 0; restore the missing commits, or relink the table)"
+                    "the table's log lacks version {expected} (lakelink reads its Delta tables from version 0; restore the missing commits, or relink the table to write it afresh)"
                 ),
             });
         }
-        for action in read_commit(lake, &path)? {
-            apply(&mut log, &action, &path)?;
+        let actions = read_commit(lake, &path)?;
+        let ours = actions.iter().any(|a| {
+            a.get("txn")
+                .and_then(|t| t.get("appId"))
+                .and_then(Json::as_str)
+                == Some(APP_ID)
+        });
+        let changes_table = actions.iter().any(|a| {
+            ["add", "remove", "metaData", "protocol"]
+                .iter()
+                .any(|k| a.get(k).is_some())
+        });
+        for action in &actions {
+            apply(&mut log, action, &path)?;
+        }
+        // A commit of another writer that changes files or schema since lakelink's last one
+        // (a compaction, a DELETE): what lakelink writes next could no longer be exact.
+        if ours {
+            log.foreign = None;
+        } else if changes_table {
+            log.foreign = Some(version);
         }
         log.version = Some(version);
     }
-    if let Some(u) = upto
-        && log.version != Some(u)
-    {
-        return Err(EngineError::Manifest {
-            path: LakePath::delta_commit(table, u).to_string(),
-            reason: "this version of the table is not in its log".into(),
-        });
-    }
     Ok(log)
+}
+
+/// The generation of lakelink's newest commit to `table`, read from its newest commits back,
+/// without replaying the log.
+pub fn last_generation(lake: &dyn Lake, table: &TableName) -> Result<Option<u64>, EngineError> {
+    for version in versions(lake, table)?.into_iter().rev() {
+        let path = LakePath::delta_commit(table, version);
+        for action in read_commit(lake, &path)? {
+            if let Some(txn) = action.get("txn")
+                && txn.get("appId").and_then(Json::as_str) == Some(APP_ID)
+            {
+                return Ok(txn.get("version").and_then(Json::as_u64));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The error for a table another writer changed since lakelink's last commit.
+pub fn foreign_commit(table: &TableName, version: u64) -> EngineError {
+    EngineError::Manifest {
+        path: LakePath::delta_commit(table, version).to_string(),
+        reason: "was committed by another writer and changes the table's files or schema (an OPTIMIZE, DELETE, MERGE or ALTER from another engine); lakelink must be the only writer of its Delta tables, or its next commit could double or lose rows: relink the table to write it afresh".into(),
+    }
 }
 
 /// The actions of one commit file.
@@ -156,19 +225,21 @@ fn apply(log: &mut TableLog, action: &Json, path: &LakePath) -> Result<(), Engin
         }
     } else if let Some(meta) = action.get("metaData") {
         log.table_id = meta.get("id").and_then(Json::as_str).map(str::to_string);
-        log.link = meta
+        log.created_time = meta.get("createdTime").and_then(Json::as_i64);
+        log.configuration = meta
             .get("configuration")
-            .and_then(|c| c.get(LINK_PROPERTY))
+            .and_then(Json::as_object)
+            .cloned()
+            .unwrap_or_default();
+        log.link = log
+            .configuration
+            .get(LINK_PROPERTY)
             .and_then(Json::as_str)
             .and_then(|l| l.parse().ok());
         log.schema = schema_of(meta).ok_or_else(|| EngineError::Manifest {
             path: path.to_string(),
             reason: "its metaData has a schema lakelink does not write (a reader changed the table's schema? relink the table)".into(),
         })?;
-    } else if let Some(txn) = action.get("txn") {
-        if txn.get("appId").and_then(Json::as_str) == Some(APP_ID) {
-            log.generation = txn.get("version").and_then(Json::as_u64);
-        }
     } else if let Some(protocol) = action.get("protocol") {
         let reader = protocol.get("minReaderVersion").and_then(Json::as_u64);
         let writer = protocol.get("minWriterVersion").and_then(Json::as_u64);
@@ -215,22 +286,25 @@ pub fn schema_string(columns: &[(String, DeltaType)]) -> String {
     serde_json::json!({"type": "struct", "fields": fields}).to_string()
 }
 
-/// A `metaData` action for a table named `name` with `columns`, holding the rows of `link`.
+/// A `metaData` action for a table named `name` with `columns`, holding the rows of `link`,
+/// keeping the properties `configuration` the table had (a reader's retention settings).
 pub fn metadata_action(
     name: &str,
     id: &str,
     columns: &[(String, DeltaType)],
     link: i64,
-    now: i64,
+    mut configuration: Map<String, Json>,
+    created: i64,
 ) -> Json {
+    configuration.insert(LINK_PROPERTY.into(), Json::from(link.to_string()));
     serde_json::json!({"metaData": {
         "id": id,
         "name": name,
         "format": {"provider": "parquet", "options": {}},
         "schemaString": schema_string(columns),
         "partitionColumns": [PARTITION_COLUMN],
-        "configuration": {LINK_PROPERTY: link.to_string()},
-        "createdTime": now,
+        "configuration": configuration,
+        "createdTime": created,
     }})
 }
 
@@ -306,5 +380,6 @@ pub fn remove_action(add: &Json, now: i64) -> Json {
         "extendedFileMetadata": true,
         "partitionValues": add.get("partitionValues").cloned().unwrap_or_else(|| Json::Object(Map::new())),
         "size": add.get("size").cloned().unwrap_or(Json::Null),
+        "tags": add.get("tags").cloned().unwrap_or_else(|| Json::Object(Map::new())),
     }})
 }

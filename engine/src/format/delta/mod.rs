@@ -21,7 +21,9 @@
 //! What each write starts from is the table's own log, never the checkpoint store, so a
 //! generation a crash cut short between two tables' commits is taken again as a higher one
 //! without writing any change twice: an in-place partition is rewritten whole from the live
-//! file, an append-only one from the length its files already reach.
+//! file, an append-only one from the length its files already reach. So lakelink must be the
+//! only writer of its Delta tables: a commit of another writer that changes files or schema
+//! is refused with one line (readers may `VACUUM`, which commits no such action).
 
 mod column_builder;
 mod columns;
@@ -29,44 +31,33 @@ mod data_file;
 mod generations;
 mod log;
 mod read;
+mod table_commit;
 
 use crate::error::EngineError;
 use crate::format::cdm_csv::{fill_fields, visit_live_file_state};
 use crate::format::{Removed, SnapshotFiles, SnapshotFormat};
 use crate::linked_table::LinkedTable;
-use columns::{ColumnRole, DeltaColumn, DeltaType, column_name, original_text_name};
-use data_file::{DataFiles, Layout, WrittenFile};
-use lakelink_model::FieldKind;
+use data_file::DataFiles;
 use lakelink_model::change::Position;
 use lakelink_model::csv_row::{CsvReader, Record};
 use lakelink_model::lake::Lake;
-use lakelink_model::lake_path::{DELTA_DIR, LakePath};
+use lakelink_model::lake_path::{DELTA_DIR, LakePath, TableName};
 use lakelink_model::table_mode::Mode;
-use serde_json::{Map, Value as Json};
-use std::collections::BTreeMap;
+use log::TableLog;
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
-
-/// The `add` tag that records how far into its partition's live file a data file's rows reach.
-const LIVE_LENGTH_TAG: &str = "lakelink.liveLength";
-
-/// A partition's files written for a generation, waiting for its commit.
-struct Staged {
-    generation: u64,
-    files: Vec<WrittenFile>,
-    /// The `remove` actions for the files the new ones replace.
-    removes: Vec<Json>,
-    /// The live-file length the new files reach.
-    live_length: u64,
-    /// The columns the files were written in.
-    layout: Layout,
-}
+use table_commit::{LIVE_LENGTH_TAG, Staged, commit_table, is_fresh, layout};
 
 /// Delta tables, one per linked table, under `deltalake/`.
 #[derive(Default)]
 pub struct DeltaLake {
+    /// The partitions written for the generation being published, by table and partition.
     staged: Mutex<BTreeMap<(String, String), Staged>>,
+    /// Each table's log as last replayed: a replay reads only the commits since.
+    logs: Mutex<HashMap<String, TableLog>>,
 }
 
 /// One line naming each table's Delta version in the newest generation, for `lakelink
@@ -94,163 +85,33 @@ fn now_millis() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// The columns `table`'s data files are written in: the columns its Delta table already has,
-/// in their order, then its attributes the table lacks (columns added to the source).
-fn layout(table: &LinkedTable, existing: &[(String, DeltaType)]) -> Layout {
-    let attributes = table.attributes();
-    let integer_ids = table.record.schema.id_kind() == FieldKind::Integer;
-    let mut columns = Vec::new();
-    for (name, ty) in existing {
-        if let Some(at) = attributes.iter().position(|a| column_name(a) == *name) {
-            columns.push(DeltaColumn {
-                name: name.clone(),
-                ty: *ty,
-                role: ColumnRole::Attribute(at),
-            });
-        } else if let Some(at) = attributes
-            .iter()
-            .position(|a| original_text_name(a) == *name)
-        {
-            columns.push(DeltaColumn {
-                name: name.clone(),
-                ty: DeltaType::String,
-                role: ColumnRole::OriginalText(at),
-            });
-        }
-    }
-    for (at, a) in attributes.iter().enumerate() {
-        let name = column_name(a);
-        if !existing.iter().any(|(n, _)| *n == name) {
-            columns.push(DeltaColumn {
-                name,
-                ty: DeltaType::of(a, integer_ids),
-                role: ColumnRole::Attribute(at),
-            });
-        }
-    }
-    Layout { columns }
-}
-
-/// The table's schema after a commit whose files were written in `layouts`: the columns it
-/// had, in order, then every new one (the partition column follows the first commit's
-/// attributes).
-fn schema_after(
-    existing: &[(String, DeltaType)],
-    base: &Layout,
-    layouts: &[&Layout],
-) -> Vec<(String, DeltaType)> {
-    let mut schema = existing.to_vec();
-    let push = |name: &str, ty: DeltaType, schema: &mut Vec<(String, DeltaType)>| {
-        if !schema.iter().any(|(n, _)| n == name) {
-            schema.push((name.to_string(), ty));
-        }
-    };
-    for c in &base.columns {
-        push(&c.name, c.ty, &mut schema);
-    }
-    push(log::PARTITION_COLUMN, DeltaType::String, &mut schema);
-    for layout in layouts {
-        for c in &layout.columns {
-            push(&c.name, c.ty, &mut schema);
-        }
-    }
-    schema
-}
-
 impl DeltaLake {
-    /// Commits `table`'s staged partitions of `generation`, or nothing when neither its rows
-    /// nor its columns changed; returns its version after.
-    fn commit_table(
-        &self,
-        lake: &dyn Lake,
-        table: &LinkedTable,
-        generation: u64,
-        position: Position,
-    ) -> Result<Option<u64>, EngineError> {
-        let name = table.name();
-        let state = log::replay(lake, name, None)?;
-        let staged: Vec<((String, String), Staged)> = {
-            let mut all = self.staged.lock().unwrap_or_else(|p| p.into_inner());
-            let keys: Vec<(String, String)> = all
-                .keys()
-                .filter(|(t, _)| t == name.as_str())
-                .cloned()
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| all.remove(&k).map(|s| (k, s)))
-                .filter(|(_, s)| s.generation == generation)
-                .collect()
-        };
-        // A table relinked since its last commit starts over: every file of the old link goes,
-        // and its schema is the new link's.
-        let fresh = state.link != Some(table.record.link);
-        let existing: &[(String, DeltaType)] = if fresh { &[] } else { &state.schema };
-        let base = layout(table, existing);
-        let layouts: Vec<&Layout> = staged.iter().map(|(_, s)| &s.layout).collect();
-        let schema = schema_after(existing, &base, &layouts);
-        let now = now_millis();
-        let mut actions = vec![serde_json::json!({"commitInfo": {
-            "timestamp": now,
-            "operation": "WRITE",
-            "operationParameters": {"mode": "Append"},
-            "engineInfo": format!("lakelink/{}", env!("CARGO_PKG_VERSION")),
-            "isBlindAppend": false,
-            "lakelink": {"generation": generation, "position": position.0},
-        }})];
-        let first = state.version.is_none();
-        if first {
-            actions.push(log::protocol_action());
-        }
-        if fresh || schema != state.schema {
-            let id = state
-                .table_id
-                .clone()
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            actions.push(log::metadata_action(
-                name.as_str(),
-                &id,
-                &schema,
-                table.record.link,
-                now,
-            ));
-        }
-        let old_link_files: Vec<&Json> = match fresh {
-            true => state.files.values().collect(),
-            false => Vec::new(),
-        };
-        let changed_rows = !old_link_files.is_empty()
-            || staged
-                .iter()
-                .any(|(_, s)| !s.files.is_empty() || !s.removes.is_empty());
-        if actions.len() == 1 && !changed_rows {
-            return Ok(state.version);
-        }
-        actions.push(serde_json::json!({"txn": {
-            "appId": log::APP_ID,
-            "version": generation,
-            "lastUpdated": now,
-        }}));
-        for add in old_link_files {
-            actions.push(log::remove_action(add, now));
-        }
-        for ((_, partition), s) in &staged {
-            for remove in &s.removes {
-                actions.push(log::remove_action(remove, now));
-            }
-            for f in &s.files {
-                let mut tags = Map::new();
-                tags.insert(
-                    LIVE_LENGTH_TAG.into(),
-                    Json::from(s.live_length.to_string()),
-                );
-                actions.push(log::add_action(
-                    &f.path, partition, f.size, &f.stats, tags, now,
-                ));
-            }
-        }
-        let version = state.version.map_or(0, |v| v + 1);
-        log::commit(lake, name, version, &actions)?;
-        Ok(Some(version))
+    /// `table`'s log replayed to its newest commit, reading only the commits since the last
+    /// replay.
+    fn table_log(&self, lake: &dyn Lake, table: &TableName) -> Result<TableLog, EngineError> {
+        let cached = self
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(table.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let state = log::replay_onto(lake, table, cached, None)?;
+        self.logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(table.as_str().to_string(), state.clone());
+        Ok(state)
+    }
+
+    /// Takes the partitions staged for `table`'s `link` in `generation`.
+    fn take_staged(&self, table: &str, link: i64, generation: u64) -> Vec<Staged> {
+        let mut all = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<(String, String)> = all.keys().filter(|(t, _)| t == table).cloned().collect();
+        keys.into_iter()
+            .filter_map(|k| all.remove(&k))
+            .filter(|s| s.generation == generation && s.link == link)
+            .collect()
     }
 }
 
@@ -282,26 +143,21 @@ impl SnapshotFormat for DeltaLake {
         memory: usize,
     ) -> Result<(), EngineError> {
         let name = table.name();
-        let state = log::replay(lake, name, None)?;
-        // The files and columns of an earlier link of the table are not this link's
-        // (`commit_table` removes them).
-        let fresh = state.link != Some(table.record.link);
-        let existing: &[(String, DeltaType)] = if fresh { &[] } else { &state.schema };
-        let layout = layout(table, existing);
-        let fills = fill_fields(table);
-        let fill = |at: usize| {
-            fills
-                .iter()
-                .find(|f| f.at == at)
-                .map(|f| (f.text.clone(), f.quoted))
-        };
+        let state = self.table_log(lake, name)?;
+        // The files and columns of an earlier link of the table are not this link's (its
+        // commit removes them).
+        let fresh = is_fresh(&state, table);
+        if !fresh && let Some(version) = state.foreign {
+            return Err(log::foreign_commit(name, version));
+        }
+        let existing = if fresh { &[][..] } else { &state.schema[..] };
         let mut files = DataFiles::new(
             lake,
             name,
             table.attributes(),
             partition,
             generation,
-            layout,
+            layout(table, existing),
             memory,
         );
         let current: Vec<&Json> = match fresh {
@@ -310,12 +166,22 @@ impl SnapshotFormat for DeltaLake {
         };
         let removes = match table.record.mode {
             Mode::InPlace => {
+                // A row written before a column was added holds the column's value for
+                // existing rows.
+                let fills = fill_fields(table);
+                let fill = |at: usize| {
+                    fills
+                        .iter()
+                        .find(|f| f.at == at)
+                        .map(|f| (f.text.clone(), f.quoted))
+                };
                 visit_live_file_state(lake, table, partition, cut, memory, &mut |row, created| {
                     files.push(row, created, &fill)
                 })?;
                 current.iter().map(|add| (*add).clone()).collect()
             }
             Mode::AppendOnly => {
+                // Every change as the live file holds it, from where the table's files reach.
                 let reached = current
                     .iter()
                     .filter_map(|add| log::tag(add, LIVE_LENGTH_TAG)?.parse::<u64>().ok())
@@ -332,26 +198,28 @@ impl SnapshotFormat for DeltaLake {
                             source,
                         })?
                     {
-                        files.push(&record, None, &fill)?;
+                        files.push(&record, None, &|_| None)?;
                     }
                 }
                 Vec::new()
             }
         };
         let (written, layout) = files.finish()?;
-        self.staged
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                (name.as_str().to_string(), partition.to_string()),
-                Staged {
-                    generation,
-                    files: written,
-                    removes,
-                    live_length: cut,
-                    layout,
-                },
-            );
+        let mut staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+        // What an earlier attempt that never reached its commit staged is not this one's.
+        staged.retain(|_, s| s.generation == generation);
+        staged.insert(
+            (name.as_str().to_string(), partition.to_string()),
+            Staged {
+                generation,
+                link: table.record.link,
+                partition: partition.to_string(),
+                files: written,
+                removes,
+                live_length: cut,
+                layout,
+            },
+        );
         Ok(())
     }
 
@@ -378,15 +246,22 @@ impl SnapshotFormat for DeltaLake {
         position: Position,
     ) -> Result<(), EngineError> {
         let mut versions = BTreeMap::new();
+        let now = now_millis();
         for table in tables {
+            let name = table.name();
+            let state = self.table_log(lake, name)?;
             let version = if table.is_flowing() {
-                self.commit_table(lake, table, generation, position)?
+                let staged = self.take_staged(name.as_str(), table.record.link, generation);
+                commit_table(lake, table, &state, &staged, generation, position, now)?
+            } else if is_fresh(&state, table) {
+                // Still copying after a relink: its Delta table holds an earlier link's rows.
+                None
             } else {
-                // A stopped table keeps what it last published; one still copying has nothing.
-                log::replay(lake, table.name(), None)?.version
+                // A stopped table keeps what it last published.
+                state.version
             };
             if let Some(v) = version {
-                versions.insert(table.name().as_str().to_string(), v);
+                versions.insert(name.as_str().to_string(), v);
             }
         }
         generations::write(lake, generation, position, versions)

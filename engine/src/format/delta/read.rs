@@ -1,11 +1,10 @@
 //! `lakelink read` of a Delta table: the table at the version a generation recorded (default:
 //! the newest), printed as CSV with a header row in the live files' encoding (LAKE_FORMAT §4).
-//! A value kept in an original-text column is printed as that text. Each data file is read
+//! A value kept in an original-text column is printed as the live-file field it holds. Each data file is read
 //! whole (at most about 128 MiB: `data_file.rs` caps them).
 
 use super::column_builder::date_text;
-use super::columns::ORIGINAL_TEXT_SUFFIX;
-use super::data_file::parquet_error;
+use super::columns::{ORIGINAL_TEXT_SUFFIX, field_of_original};
 use super::{generations, log};
 use crate::error::EngineError;
 use arrow_array::cast::AsArray;
@@ -59,11 +58,16 @@ pub fn read_table(
         reason: e.to_string(),
     })?;
     let state = log::replay(lake, &name, Some(version))?;
-    let shown: Vec<&str> = state
-        .schema
+    // Every column but the partition column and the original-text column of another.
+    let names: Vec<&str> = state.schema.iter().map(|(n, _)| n.as_str()).collect();
+    let shown: Vec<&str> = names
         .iter()
-        .map(|(n, _)| n.as_str())
-        .filter(|n| *n != log::PARTITION_COLUMN && !n.ends_with(ORIGINAL_TEXT_SUFFIX))
+        .copied()
+        .filter(|n| *n != log::PARTITION_COLUMN)
+        .filter(|n| {
+            n.strip_suffix(ORIGINAL_TEXT_SUFFIX)
+                .is_none_or(|base| !names.contains(&base))
+        })
         .collect();
     let write_err = |e| EngineError::Lake(LakeError::io("write", "standard output", e));
     let mut bytes = Vec::new();
@@ -86,14 +90,17 @@ pub fn read_table(
         lake.read(&path, 0, None)?
             .read_to_end(&mut data)
             .map_err(|e| LakeError::io("read", &path, e))?;
+        let damaged = |e: &dyn std::fmt::Display| EngineError::Manifest {
+            path: path.to_string(),
+            reason: format!(
+                "is not a whole Parquet file ({e}); restore it from a backup of the lake, or relink the table to write it afresh"
+            ),
+        };
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(data))
             .and_then(|b| b.build())
-            .map_err(|e| parquet_error(&path, e))?;
+            .map_err(|e| damaged(&e))?;
         for batch in reader {
-            let batch = batch.map_err(|e| EngineError::Manifest {
-                path: path.to_string(),
-                reason: format!("Parquet: {e}"),
-            })?;
+            let batch = batch.map_err(|e| damaged(&e))?;
             rows += write_batch(&batch, &shown, out).map_err(write_err)?;
         }
     }
@@ -136,7 +143,8 @@ fn write_batch(batch: &RecordBatch, shown: &[&str], out: &mut dyn Write) -> std:
             if let Some(o) = original
                 && o.is_valid(i)
             {
-                row.quoted(o.as_string::<i32>().value(i));
+                let (text, quoted) = field_of_original(o.as_string::<i32>().value(i));
+                row.field(&text, quoted);
                 continue;
             }
             match typed {
@@ -176,7 +184,10 @@ fn write_cell(row: &mut RowWriter<'_>, array: &dyn Array, i: usize) {
         } else {
             "False"
         }),
-        DataType::Date32 => row.quoted(&date_text(array.as_primitive::<Date32Type>().value(i))),
+        DataType::Date32 => match date_text(array.as_primitive::<Date32Type>().value(i)) {
+            Some(text) => row.quoted(&text),
+            None => row.null(),
+        },
         DataType::Timestamp(_, _) => {
             let micros = array.as_primitive::<TimestampMicrosecondType>().value(i);
             let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
