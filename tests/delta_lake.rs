@@ -626,3 +626,67 @@ fn a_lake_of_one_format_is_refused_in_the_other_even_with_a_new_checkpoint_store
     );
     assert!(!ws.lake.join("model.json").exists(), "nothing written");
 }
+
+#[test]
+fn every_tenth_version_has_a_checkpoint_readers_start_from() {
+    let ws = delta_workspace(
+        ORDERS,
+        "[[table]]\nname = \"orders\"\npartition_by = \"created\"\n",
+    );
+    let mut rng = StdRng::seed_from_u64(23);
+    let conn = ws.source();
+    let mut next_id = 1;
+    for _ in 0..50 {
+        upsert(&conn, &random_order(&mut rng, next_id));
+        next_id += 1;
+    }
+    for _ in 0..23 {
+        ws.sync();
+        change_orders(&conn, &mut rng, &mut next_id, 5);
+    }
+    ws.sync();
+    let log = ws.lake.join("deltalake/orders/_delta_log");
+    let last: Json =
+        serde_json::from_slice(&std::fs::read(log.join("_last_checkpoint")).unwrap()).unwrap();
+    assert_eq!(last["version"], json!(20), "{last}");
+    for v in [10, 20] {
+        assert!(log.join(format!("{v:020}.checkpoint.parquet")).exists());
+    }
+    let expected = expected_rows(&conn, "orders", "id", SCALES);
+    // A copy of the table without the commits the newest checkpoint stands for: readers
+    // that find the same rows read them from the checkpoint.
+    let copy = ws.dir.path().join("copy/deltalake/orders");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    let status = std::process::Command::new("cp")
+        .args(["-r", ws.lake.join("deltalake/orders").to_str().unwrap()])
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for v in 0..=20 {
+        std::fs::remove_file(copy.join(format!("_delta_log/{v:020}.json"))).unwrap();
+    }
+    let copied = Workspace {
+        dir: tempfile::tempdir().unwrap(),
+        db: ws.db.clone(),
+        lake: ws.dir.path().join("copy"),
+        config: ws.config.clone(),
+        lake_section: None,
+    };
+    for reader in READERS {
+        let read = read_delta(&ws, "orders", reader, None);
+        assert_delta_matches(&format!("{reader}, with checkpoints"), &read, &expected);
+        assert_eq!(read.description["txn"], json!(24), "{reader}");
+        let read = read_delta(&copied, "orders", reader, None);
+        assert_delta_matches(
+            &format!("{reader}, from the checkpoint alone"),
+            &read,
+            &expected,
+        );
+        assert_eq!(
+            read.description["txn"],
+            json!(24),
+            "{reader}: txn from the checkpoint"
+        );
+    }
+}

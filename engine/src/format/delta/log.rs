@@ -47,6 +47,10 @@ pub struct TableLog {
     pub files: BTreeMap<String, Json>,
     /// The link (`lakelink.link` in the metaData's configuration) the table's rows belong to.
     pub link: Option<i64>,
+    /// The newest `metaData` action.
+    pub metadata: Option<Json>,
+    /// lakelink's newest `txn` action.
+    pub txn: Option<Json>,
     /// The table's properties (the metaData's configuration).
     pub configuration: Map<String, Json>,
     /// When the table was created (the metaData's `createdTime`).
@@ -225,6 +229,7 @@ fn apply(log: &mut TableLog, action: &Json, path: &LakePath) -> Result<(), Engin
         }
     } else if let Some(meta) = action.get("metaData") {
         log.table_id = meta.get("id").and_then(Json::as_str).map(str::to_string);
+        log.metadata = Some(meta.clone());
         log.created_time = meta.get("createdTime").and_then(Json::as_i64);
         log.configuration = meta
             .get("configuration")
@@ -240,6 +245,10 @@ fn apply(log: &mut TableLog, action: &Json, path: &LakePath) -> Result<(), Engin
             path: path.to_string(),
             reason: "its metaData has a schema lakelink does not write (a reader changed the table's schema? relink the table)".into(),
         })?;
+    } else if let Some(txn) = action.get("txn") {
+        if txn.get("appId").and_then(Json::as_str) == Some(APP_ID) {
+            log.txn = Some(txn.clone());
+        }
     } else if let Some(protocol) = action.get("protocol") {
         let reader = protocol.get("minReaderVersion").and_then(Json::as_u64);
         let writer = protocol.get("minWriterVersion").and_then(Json::as_u64);

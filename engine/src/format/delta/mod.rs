@@ -25,6 +25,7 @@
 //! only writer of its Delta tables: a commit of another writer that changes files or schema
 //! is refused with one line (readers may `VACUUM`, which commits no such action).
 
+mod checkpoint;
 mod column_builder;
 mod columns;
 mod data_file;
@@ -252,7 +253,12 @@ impl SnapshotFormat for DeltaLake {
             let state = self.table_log(lake, name)?;
             let version = if table.is_flowing() {
                 let staged = self.take_staged(name.as_str(), table.record.link, generation);
-                commit_table(lake, table, &state, &staged, generation, position, now)?
+                let version =
+                    commit_table(lake, table, &state, &staged, generation, position, now)?;
+                if version != state.version {
+                    checkpoint::write_if_due(lake, name, &self.table_log(lake, name)?)?;
+                }
+                version
             } else if is_fresh(&state, table) {
                 // Still copying after a relink: its Delta table holds an earlier link's rows.
                 None
