@@ -7,6 +7,7 @@
 mod capture_cost;
 mod child;
 mod dataset;
+mod delta;
 mod postgres;
 mod postgres_trickle;
 mod trickle;
@@ -78,6 +79,9 @@ enum Benchmark {
     PostgresBigTransaction,
     /// The WAL the slot keeps while the linked table is idle and another table writes 1 GB.
     PostgresIdleSlot,
+    /// The first publish of a table into a lake of format `delta` against `sqlite3 -csv`, and
+    /// the publish after 1% of its rows changed.
+    Delta,
 }
 
 /// The `lakelink` binary built beside this one.
@@ -107,7 +111,7 @@ pub fn write_config(dir: &Path, table: &str, extra: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn mb(bytes: u64) -> f64 {
+pub fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
@@ -354,6 +358,9 @@ fn main() -> Result<()> {
     if runs(Benchmark::Sync) {
         initial_sync_and_snapshot(&bin, args.rows, &mut report)?;
         integer_key_first_sync(&bin, args.rows, &mut report)?;
+    }
+    if runs(Benchmark::Delta) {
+        delta::first_publish(&bin, args.rows, &mut report)?;
     }
     if let (true, Some(big)) = (runs(Benchmark::Memory), args.big_rows) {
         big_sync_memory(&bin, big, &mut report)?;

@@ -55,6 +55,18 @@ impl Layout {
             .any(|c| c.role == ColumnRole::OriginalText(at))
     }
 
+    /// The type of each of `attributes` attributes' column.
+    fn attribute_types(&self, attributes: usize) -> Vec<Option<DeltaType>> {
+        (0..attributes)
+            .map(|i| {
+                self.columns
+                    .iter()
+                    .find(|c| c.role == ColumnRole::Attribute(i))
+                    .map(|c| c.ty)
+            })
+            .collect()
+    }
+
     /// The layout with attribute `at`'s original-text column appended.
     pub fn with_original(&self, attribute: &Attribute, at: usize) -> Layout {
         let mut columns = self.columns.clone();
@@ -130,6 +142,8 @@ pub struct DataFiles<'a> {
     /// The row-group budget, in bytes.
     memory: usize,
     layout: Layout,
+    /// Each attribute's column type in `layout` (looked up once, not for every row).
+    types: Vec<Option<DeltaType>>,
     open: Option<OpenFile>,
     written: Vec<WrittenFile>,
 }
@@ -152,6 +166,7 @@ impl<'a> DataFiles<'a> {
             dir: format!("PartitionId={partition}"),
             generation,
             memory: memory.clamp(8 << 20, 256 << 20),
+            types: layout.attribute_types(attributes.len()),
             layout,
             open: None,
             written: Vec::new(),
@@ -184,18 +199,9 @@ impl<'a> DataFiles<'a> {
                 },
             });
         }
-        let types: Vec<Option<DeltaType>> = (0..fields.len())
-            .map(|i| {
-                self.layout
-                    .columns
-                    .iter()
-                    .find(|c| c.role == ColumnRole::Attribute(i))
-                    .map(|c| c.ty)
-            })
-            .collect();
         let cells: Vec<Cell<'_>> = fields
             .iter()
-            .zip(&types)
+            .zip(&self.types)
             .zip(self.attributes)
             .map(|(((text, quoted), ty), a)| match ty {
                 Some(ty) => cell(text, *quoted, *ty, FieldRole::of(a)),
@@ -208,6 +214,7 @@ impl<'a> DataFiles<'a> {
             if *c == Cell::Unfit && !self.layout.has_original(i) {
                 self.close()?;
                 self.layout = self.layout.with_original(&self.attributes[i], i);
+                self.types = self.layout.attribute_types(self.attributes.len());
             }
         }
         if self.open.is_none() {
