@@ -119,6 +119,30 @@ fn change_orders(conn: &rusqlite::Connection, rng: &mut StdRng, next_id: &mut i6
     }
 }
 
+/// An application writing random orders: its connection, its random numbers and the next
+/// new order's id.
+struct Orders {
+    conn: rusqlite::Connection,
+    rng: StdRng,
+    next_id: i64,
+}
+
+impl Orders {
+    /// `rows` random orders written into `ws`'s source, from `seed`.
+    fn prefilled(ws: &Workspace, seed: u64, rows: usize) -> Orders {
+        let mut orders = Orders {
+            conn: ws.source(),
+            rng: StdRng::seed_from_u64(seed),
+            next_id: 1,
+        };
+        for _ in 0..rows {
+            upsert(&orders.conn, &random_order(&mut orders.rng, orders.next_id));
+            orders.next_id += 1;
+        }
+        orders
+    }
+}
+
 const SCALES: &[(&str, usize)] = &[("amount", 2)];
 
 #[test]
@@ -127,13 +151,11 @@ fn every_reader_reads_each_generation_of_an_in_place_table_as_the_source_was_the
         ORDERS,
         "[[table]]\nname = \"orders\"\npartition_by = \"created\"\ngranularity = \"month\"\n",
     );
-    let mut rng = StdRng::seed_from_u64(20261203);
-    let conn = ws.source();
-    let mut next_id = 1;
-    for _ in 0..400 {
-        upsert(&conn, &random_order(&mut rng, next_id));
-        next_id += 1;
-    }
+    let Orders {
+        conn,
+        mut rng,
+        mut next_id,
+    } = Orders::prefilled(&ws, 20261203, 400);
     // Generation 1: the initial copy. Generation 2: changes. Generation 3: a column added,
     // with a default existing rows hold, and more changes.
     let mut expected = Vec::new();
@@ -372,13 +394,11 @@ fn an_append_only_table_holds_every_change_once_with_its_delete_records() {
         ORDERS,
         "[[table]]\nname = \"orders\"\nmode = \"append_only\"\npartition_by = \"created\"\n",
     );
-    let mut rng = StdRng::seed_from_u64(31);
-    let conn = ws.source();
-    let mut next_id = 1;
-    for _ in 0..200 {
-        upsert(&conn, &random_order(&mut rng, next_id));
-        next_id += 1;
-    }
+    let Orders {
+        conn,
+        mut rng,
+        mut next_id,
+    } = Orders::prefilled(&ws, 31, 200);
     ws.sync();
     for _ in 0..3 {
         change_orders(&conn, &mut rng, &mut next_id, 150);
@@ -448,13 +468,11 @@ fn a_relinked_table_starts_its_delta_table_over_with_the_new_links_rows() {
     let tables =
         "[[table]]\nname = \"orders\"\nmode = \"append_only\"\npartition_by = \"created\"\n";
     let ws = delta_workspace(ORDERS, tables);
-    let mut rng = StdRng::seed_from_u64(5);
-    let conn = ws.source();
-    let mut next_id = 1;
-    for _ in 0..100 {
-        upsert(&conn, &random_order(&mut rng, next_id));
-        next_id += 1;
-    }
+    let Orders {
+        conn,
+        mut rng,
+        mut next_id,
+    } = Orders::prefilled(&ws, 5, 100);
     ws.sync();
     change_orders(&conn, &mut rng, &mut next_id, 100);
     ws.sync();
@@ -497,13 +515,11 @@ fn every_reader_reads_an_adls_lakes_delta_tables_on_azurite() {
         "",
         "[[table]]\nname = \"orders\"\npartition_by = \"created\"\ngranularity = \"month\"\n",
     );
-    let mut rng = StdRng::seed_from_u64(11);
-    let conn = ws.source();
-    let mut next_id = 1;
-    for _ in 0..150 {
-        upsert(&conn, &random_order(&mut rng, next_id));
-        next_id += 1;
-    }
+    let Orders {
+        conn,
+        mut rng,
+        mut next_id,
+    } = Orders::prefilled(&ws, 11, 150);
     ws.sync();
     let first = expected_rows(&conn, "orders", "id", SCALES);
     change_orders(&conn, &mut rng, &mut next_id, 150);
@@ -565,13 +581,11 @@ fn another_writers_vacuum_is_taken_in_stride_and_its_compaction_refused_until_a_
     let tables =
         "[[table]]\nname = \"orders\"\nmode = \"append_only\"\npartition_by = \"created\"\n";
     let ws = delta_workspace(ORDERS, tables);
-    let mut rng = StdRng::seed_from_u64(17);
-    let conn = ws.source();
-    let mut next_id = 1;
-    for _ in 0..100 {
-        upsert(&conn, &random_order(&mut rng, next_id));
-        next_id += 1;
-    }
+    let Orders {
+        conn,
+        mut rng,
+        mut next_id,
+    } = Orders::prefilled(&ws, 17, 100);
     ws.sync();
     change_orders(&conn, &mut rng, &mut next_id, 50);
     ws.sync();
@@ -633,13 +647,11 @@ fn every_tenth_version_has_a_checkpoint_readers_start_from() {
         ORDERS,
         "[[table]]\nname = \"orders\"\npartition_by = \"created\"\n",
     );
-    let mut rng = StdRng::seed_from_u64(23);
-    let conn = ws.source();
-    let mut next_id = 1;
-    for _ in 0..50 {
-        upsert(&conn, &random_order(&mut rng, next_id));
-        next_id += 1;
-    }
+    let Orders {
+        conn,
+        mut rng,
+        mut next_id,
+    } = Orders::prefilled(&ws, 23, 50);
     for _ in 0..23 {
         ws.sync();
         change_orders(&conn, &mut rng, &mut next_id, 5);

@@ -2,7 +2,7 @@
 //! version) against `sqlite3 -csv` of the same table, then the publish after 1% of its rows
 //! changed, and the peak memory of both: issue targets for the Delta Lake format.
 
-use crate::{child, dataset, mb, run_sync};
+use crate::{change_one_percent, child, dataset, mb, run_sync};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -60,15 +60,7 @@ pub fn first_publish(bin: &Path, rows: u64, report: &mut String) -> Result<()> {
         .context("the publish's duration in the log")?;
     let data = parquet_bytes(&dir.path().join("lake/deltalake/account"));
 
-    eprintln!("changing 1% of rows in 2 of 8 partitions...");
-    let changed = rows / 100;
-    let conn = rusqlite::Connection::open(&db)?;
-    conn.execute(
-        "UPDATE account SET revenue = revenue + 1, modifiedon = datetime('now')
-         WHERE rowid IN (SELECT rowid FROM account
-                         WHERE createdon LIKE '2020%' OR createdon LIKE '2021%' LIMIT ?1)",
-        [changed as i64],
-    )?;
+    let changed = change_one_percent(&db, rows)?;
     let before = parquet_bytes(&dir.path().join("lake/deltalake/account"));
     let next = run_sync(bin, &config)?;
     let next_publish = child::logged_number(&next.stderr, "snapshot published", "seconds")

@@ -140,6 +140,21 @@ pub fn run_sync(bin: &Path, config: &Path) -> Result<child::Measured> {
     )
 }
 
+/// Changes 1% of the `rows` rows of the bench's `account` table in `db`, all in 2 of its 8
+/// partitions (the years 2020 and 2021); returns how many.
+pub fn change_one_percent(db: &Path, rows: u64) -> Result<u64> {
+    eprintln!("changing 1% of rows in 2 of 8 partitions...");
+    let changed = rows / 100;
+    let conn = rusqlite::Connection::open(db)?;
+    conn.execute(
+        "UPDATE account SET revenue = revenue + 1, modifiedon = datetime('now')
+         WHERE rowid IN (SELECT rowid FROM account
+                         WHERE createdon LIKE '2020%' OR createdon LIKE '2021%' LIMIT ?1)",
+        [changed as i64],
+    )?;
+    Ok(changed)
+}
+
 /// Initial sync against `sqlite3 -csv`, then the incremental snapshot, on one table.
 fn initial_sync_and_snapshot(bin: &Path, rows: u64, report: &mut String) -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -213,15 +228,7 @@ fn initial_sync_and_snapshot(bin: &Path, rows: u64, report: &mut String) -> Resu
         mb(sync.max_rss)
     );
 
-    eprintln!("changing 1% of rows in 2 of 8 partitions...");
-    let changed = rows / 100;
-    let conn = rusqlite::Connection::open(&db)?;
-    conn.execute(
-        "UPDATE account SET revenue = revenue + 1, modifiedon = datetime('now')
-         WHERE rowid IN (SELECT rowid FROM account
-                         WHERE createdon LIKE '2020%' OR createdon LIKE '2021%' LIMIT ?1)",
-        [changed as i64],
-    )?;
+    let changed = change_one_percent(&db, rows)?;
     let lake_before = dir_size(&dir.path().join("lake"));
     let next = run_sync(bin, &config)?;
     let incremental = child::logged_number(&next.stderr, "snapshot published", "seconds")
