@@ -553,10 +553,22 @@ fn every_reader_reads_an_adls_lakes_delta_tables_on_azurite() {
 fn an_id_is_its_keys_text_whatever_the_keys_type() {
     let ws = delta_workspace(
         "CREATE TABLE reading (at REAL PRIMARY KEY, ok BOOLEAN);
-         INSERT INTO reading VALUES (1.5, 1), (-0.25, 0), (1e300, NULL);",
-        "[[table]]\nname = \"reading\"\n",
+         INSERT INTO reading VALUES (1.5, 1), (-0.25, 0), (1e300, NULL);
+         CREATE TABLE flag (on_off BOOLEAN PRIMARY KEY, note TEXT);
+         INSERT INTO flag VALUES (1, 'on'), (0, 'off');",
+        "[[table]]\nname = \"reading\"\n\n[[table]]\nname = \"flag\"\n",
     );
     ws.sync();
+    for reader in READERS {
+        let read = read_delta(&ws, "flag", reader, None);
+        let mut ids: Vec<String> = read.rows.iter().map(|r| r["Id"].to_string()).collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            ["\"s:False\"", "\"s:True\""],
+            "{reader}: a boolean key's Id"
+        );
+    }
     for reader in READERS {
         let read = read_delta(&ws, "reading", reader, None);
         let mut ids: Vec<&Json> = read.rows.iter().map(|r| &r["Id"]).collect();
@@ -577,7 +589,7 @@ fn an_id_is_its_keys_text_whatever_the_keys_type() {
 }
 
 #[test]
-fn another_writers_vacuum_is_taken_in_stride_and_its_compaction_refused_until_a_relink() {
+fn another_writers_compaction_is_refused_until_a_relink() {
     let tables =
         "[[table]]\nname = \"orders\"\nmode = \"append_only\"\npartition_by = \"created\"\n";
     let ws = delta_workspace(ORDERS, tables);
@@ -590,14 +602,6 @@ fn another_writers_vacuum_is_taken_in_stride_and_its_compaction_refused_until_a_
     change_orders(&conn, &mut rng, &mut next_id, 50);
     ws.sync();
     let live = |ws: &Workspace| -> usize { ws.live_files("orders").values().map(Vec::len).sum() };
-    // VACUUM deletes files no version needs and commits no file changes: lakelink goes on.
-    support::delta::operate(&ws, "orders", "vacuum");
-    change_orders(&conn, &mut rng, &mut next_id, 50);
-    ws.sync();
-    assert_eq!(
-        read_delta(&ws, "orders", "deltalake", None).rows.len(),
-        live(&ws)
-    );
     // A compaction replaces lakelink's files with files of another writer's commit, which
     // carry no record of how far into the live files they reach: lakelink refuses, naming
     // the commit, rather than write rows twice.
@@ -695,10 +699,44 @@ fn every_tenth_version_has_a_checkpoint_readers_start_from() {
             &read,
             &expected,
         );
+        assert_eq!(read.description["txn"], json!(24), "{reader}");
+        // Version 20 has no JSON commit left: it is the checkpoint's alone.
+        let at_checkpoint = read_delta(&copied, "orders", reader, Some(20));
         assert_eq!(
-            read.description["txn"],
-            json!(24),
-            "{reader}: txn from the checkpoint"
+            at_checkpoint.description["txn"],
+            json!(21),
+            "{reader}: the transaction version from the checkpoint"
+        );
+        assert!(!at_checkpoint.rows.is_empty(), "{reader}");
+    }
+}
+
+#[test]
+fn a_readers_vacuum_is_taken_in_stride() {
+    let ws = delta_workspace(
+        ORDERS,
+        "[[table]]\nname = \"orders\"\npartition_by = \"created\"\n",
+    );
+    let Orders {
+        conn,
+        mut rng,
+        mut next_id,
+    } = Orders::prefilled(&ws, 19, 100);
+    ws.sync();
+    change_orders(&conn, &mut rng, &mut next_id, 50);
+    ws.sync();
+    // The in-place partitions' earlier files are no longer named: VACUUM deletes them, and
+    // commits its own VACUUM START and END, which change no file.
+    let deleted = support::delta::operate(&ws, "orders", "vacuum");
+    assert_ne!(deleted.trim(), "0", "VACUUM found files to delete");
+    change_orders(&conn, &mut rng, &mut next_id, 50);
+    ws.sync();
+    let expected = expected_rows(&conn, "orders", "id", SCALES);
+    for reader in READERS {
+        assert_delta_matches(
+            &format!("{reader}, after a VACUUM"),
+            &read_delta(&ws, "orders", reader, None),
+            &expected,
         );
     }
 }

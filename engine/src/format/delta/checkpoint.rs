@@ -7,7 +7,9 @@
 //! readers look the fields up by those names).
 //!
 //! A checkpoint only repeats what the JSON commits already say: one that is missing (a crash
-//! after the commit) costs readers a longer replay, and the next tenth version writes one.
+//! or a failure after the commit) costs readers a longer replay, and the next tenth version
+//! writes one. Removed files stay in it as tombstones for 7 days, so that a reader's VACUUM
+//! spares the files recent versions name.
 
 use super::log::{self, TableLog};
 use crate::error::EngineError;
@@ -38,21 +40,29 @@ fn checkpoint_path(table: &TableName, version: u64) -> LakePath {
     )
 }
 
-/// Writes the checkpoint of `state` (the table replayed to `state.version`) when that version
-/// is due one, then `_last_checkpoint`.
-pub fn write_if_due(
+/// How long a removed file stays in checkpoints as a tombstone (Delta's default
+/// `delta.deletedFileRetentionDuration`, 7 days), so that a reader's VACUUM spares it.
+const TOMBSTONE_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Whether `version` is due a checkpoint.
+pub fn is_due(version: u64) -> bool {
+    version > 0 && version.is_multiple_of(CHECKPOINT_INTERVAL)
+}
+
+/// Writes the checkpoint of `state` (the table replayed to exactly the version it is due at),
+/// then `_last_checkpoint`. A checkpoint file already there is another's (a reader's): it is
+/// left as it is, and so is `_last_checkpoint`.
+pub fn write(
     lake: &dyn Lake,
     table: &TableName,
     state: &TableLog,
+    now: i64,
 ) -> Result<(), EngineError> {
     let Some(version) = state.version else {
         return Ok(());
     };
-    if version == 0 || version % CHECKPOINT_INTERVAL != 0 {
-        return Ok(());
-    }
     let path = checkpoint_path(table, version);
-    let batch = checkpoint_batch(state).map_err(|e| EngineError::Manifest {
+    let batch = checkpoint_batch(state, now).map_err(|e| EngineError::Manifest {
         path: path.to_string(),
         reason: format!(
             "its actions do not fit a checkpoint ({e}); this is a bug in lakelink, please report it"
@@ -71,18 +81,15 @@ pub fn write_if_due(
         ArrowWriter::try_new(&mut bytes, batch.schema(), Some(properties)).map_err(parquet)?;
     writer.write(&batch).map_err(parquet)?;
     writer.close().map_err(parquet)?;
-    match lake.create(&path) {
-        // Written before, by an attempt that crashed before `_last_checkpoint`.
-        Err(LakeError::AlreadyExists { .. }) => {}
-        Err(e) => return Err(e.into()),
-        Ok(mut file) => {
-            file.write_all(&bytes)
-                .map_err(|e| LakeError::io("write", &path, e))?;
-            match file.commit() {
-                Err(LakeError::AlreadyExists { .. }) => {}
-                other => other?,
-            }
-        }
+    let mut file = match lake.create(&path) {
+        Err(LakeError::AlreadyExists { .. }) => return Ok(()),
+        other => other?,
+    };
+    file.write_all(&bytes)
+        .map_err(|e| LakeError::io("write", &path, e))?;
+    match file.commit() {
+        Err(LakeError::AlreadyExists { .. }) => return Ok(()),
+        other => other?,
     }
     let last = serde_json::json!({"version": version, "size": batch.num_rows()});
     lake.replace(
@@ -203,8 +210,9 @@ fn struct_of(rows: &[Option<&Json>], children: Vec<(&str, ArrayRef)>) -> ArrayRe
     Arc::new(StructArray::new(fields, arrays, Some(nulls)))
 }
 
-/// The checkpoint's rows: the protocol, the metadata, lakelink's transaction, then each file.
-fn checkpoint_batch(state: &TableLog) -> Result<RecordBatch, arrow_schema::ArrowError> {
+/// The checkpoint's rows: the protocol, the metadata, lakelink's transaction, each file, then
+/// each file removed in the last 7 days (as of `now`).
+fn checkpoint_batch(state: &TableLog, now: i64) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let protocol = log::protocol_action();
     let mut actions: Vec<(&str, &Json)> = vec![("protocol", &protocol["protocol"])];
     if let Some(meta) = &state.metadata {
@@ -216,6 +224,12 @@ fn checkpoint_batch(state: &TableLog) -> Result<RecordBatch, arrow_schema::Arrow
     for add in state.files.values() {
         actions.push(("add", add));
     }
+    for remove in state.tombstones.values() {
+        let when = remove.get("deletionTimestamp").and_then(Json::as_i64);
+        if when.is_none_or(|t| t > now - TOMBSTONE_RETENTION_MS) {
+            actions.push(("remove", remove));
+        }
+    }
     let column = |kind: &str| -> Vec<Option<&Json>> {
         actions
             .iter()
@@ -224,7 +238,7 @@ fn checkpoint_batch(state: &TableLog) -> Result<RecordBatch, arrow_schema::Arrow
     };
     let txn = column("txn");
     let add = column("add");
-    let remove: Vec<Option<&Json>> = vec![None; actions.len()];
+    let remove = column("remove");
     let meta = column("metaData");
     let protocol = column("protocol");
     let format: Vec<Option<&Json>> = meta

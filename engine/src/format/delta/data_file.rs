@@ -371,6 +371,17 @@ fn stats_json(layout: &Layout, builders: &[ColumnBuilder], rows: u64) -> String 
 pub fn parquet_error(path: &LakePath, e: parquet::errors::ParquetError) -> EngineError {
     if let parquet::errors::ParquetError::External(inner) = e {
         return match inner.downcast::<std::io::Error>() {
+            // The lake's own error, carried through `Write` (a refused credential stays
+            // refused), else a failure of the file's storage.
+            Ok(io) if io.get_ref().is_some_and(|e| e.is::<LakeError>()) => {
+                match io.into_inner().map(|e| e.downcast::<LakeError>()) {
+                    Some(Ok(lake)) => EngineError::Lake(*lake),
+                    _ => EngineError::Manifest {
+                        path: path.to_string(),
+                        reason: "could not be written".into(),
+                    },
+                }
+            }
             Ok(io) => EngineError::Lake(LakeError::io("write", path, *io)),
             Err(inner) => EngineError::Manifest {
                 path: path.to_string(),

@@ -45,6 +45,9 @@ pub struct TableLog {
     pub table_id: Option<String>,
     /// The data files of the version, by path, as their `add` actions.
     pub files: BTreeMap<String, Json>,
+    /// The files removed and not added again, by path, as their `remove` actions: the
+    /// tombstones a checkpoint carries while they are recent.
+    pub tombstones: BTreeMap<String, Json>,
     /// The link (`lakelink.link` in the metaData's configuration) the table's rows belong to.
     pub link: Option<i64>,
     /// The newest `metaData` action.
@@ -221,11 +224,13 @@ pub fn read_commit(lake: &dyn Lake, path: &LakePath) -> Result<Vec<Json>, Engine
 fn apply(log: &mut TableLog, action: &Json, path: &LakePath) -> Result<(), EngineError> {
     if let Some(add) = action.get("add") {
         if let Some(p) = add.get("path").and_then(Json::as_str) {
+            log.tombstones.remove(p);
             log.files.insert(p.to_string(), add.clone());
         }
     } else if let Some(remove) = action.get("remove") {
         if let Some(p) = remove.get("path").and_then(Json::as_str) {
             log.files.remove(p);
+            log.tombstones.insert(p.to_string(), remove.clone());
         }
     } else if let Some(meta) = action.get("metaData") {
         log.table_id = meta.get("id").and_then(Json::as_str).map(str::to_string);
@@ -306,6 +311,9 @@ pub fn metadata_action(
     created: i64,
 ) -> Json {
     configuration.insert(LINK_PROPERTY.into(), Json::from(link.to_string()));
+    // Other engines delete JSON commits older than a checkpoint after their own commits (a
+    // reader's VACUUM) unless told not to; lakelink replays its tables from version 0.
+    configuration.insert("delta.enableExpiredLogCleanup".into(), Json::from("false"));
     serde_json::json!({"metaData": {
         "id": id,
         "name": name,

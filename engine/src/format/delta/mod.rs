@@ -247,6 +247,7 @@ impl SnapshotFormat for DeltaLake {
         position: Position,
     ) -> Result<(), EngineError> {
         let mut versions = BTreeMap::new();
+        let mut due = Vec::new();
         let now = now_millis();
         for table in tables {
             let name = table.name();
@@ -255,8 +256,11 @@ impl SnapshotFormat for DeltaLake {
                 let staged = self.take_staged(name.as_str(), table.record.link, generation);
                 let version =
                     commit_table(lake, table, &state, &staged, generation, position, now)?;
-                if version != state.version {
-                    checkpoint::write_if_due(lake, name, &self.table_log(lake, name)?)?;
+                if let Some(v) = version
+                    && version != state.version
+                    && checkpoint::is_due(v)
+                {
+                    due.push((name.clone(), v));
                 }
                 version
             } else if is_fresh(&state, table) {
@@ -270,7 +274,20 @@ impl SnapshotFormat for DeltaLake {
                 versions.insert(name.as_str().to_string(), v);
             }
         }
-        generations::write(lake, generation, position, versions)
+        generations::write(lake, generation, position, versions)?;
+        // After the commit point: a checkpoint that fails costs readers a longer replay, not
+        // the generation.
+        for (name, version) in due {
+            let state = self.table_log(lake, &name)?;
+            if state.version != Some(version) {
+                // Another writer committed after it; its state is not this version's.
+                continue;
+            }
+            if let Err(e) = checkpoint::write(lake, &name, &state, now) {
+                tracing::warn!(table = %name.as_str(), version, error = %e, "could not write the Delta table's checkpoint; readers replay its commits instead, and the next tenth version writes one");
+            }
+        }
+        Ok(())
     }
 
     fn published_generation(

@@ -10,7 +10,6 @@ use crate::linked_table::LinkedTable;
 use lakelink_model::FieldKind;
 use lakelink_model::change::Position;
 use lakelink_model::lake::Lake;
-use lakelink_model::lake_path::LakePath;
 use serde_json::{Map, Value as Json};
 use std::collections::HashSet;
 
@@ -157,6 +156,12 @@ pub fn commit_table(
     if state.version.is_none() {
         actions.push(log::protocol_action());
     }
+    // The table's properties carry over, but for one a relink's removal of the earlier
+    // link's files would break (only another writer sets it, on a table lakelink starts over).
+    let mut configuration = state.configuration.clone();
+    if fresh {
+        configuration.remove("delta.appendOnly");
+    }
     if fresh || schema != state.schema {
         let id = state
             .table_id
@@ -167,7 +172,7 @@ pub fn commit_table(
             &id,
             &schema,
             table.record.link,
-            state.configuration.clone(),
+            configuration,
             state.created_time.unwrap_or(now),
         ));
     }
@@ -179,18 +184,6 @@ pub fn commit_table(
     let adds: usize = staged.iter().map(|s| s.files.len()).sum();
     if actions.len() == 1 && removes + adds == 0 {
         return Ok(state.version);
-    }
-    if removes > 0
-        && state
-            .configuration
-            .get("delta.appendOnly")
-            .and_then(Json::as_str)
-            == Some("true")
-    {
-        return Err(EngineError::Manifest {
-            path: LakePath::delta_table_dir(name).to_string(),
-            reason: "has the table property delta.appendOnly = true, but lakelink removes the files whose rows changed: unset the property (ALTER TABLE ... UNSET TBLPROPERTIES), or link the table with mode = \"append_only\" and relink it".into(),
-        });
     }
     actions.push(serde_json::json!({"txn": {
         "appId": log::APP_ID,
