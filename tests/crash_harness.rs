@@ -25,6 +25,19 @@ fn sqlite_run(kills_setting: &'static str, kills: u64) -> CrashRun {
         kills,
         prefill: 6000,
         initial_run_ms: 5..120,
+        run_ms: 20..400,
+        write_gap_us: 0..400,
+    }
+}
+
+/// The Delta runs: longer runs before each kill, and an application that writes at a pace the
+/// agent catches up with between two snapshots, so that enough generations are published
+/// between the kills for checkpoints and retention to come round, and kills land in them.
+fn delta_run(kills_setting: &'static str, kills: u64) -> CrashRun {
+    CrashRun {
+        run_ms: 20..3000,
+        write_gap_us: 0..4000,
+        ..sqlite_run(kills_setting, kills)
     }
 }
 
@@ -69,7 +82,7 @@ fn kill_nine_at_random_points_of_an_adls_lake_loses_and_doubles_nothing() {
 fn kill_nine_at_random_points_of_a_delta_lake_loses_and_doubles_nothing() {
     let mut ws = Workspace::new(CRM_SCHEMA);
     ws.lake_section = Some(support::delta::DELTA_LAKE.to_string());
-    kill_nine_at_random_points(&ws, &sqlite_run("LAKELINK_CRASH_KILLS_DELTA", 25));
+    kill_nine_at_random_points(&ws, &delta_run("LAKELINK_CRASH_KILLS_DELTA", 25));
 }
 
 /// Delta on an ADLS lake on Azurite: `LAKELINK_CRASH_KILLS_DELTA_ADLS` sets the kills.
@@ -82,5 +95,15 @@ fn kill_nine_at_random_points_of_an_adls_delta_lake_loses_and_doubles_nothing() 
     if let Some(section) = ws.lake_section.as_mut() {
         section.push_str("format = \"delta\"\n");
     }
-    kill_nine_at_random_points(&ws, &sqlite_run("LAKELINK_CRASH_KILLS_DELTA_ADLS", 15));
+    // Each append and each Parquet file is an HTTP round trip to the emulator: an application
+    // at a tenth of the local pace, and runs long enough to publish, so that kills land in
+    // publishes rather than only in catching up.
+    kill_nine_at_random_points(
+        &ws,
+        &CrashRun {
+            run_ms: 500..4000,
+            write_gap_us: 0..20_000,
+            ..delta_run("LAKELINK_CRASH_KILLS_DELTA_ADLS", 15)
+        },
+    );
 }

@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rusqlite::params;
 use serde_json::{Value as Json, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use support::delta::{
     DELTA_LAKE, READERS, assert_delta_matches, expected_rows, newest_generation, read_delta,
     version_in,
@@ -404,38 +404,56 @@ fn an_append_only_table_holds_every_change_once_with_its_delete_records() {
         change_orders(&conn, &mut rng, &mut next_id, 150);
         ws.sync();
     }
-    // The live files are the change log: the Delta table holds each of their rows once.
-    let mut changes: BTreeMap<(String, String, String), usize> = BTreeMap::new();
-    for rows in ws.live_files("orders").values() {
-        for r in rows {
-            let key = (
-                r.get(0).unwrap().0.to_string(),
-                r.get(12).unwrap().0.to_string(),
-                r.get(13).unwrap().0.to_string(),
-            );
-            *changes.entry(key).or_default() += 1;
-        }
-    }
+    let changes = live_changes(&ws, "orders", 9);
     let total: usize = changes.values().sum();
     for reader in READERS {
         let read = read_delta(&ws, "orders", reader, None);
         assert_eq!(read.rows.len(), total, "{reader}: one row per change");
-        let mut seen: BTreeMap<(String, String, String), usize> = BTreeMap::new();
-        for row in &read.rows {
-            let key = (
-                row["Id"].as_i64().unwrap().to_string(),
-                row["versionnumber"].as_i64().unwrap().to_string(),
-                match row["IsDelete"] {
-                    Json::Bool(true) => "True".to_string(),
-                    Json::Null => String::new(),
-                    ref other => panic!("{reader}: IsDelete {other:?}"),
-                },
-            );
-            *seen.entry(key).or_default() += 1;
-        }
-        assert_eq!(seen, changes, "{reader}: the changes, each once");
+        assert_eq!(
+            changes_read(reader, &read),
+            changes,
+            "{reader}: the changes, each once"
+        );
         assert_eq!(read.description["txn"], json!(4), "{reader}");
     }
+}
+
+/// A change: its Id, versionnumber and IsDelete, as the live files write them.
+type Change = (String, String, String);
+
+/// The changes the live files of `table` (of `columns` source columns) hold, each with how
+/// many times: the change log, whose rows an append-only Delta table holds once each.
+fn live_changes(ws: &Workspace, table: &str, columns: usize) -> BTreeMap<Change, usize> {
+    let mut changes = BTreeMap::new();
+    for rows in ws.live_files(table).values() {
+        for r in rows {
+            let key = (
+                r.get(0).unwrap().0.to_string(),
+                r.get(3 + columns).unwrap().0.to_string(),
+                r.get(4 + columns).unwrap().0.to_string(),
+            );
+            *changes.entry(key).or_default() += 1;
+        }
+    }
+    changes
+}
+
+/// The changes `reader` read from an append-only Delta table, each with how many times.
+fn changes_read(reader: &str, read: &support::delta::DeltaRead) -> BTreeMap<Change, usize> {
+    let mut seen = BTreeMap::new();
+    for row in &read.rows {
+        let key = (
+            row["Id"].as_i64().unwrap().to_string(),
+            row["versionnumber"].as_i64().unwrap().to_string(),
+            match row["IsDelete"] {
+                Json::Bool(true) => "True".to_string(),
+                Json::Null => String::new(),
+                ref other => panic!("{reader}: IsDelete {other:?}"),
+            },
+        );
+        *seen.entry(key).or_default() += 1;
+    }
+    seen
 }
 
 #[test]
@@ -739,4 +757,208 @@ fn a_readers_vacuum_is_taken_in_stride() {
             &expected,
         );
     }
+}
+
+/// The data files in `table`'s folder, as paths inside it (`PartitionId=<p>/<file>`).
+fn data_files_on_disk(ws: &Workspace, table: &str) -> BTreeSet<String> {
+    let dir = ws.lake.join("deltalake").join(table);
+    let mut files = BTreeSet::new();
+    for partition in std::fs::read_dir(&dir).unwrap() {
+        let partition = partition.unwrap();
+        let name = partition.file_name().to_string_lossy().to_string();
+        if !name.starts_with("PartitionId=") {
+            continue;
+        }
+        for file in std::fs::read_dir(partition.path()).unwrap() {
+            let file = file.unwrap().file_name().to_string_lossy().to_string();
+            files.insert(format!("{name}/{file}"));
+        }
+    }
+    files
+}
+
+/// The versions of `table`'s JSON commits and of its checkpoints on disk.
+fn log_on_disk(ws: &Workspace, table: &str) -> (Vec<u64>, Vec<u64>) {
+    let dir = ws.lake.join("deltalake").join(table).join("_delta_log");
+    let (mut commits, mut checkpoints) = (Vec::new(), Vec::new());
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        if let Some(v) = name.strip_suffix(".checkpoint.parquet") {
+            checkpoints.push(v.parse().unwrap());
+        } else if let Some(v) = name.strip_suffix(".json") {
+            commits.push(v.parse().unwrap());
+        }
+    }
+    commits.sort_unstable();
+    checkpoints.sort_unstable();
+    (commits, checkpoints)
+}
+
+/// Every data file any JSON commit of `table` added.
+fn files_ever_added(ws: &Workspace, table: &str) -> BTreeSet<String> {
+    let dir = ws.lake.join("deltalake").join(table).join("_delta_log");
+    let mut files = BTreeSet::new();
+    for v in log_on_disk(ws, table).0 {
+        let text = std::fs::read_to_string(dir.join(format!("{v:020}.json"))).unwrap();
+        for line in text.lines() {
+            let action: Json = serde_json::from_str(line).unwrap();
+            if let Some(path) = action["add"]["path"].as_str() {
+                files.insert(path.to_string());
+            }
+        }
+    }
+    files
+}
+
+const EVENTS: &str =
+    "CREATE TABLE events (id INTEGER PRIMARY KEY, created DATETIME NOT NULL, what TEXT);";
+
+#[test]
+fn retention_keeps_every_kept_generation_readable_and_deletes_what_none_names() {
+    let tables = "[[table]]\nname = \"orders\"\npartition_by = \"created\"\n\n[[table]]\nname = \"events\"\nmode = \"append_only\"\npartition_by = \"created\"\n";
+    let ws = delta_workspace(&format!("{ORDERS}\n{EVENTS}"), tables);
+    ws.write_config("keep_generations = 3", tables);
+    let Orders {
+        conn,
+        mut rng,
+        mut next_id,
+    } = Orders::prefilled(&ws, 41, 80);
+    let mut events = 0;
+    let mut change = |conn: &rusqlite::Connection, rng: &mut StdRng, next_id: &mut i64| {
+        change_orders(conn, rng, next_id, 12);
+        for _ in 0..3 {
+            events += 1;
+            conn.execute(
+                "INSERT OR REPLACE INTO events (id, created, what) VALUES (?1, ?2, ?3)",
+                params![
+                    rng.random_range(1..=events),
+                    format!("202{}-03-01 10:00:00", rng.random_range(3..6)),
+                    format!("event {events}")
+                ],
+            )
+            .unwrap();
+        }
+    };
+    // Within the default grace (an hour) nothing a commit removed is deleted, though the kept
+    // generations no longer name it; only the records of older generations go.
+    for _ in 0..6 {
+        ws.sync();
+        change(&conn, &mut rng, &mut next_id);
+    }
+    ws.sync();
+    let added = files_ever_added(&ws, "orders");
+    let on_disk = data_files_on_disk(&ws, "orders");
+    assert!(
+        added.is_subset(&on_disk),
+        "missing: {:?}",
+        added.difference(&on_disk).collect::<Vec<_>>()
+    );
+    assert_eq!(log_on_disk(&ws, "orders").0, (0..=6).collect::<Vec<u64>>());
+    assert!(!ws.lake.join("_lakelink/delta/generation-T4.json").exists());
+    assert!(ws.lake.join("_lakelink/delta/generation-T5.json").exists());
+
+    // A file of an attempt cut short, named as lakelink names its files, and another writer's
+    // file that no commit names.
+    let some_file = on_disk.iter().next().unwrap().clone();
+    let partition = some_file.split('/').next().unwrap().to_string();
+    let table_dir = ws.lake.join("deltalake/orders");
+    let orphan = format!("{partition}/T2-99.parquet");
+    let foreign = format!("{partition}/part-00000-0b1c.snappy.parquet");
+    for planted in [&orphan, &foreign] {
+        std::fs::copy(table_dir.join(&some_file), table_dir.join(planted)).unwrap();
+    }
+
+    // With no grace, each publish deletes what the kept versions do not name: data files, and
+    // the log before the newest checkpoint at or before the oldest kept version. Every sync is
+    // a new process, so lakelink's own replay starts from that checkpoint.
+    ws.write_config("keep_generations = 3\nreader_grace = \"0s\"", tables);
+    let mut expected = BTreeMap::new();
+    for round in 0..26 {
+        change(&conn, &mut rng, &mut next_id);
+        ws.sync();
+        let g = newest_generation(&ws);
+        expected.insert(g, expected_rows(&conn, "orders", "id", SCALES));
+        if round == 0 {
+            assert!(
+                !table_dir.join(&orphan).exists(),
+                "an attempt's file is deleted"
+            );
+        }
+    }
+    assert!(
+        table_dir.join(&foreign).exists(),
+        "another writer's file stays"
+    );
+    let newest = newest_generation(&ws);
+    let kept: Vec<u64> = (newest - 2..=newest).collect();
+    for g in newest - 5..newest - 2 {
+        assert!(
+            !ws.lake
+                .join(format!("_lakelink/delta/generation-T{g}.json"))
+                .exists()
+        );
+    }
+    for table in ["orders", "events"] {
+        let versions: Vec<u64> = kept.iter().map(|g| version_in(&ws, table, *g)).collect();
+        let mut named = BTreeSet::new();
+        for (g, v) in kept.iter().zip(&versions) {
+            for reader in READERS {
+                let read = read_delta(&ws, table, reader, Some(*v));
+                if table == "orders" {
+                    assert_delta_matches(&format!("{reader}, generation {g}"), &read, &expected[g]);
+                }
+                named.extend(
+                    read.description["files"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| f.as_str().unwrap().to_string()),
+                );
+            }
+        }
+        let mut on_disk = data_files_on_disk(&ws, table);
+        on_disk.remove(&foreign);
+        assert_eq!(
+            on_disk, named,
+            "{table}: the data files are the kept versions' own"
+        );
+        let (commits, checkpoints) = log_on_disk(&ws, table);
+        let oldest = versions[0];
+        let start = oldest / 10 * 10;
+        assert!(start >= 20, "{table}: versions {versions:?}");
+        assert_eq!(
+            commits.first(),
+            Some(&start),
+            "{table}: the log starts at its checkpoint"
+        );
+        assert_eq!(
+            checkpoints.first(),
+            Some(&start),
+            "{table}: {checkpoints:?}"
+        );
+        assert_eq!(commits.last(), versions.last(), "{table}");
+    }
+    // The append-only table still holds every change once: its files' live-file lengths were
+    // read back from the checkpoint.
+    let changes = live_changes(&ws, "events", 3);
+    for reader in READERS {
+        let read = read_delta(&ws, "events", reader, None);
+        assert_eq!(
+            changes_read(reader, &read),
+            changes,
+            "{reader}: every change once"
+        );
+    }
+    // lakelink reads what it keeps, and says what it does not.
+    let (_, rows) = ws.read("orders", Some(kept[0]));
+    assert_eq!(rows.len(), expected[&kept[0]].len());
+    let err = ws.failure(&[
+        "read",
+        "--config",
+        "{config}",
+        "orders",
+        "--generation",
+        &(newest - 3).to_string(),
+    ]);
+    assert!(err.contains("is not kept in this lake"), "{err}");
 }

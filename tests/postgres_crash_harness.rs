@@ -26,6 +26,8 @@ fn kill_nine_at_random_points_loses_and_doubles_nothing_from_postgres() {
             kills: 30,
             prefill: 3000,
             initial_run_ms: 5..300,
+            run_ms: 20..400,
+            write_gap_us: 0..400,
         },
     );
     assert_eq!(ws.slots().len(), 1, "one slot, whatever the crashes");

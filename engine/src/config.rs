@@ -19,6 +19,14 @@ pub const DEFAULT_SNAPSHOT_INTERVAL: &str = "1h";
 /// Five published manifests stay readable: enough for a reader that started on one to finish
 /// while several newer ones are published.
 pub const DEFAULT_KEEP_GENERATIONS: u32 = 5;
+/// A file removed from a Delta table stays an hour past its removal even once no kept
+/// generation names it: a query that began on an older version finishes reading it (readers
+/// see a new version at most every snapshot interval, an hour by default).
+pub const DEFAULT_READER_GRACE: &str = "1h";
+/// The longest `reader_grace`: the 7 days a checkpoint keeps a removed file's tombstone for
+/// (Delta's default `deletedFileRetentionDuration`), past which lakelink's own replay may no
+/// longer know when a file was removed.
+pub const MAX_READER_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often the agent looks for new changes when the last look found none: short enough for
 /// sub-second lag, long enough to cost nothing measurable on an idle database.
 pub const DEFAULT_POLL_INTERVAL: &str = "200ms";
@@ -90,6 +98,7 @@ struct RawLake {
 struct RawEngine {
     snapshot_interval: Option<String>,
     keep_generations: Option<u32>,
+    reader_grace: Option<String>,
     state: Option<PathBuf>,
     poll_interval: Option<String>,
     batch_size: Option<usize>,
@@ -130,6 +139,8 @@ pub struct EngineSettings {
     pub snapshot_interval: Duration,
     /// Published manifests kept readable.
     pub keep_generations: u32,
+    /// How long a removed Delta data file (and log) stays past its removal.
+    pub reader_grace: Duration,
     /// The checkpoint store.
     pub state: PathBuf,
     /// Wait between looks for changes when idle.
@@ -245,6 +256,24 @@ impl Config {
                 &mut problems,
             ),
             keep_generations: e.keep_generations.unwrap_or(DEFAULT_KEEP_GENERATIONS),
+            reader_grace: {
+                let text = e.reader_grace.as_deref().unwrap_or(DEFAULT_READER_GRACE);
+                match humantime::parse_duration(text) {
+                    Ok(d) if d <= MAX_READER_GRACE => d,
+                    Ok(_) => {
+                        problems.push(format!(
+                            "engine.reader_grace {text:?} is longer than 7 days, the longest a Delta checkpoint keeps a removed file's tombstone; write at most \"7days\""
+                        ));
+                        MAX_READER_GRACE
+                    }
+                    Err(e) => {
+                        problems.push(format!(
+                            "engine.reader_grace {text:?} is not a duration ({e}); write e.g. \"0s\", \"15m\", \"1h\""
+                        ));
+                        MAX_READER_GRACE
+                    }
+                }
+            },
             state: resolve(e.state.as_deref().unwrap_or(Path::new(DEFAULT_STATE_FILE))),
             poll_interval: duration(
                 "poll_interval",
@@ -403,6 +432,31 @@ mod tests {
             .to_string();
         assert!(
             err.contains("table[1].schema: SQLite tables have no schema"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_reader_grace_is_an_hour_unless_set_and_at_most_a_week() {
+        let c = Config::parse(Path::new("a.toml"), GOOD).unwrap();
+        assert_eq!(c.engine.reader_grace, Duration::from_secs(3600));
+        let grace = |text: &str| {
+            let text = GOOD.replace(
+                "snapshot_interval = \"2s\"",
+                &format!("snapshot_interval = \"2s\"\nreader_grace = {text:?}"),
+            );
+            Config::parse(Path::new("a.toml"), &text).map(|c| c.engine.reader_grace)
+        };
+        assert_eq!(grace("0s").unwrap(), Duration::ZERO, "none at all");
+        assert_eq!(grace("7days").unwrap(), MAX_READER_GRACE);
+        let err = grace("8days").unwrap_err().to_string();
+        assert!(
+            err.contains("engine.reader_grace \"8days\" is longer than 7 days"),
+            "{err}"
+        );
+        let err = grace("a while").unwrap_err().to_string();
+        assert!(
+            err.contains("engine.reader_grace \"a while\" is not a duration"),
             "{err}"
         );
     }

@@ -11,7 +11,7 @@ mod trickle;
 
 use crate::config::{Config, LakeConfig, SourceConfig, TableSettings};
 use crate::error::EngineError;
-use crate::format::SnapshotFormat;
+use crate::format::{Retention, SnapshotFormat};
 use crate::linked_table::LinkedTable;
 use crate::metrics::{Metrics, TableProgress};
 use crate::pending_links::PendingLinks;
@@ -277,7 +277,10 @@ impl Pipeline {
             &mut self.state,
             &mut tables,
             position,
-            self.config.engine.keep_generations,
+            Retention {
+                keep: self.config.engine.keep_generations,
+                reader_grace: self.config.engine.reader_grace,
+            },
             &now_text(),
         )?;
         if let Some(p) = &published {

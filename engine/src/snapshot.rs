@@ -14,7 +14,7 @@
 //! publishes the pending generation ([`crate::recovery::settle_publish`]).
 
 use crate::error::EngineError;
-use crate::format::{Removed, SnapshotFiles, SnapshotFormat};
+use crate::format::{Removed, Retention, SnapshotFiles, SnapshotFormat};
 use crate::linked_table::LinkedTable;
 use crate::state::{PartitionCut, PendingSnapshot, StateStore};
 use lakelink_model::change::Position;
@@ -153,7 +153,7 @@ pub fn publish(
     state: &mut StateStore,
     tables: &mut [&mut LinkedTable],
     position: Position,
-    keep_generations: u32,
+    retention: Retention,
     now: &str,
 ) -> Result<Option<Published>, EngineError> {
     let started = Instant::now();
@@ -166,7 +166,7 @@ pub fn publish(
             table.mark_snapshot(&cut.partition, cut.length, generation);
         }
     }
-    let removed = format.apply_retention(lake, keep_generations, generation)?;
+    let removed = format.apply_retention(lake, retention, generation)?;
     Ok(Some(Published {
         generation,
         position,

@@ -17,7 +17,10 @@ pub fn env_number(name: &str, default: u64) -> u64 {
 pub fn start_agent(config: &Path) -> Child {
     Command::new(super::lakelink_bin())
         .args(["run", "--config", config.to_str().unwrap()])
-        .env("RUST_LOG", "error")
+        .env(
+            "RUST_LOG",
+            std::env::var("LAKELINK_CRASH_LOG").unwrap_or_else(|_| "error".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

@@ -28,6 +28,10 @@ pub struct CrashRun {
     pub prefill: usize,
     /// How long each agent runs before a kill during the initial sync, in milliseconds.
     pub initial_run_ms: Range<u64>,
+    /// How long each agent runs before a kill while the application writes, in milliseconds.
+    pub run_ms: Range<u64>,
+    /// The application's pause between two changes, in microseconds.
+    pub write_gap_us: Range<u64>,
 }
 
 /// Runs the harness on `ws`, whose CRM schema is in place: kills during the initial sync of
@@ -43,7 +47,7 @@ pub fn kill_nine_at_random_points(ws: &impl Source, run: &CrashRun) {
     let mut rng = StdRng::seed_from_u64(seed);
     let workspace = ws.workspace();
     ws.write_config(
-        "snapshot_interval = \"250ms\"\nkeep_generations = 2\npoll_interval = \"10ms\"\nbatch_size = 300",
+        "snapshot_interval = \"250ms\"\nkeep_generations = 2\nreader_grace = \"0s\"\npoll_interval = \"10ms\"\nbatch_size = 300",
         CRM_TABLES,
     );
 
@@ -75,13 +79,14 @@ pub fn kill_nine_at_random_points(ws: &impl Source, run: &CrashRun) {
     kill(&mut agent);
 
     // Phase 2: the application writes all along; the agent is killed and restarted.
-    let writer = BackgroundWriter::start(ws.application(), seed ^ 0x5eed, next_id, |rng| {
-        Duration::from_micros(rng.random_range(0..400))
+    let gap = run.write_gap_us.clone();
+    let writer = BackgroundWriter::start(ws.application(), seed ^ 0x5eed, next_id, move |rng| {
+        Duration::from_micros(rng.random_range(gap.clone()))
     });
     let started = Instant::now();
     for _ in initial_kills..kills {
         let mut agent = start_agent(&workspace.config);
-        std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
+        std::thread::sleep(Duration::from_millis(rng.random_range(run.run_ms.clone())));
         if let Some(status) = agent.try_wait().unwrap() {
             panic!("the agent exited with {status} on its own after a crash");
         }

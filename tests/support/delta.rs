@@ -15,7 +15,7 @@ use std::process::Command;
 /// One reader's view of a table version: its description and its rows.
 #[derive(Debug, Clone)]
 pub struct DeltaRead {
-    /// `version`, `txn`, `protocol`, `partition_columns`, `schema`.
+    /// `version`, `txn`, `protocol`, `partition_columns`, `files` (the data files), `schema`.
     pub description: Json,
     /// Each row, column name to tagged value (see `read_table.py`).
     pub rows: Vec<Map<String, Json>>,
@@ -277,11 +277,17 @@ fn section_value<'a>(section: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
-/// Reads `table`'s Delta table in the lake of `ws`, local or on Azurite, with `reader`.
-pub fn read_workspace_delta(ws: &Workspace, table: &str, reader: &str) -> DeltaRead {
+/// Reads `table`'s Delta table in the lake of `ws`, local or on Azurite, with `reader`, at
+/// `version` (default: the newest).
+pub fn read_workspace_delta(
+    ws: &Workspace,
+    table: &str,
+    reader: &str,
+    version: Option<u64>,
+) -> DeltaRead {
     let section = ws.lake_section.as_deref().unwrap_or_default();
     if section_value(section, "kind") != Some("adls") {
-        return read_delta(ws, table, reader, None);
+        return read_delta(ws, table, reader, version);
     }
     let filesystem = section_value(section, "filesystem").expect("the lake's filesystem");
     let endpoint = section_value(section, "endpoint").expect("the lake's endpoint");
@@ -296,38 +302,57 @@ pub fn read_workspace_delta(ws: &Workspace, table: &str, reader: &str) -> DeltaR
         filesystem,
         &format!("deltalake/{table}"),
         reader,
-        None,
+        version,
     )
 }
 
 /// Asserts that every committed version of `table`'s Delta table is whole: its commits are
-/// numbered from 0 with no gap, each line of each is a JSON action, every data file a version
-/// names is there at the size its `add` says, no temporary file outlived a crash (local lake),
-/// and the `deltalake` package reads the newest version with the rows `lakelink read` prints.
+/// numbered with no gap, from 0 or from a checkpoint retention left the log starting at, each
+/// line of each is a JSON action, every data file a kept version names is there (at the size
+/// its `add` says, where the log holds that `add`), no temporary file outlived a crash (local
+/// lake), and the `deltalake` package reads the newest version with the rows `lakelink read`
+/// prints.
 pub fn assert_delta_table_whole(ws: &Workspace, table: &str) {
     let lake = ws.open_lake();
     let name = TableName::new(table).unwrap();
-    let mut versions: Vec<u64> = lake
+    let mut versions: Vec<u64> = Vec::new();
+    let mut checkpoints: Vec<u64> = Vec::new();
+    for entry in lake
         .list(&LakePath::delta_file(&name, "_delta_log"))
         .unwrap()
-        .iter()
-        .filter_map(|e| {
-            let file = e.path.file_name();
-            if file == "_last_checkpoint" || file.ends_with(".checkpoint.parquet") {
-                return None;
-            }
-            Some(
-                file.strip_suffix(".json")
-                    .and_then(|d| d.parse().ok())
-                    .unwrap_or_else(|| panic!("{table}: {file} in the log is not a commit")),
-            )
-        })
-        .collect();
+    {
+        let file = entry.path.file_name();
+        if file == "_last_checkpoint" {
+            continue;
+        }
+        if let Some(v) = file.strip_suffix(".checkpoint.parquet") {
+            checkpoints.push(v.parse().unwrap());
+            continue;
+        }
+        versions.push(
+            file.strip_suffix(".json")
+                .and_then(|d| d.parse().ok())
+                .unwrap_or_else(|| panic!("{table}: {file} in the log is not a commit")),
+        );
+    }
     versions.sort_unstable();
     assert!(!versions.is_empty(), "{table}: no commit");
+    let first = versions[0];
+    assert!(
+        first == 0 || checkpoints.contains(&first),
+        "{table}: the log starts at version {first}, which has no checkpoint"
+    );
+    // The versions the kept generations name, and the oldest of them.
+    let mut kept: Vec<u64> = Vec::new();
+    for entry in lake.list(&LakePath::delta_generations_dir()).unwrap() {
+        let record: Json = serde_json::from_slice(&read_lake_file(lake.as_ref(), &entry.path))
+            .unwrap_or_else(|e| panic!("{}: not a generation record ({e})", entry.path));
+        kept.extend(record["tables"][table].as_u64());
+    }
+    let oldest_kept = kept.iter().min().copied().unwrap_or(0);
     let mut files: BTreeMap<String, u64> = BTreeMap::new();
-    for (expected, version) in versions.iter().enumerate() {
-        assert_eq!(*version, expected as u64, "{table}: the log has a gap");
+    for (expected, version) in (first..).zip(&versions) {
+        assert_eq!(*version, expected, "{table}: the log has a gap");
         let path = LakePath::delta_commit(&name, *version);
         let text = String::from_utf8(read_lake_file(lake.as_ref(), &path)).unwrap();
         assert!(text.ends_with('\n'), "{path}: cut short");
@@ -343,11 +368,28 @@ pub fn assert_delta_table_whole(ws: &Workspace, table: &str) {
                 files.remove(remove["path"].as_str().unwrap());
             }
         }
+        if first > 0 || *version < oldest_kept {
+            // What the checkpoint holds is checked through a reader below; a version no
+            // generation keeps may name files retention deleted.
+            continue;
+        }
         for (file, size) in &files {
             assert_eq!(
                 lake.size(&LakePath::delta_file(&name, file)).unwrap(),
                 Some(*size),
                 "{table} version {version} names {file}, which must be there whole"
+            );
+        }
+    }
+    for version in &kept {
+        let read = read_workspace_delta(ws, table, "deltalake", Some(*version));
+        for file in read.description["files"].as_array().unwrap() {
+            let file = file.as_str().unwrap();
+            assert!(
+                lake.size(&LakePath::delta_file(&name, file))
+                    .unwrap()
+                    .is_some(),
+                "{table}: kept version {version} names {file}, which must be there"
             );
         }
     }
@@ -368,7 +410,7 @@ pub fn assert_delta_table_whole(ws: &Workspace, table: &str) {
             }
         }
     }
-    let read = read_workspace_delta(ws, table, "deltalake");
+    let read = read_workspace_delta(ws, table, "deltalake", None);
     let (_, rows) = ws.read(table, None);
     assert_eq!(
         read.rows.len(),

@@ -380,7 +380,7 @@ impl BackgroundWriter {
         mut application: impl Application,
         seed: u64,
         next_id: i64,
-        pause: fn(&mut StdRng) -> Duration,
+        pause: impl Fn(&mut StdRng) -> Duration + Send + 'static,
     ) -> BackgroundWriter {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {

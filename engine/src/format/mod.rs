@@ -35,6 +35,17 @@ use std::path::Path;
 /// Which generation's snapshot file each (table, partition) is published in.
 pub type SnapshotFiles = BTreeMap<(String, String), u64>;
 
+/// What retention keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// The generations kept readable (`[engine] keep_generations`).
+    pub keep: u32,
+    /// How long a file removed from what readers see stays in the lake after its removal, even
+    /// once no kept generation names it, for readers still reading an older version
+    /// (`[engine] reader_grace`; Delta tables' data files and log).
+    pub reader_grace: std::time::Duration,
+}
+
 /// What retention removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Removed {
@@ -127,12 +138,12 @@ pub trait SnapshotFormat: Send + Sync {
     /// The highest generation the lake ever published.
     fn highest_generation(&self, lake: &dyn Lake) -> Result<u64, EngineError>;
 
-    /// Keeps the newest `keep` generations up to `current`, and deletes the files no kept
-    /// generation names.
+    /// Keeps the newest `retention.keep` generations up to `current`, and deletes the files no
+    /// kept generation names.
     fn apply_retention(
         &self,
         lake: &dyn Lake,
-        keep: u32,
+        retention: Retention,
         current: u64,
     ) -> Result<Removed, EngineError>;
 

@@ -17,7 +17,7 @@ pub(crate) use live_rows::visit_live_file_state;
 pub(crate) use snapshot_file::{create_unpublished, fill_fields};
 
 use crate::error::EngineError;
-use crate::format::{Removed, SnapshotFiles, SnapshotFormat};
+use crate::format::{Removed, Retention, SnapshotFiles, SnapshotFormat};
 use crate::linked_table::LinkedTable;
 use lakelink_model::change::Position;
 use lakelink_model::csv_row::Record;
@@ -101,10 +101,12 @@ impl SnapshotFormat for CdmCsv {
     fn apply_retention(
         &self,
         lake: &dyn Lake,
-        keep: u32,
+        retention: Retention,
         current: u64,
     ) -> Result<Removed, EngineError> {
-        retention::apply(lake, keep, current)
+        // Snapshot files are named by the manifests alone; a reader reads the one it started
+        // on, which keep_generations keeps.
+        retention::apply(lake, retention.keep, current)
     }
 
     fn read_table(

@@ -10,6 +10,11 @@
 //! or a failure after the commit) costs readers a longer replay, and the next tenth version
 //! writes one. Removed files stay in it as tombstones for 7 days, so that a reader's VACUUM
 //! spares the files recent versions name.
+//!
+//! Once retention has deleted a table's first commits, lakelink's own replay starts from its
+//! newest checkpoint instead ([`read_actions`]), and only from one lakelink wrote: lakelink
+//! writes one only right after its own commit at that version, so no commit of another writer
+//! hides behind it, and it knows what its columns hold.
 
 use super::log::{self, TableLog};
 use crate::error::EngineError;
@@ -23,17 +28,18 @@ use arrow_schema::{Field, Fields, Schema};
 use lakelink_model::lake::{Lake, LakeError};
 use lakelink_model::lake_path::{LakePath, TableName};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde_json::Value as Json;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 /// A checkpoint is written at every version that is a multiple of this.
 pub const CHECKPOINT_INTERVAL: u64 = 10;
 
 /// `_delta_log/<version>.checkpoint.parquet`.
-fn checkpoint_path(table: &TableName, version: u64) -> LakePath {
+pub fn checkpoint_path(table: &TableName, version: u64) -> LakePath {
     LakePath::delta_file(
         table,
         &format!("_delta_log/{version:020}.checkpoint.parquet"),
@@ -43,6 +49,9 @@ fn checkpoint_path(table: &TableName, version: u64) -> LakePath {
 /// How long a removed file stays in checkpoints as a tombstone (Delta's default
 /// `delta.deletedFileRetentionDuration`, 7 days), so that a reader's VACUUM spares it.
 const TOMBSTONE_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// What a checkpoint lakelink wrote has as its Parquet `created_by`, before its version.
+const CREATED_BY: &str = "lakelink ";
 
 /// Whether `version` is due a checkpoint.
 pub fn is_due(version: u64) -> bool {
@@ -71,7 +80,7 @@ pub fn write(
     let mut bytes = Vec::new();
     let properties = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_created_by(format!("lakelink {}", env!("CARGO_PKG_VERSION")))
+        .set_created_by(format!("{CREATED_BY}{}", env!("CARGO_PKG_VERSION")))
         .build();
     let parquet = |e: parquet::errors::ParquetError| EngineError::Manifest {
         path: path.to_string(),
@@ -97,6 +106,74 @@ pub fn write(
         last.to_string().as_bytes(),
     )?;
     Ok(())
+}
+
+/// The versions of `table`'s single-file checkpoints, in order (other kinds, multi-part or
+/// V2, are other writers' and are not listed).
+pub fn versions(lake: &dyn Lake, table: &TableName) -> Result<Vec<u64>, EngineError> {
+    let dir = LakePath::delta_file(table, "_delta_log");
+    let mut versions: Vec<u64> = lake
+        .list(&dir)?
+        .into_iter()
+        .filter(|e| !e.is_dir)
+        .filter_map(|e| {
+            let digits = e.path.file_name().strip_suffix(".checkpoint.parquet")?;
+            (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| digits.parse().ok())
+                .flatten()
+        })
+        .collect();
+    versions.sort_unstable();
+    Ok(versions)
+}
+
+/// The actions of `table`'s checkpoint at `version`, one JSON object per action as a commit
+/// file holds them, or `None` when lakelink did not write it.
+pub fn read_actions(
+    lake: &dyn Lake,
+    table: &TableName,
+    version: u64,
+) -> Result<Option<Vec<Json>>, EngineError> {
+    let path = checkpoint_path(table, version);
+    let mut data = Vec::new();
+    lake.read(&path, 0, None)?
+        .read_to_end(&mut data)
+        .map_err(|e| LakeError::io("read", &path, e))?;
+    let damaged = |e: &dyn std::fmt::Display| EngineError::Manifest {
+        path: path.to_string(),
+        reason: format!(
+            "is not a readable checkpoint ({e}); delete it if the JSON commits it stands for are all there, else restore it from a backup of the lake"
+        ),
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(data))
+        .map_err(|e| damaged(&e))?;
+    let ours = builder
+        .metadata()
+        .file_metadata()
+        .created_by()
+        .is_some_and(|c| c.starts_with(CREATED_BY));
+    if !ours {
+        return Ok(None);
+    }
+    // Each row holds one action, in the column of its kind; the others are null and
+    // left out.
+    let mut lines = Vec::new();
+    let mut writer = arrow_json::LineDelimitedWriter::new(&mut lines);
+    for batch in builder.build().map_err(|e| damaged(&e))? {
+        writer
+            .write(&batch.map_err(|e| damaged(&e))?)
+            .map_err(|e| damaged(&e))?;
+    }
+    writer.finish().map_err(|e| damaged(&e))?;
+    drop(writer);
+    let mut actions = Vec::new();
+    for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let action: Json = serde_json::from_slice(line).map_err(|e| damaged(&e))?;
+        if action.as_object().is_some_and(|o| !o.is_empty()) {
+            actions.push(action);
+        }
+    }
+    Ok(Some(actions))
 }
 
 /// The names Spark gives a map's entries, which readers look the fields up by.

@@ -9,6 +9,7 @@
 //! create-only file, which both of lakelink's lakes already make atomic (a hard link locally,
 //! If-None-Match on ADLS); the actions are a few JSON objects.
 
+use super::checkpoint;
 use super::columns::DeltaType;
 use crate::error::EngineError;
 use lakelink_model::lake::{Lake, LakeError};
@@ -124,7 +125,9 @@ pub fn replay(
 }
 
 /// Replays the commits of `table`'s log past `base` (a replay of its first versions) up to
-/// `upto`; starts from version 0 when the log no longer holds `base`'s newest version.
+/// `upto`. Starts afresh when the log no longer goes on from `base`: from version 0, or, once
+/// retention has deleted the first commits, from lakelink's newest checkpoint at or before
+/// `upto` that the commits after it go on from.
 pub fn replay_onto(
     lake: &dyn Lake,
     table: &TableName,
@@ -132,11 +135,19 @@ pub fn replay_onto(
     upto: Option<u64>,
 ) -> Result<TableLog, EngineError> {
     let versions = versions(lake, table)?;
+    let goes_on = |v: u64| {
+        versions.first().is_some_and(|first| *first <= v + 1)
+            && versions.last().is_some_and(|last| *last >= v)
+    };
     let mut log = match base.version {
-        Some(v) if versions.binary_search(&v).is_ok() => base,
+        Some(v) if goes_on(v) && upto.is_none_or(|u| u >= v) => base,
         _ => TableLog::default(),
     };
-    for (expected, version) in versions.into_iter().enumerate() {
+    if log.version.is_none() && versions.first().is_some_and(|first| *first > 0) {
+        log = from_checkpoint(lake, table, &versions, upto)?;
+    }
+    let mut expected = log.version.map_or(0, |v| v + 1);
+    for version in versions {
         if log.version.is_some_and(|v| version <= v) {
             continue;
         }
@@ -144,39 +155,87 @@ pub fn replay_onto(
             break;
         }
         let path = LakePath::delta_commit(table, version);
-        if version != expected as u64 {
+        if version != expected {
             return Err(EngineError::Manifest {
                 path: path.to_string(),
                 reason: format!(
-                    "the table's log lacks version {expected} (lakelink reads its Delta tables from version 0; restore the missing commits, or relink the table to write it afresh)"
+                    "the table's log lacks version {expected} (lakelink reads its Delta tables from version 0 or from a checkpoint it wrote; restore the missing commits, or relink the table to write it afresh)"
                 ),
             });
         }
         let actions = read_commit(lake, &path)?;
-        let ours = actions.iter().any(|a| {
-            a.get("txn")
-                .and_then(|t| t.get("appId"))
-                .and_then(Json::as_str)
-                == Some(APP_ID)
-        });
-        let changes_table = actions.iter().any(|a| {
-            ["add", "remove", "metaData", "protocol"]
-                .iter()
-                .any(|k| a.get(k).is_some())
-        });
+        apply_commit(&mut log, version, &actions, &path)?;
+        log.version = Some(version);
+        expected += 1;
+    }
+    Ok(log)
+}
+
+/// Applies the actions of commit `version`, read from `path`.
+fn apply_commit(
+    log: &mut TableLog,
+    version: u64,
+    actions: &[Json],
+    path: &LakePath,
+) -> Result<(), EngineError> {
+    let ours = actions.iter().any(|a| lakelink_txn(a).is_some());
+    let changes_table = actions.iter().any(|a| {
+        ["add", "remove", "metaData", "protocol"]
+            .iter()
+            .any(|k| a.get(k).is_some())
+    });
+    for action in actions {
+        apply(log, action, path)?;
+    }
+    // A commit of another writer that changes files or schema since lakelink's last one
+    // (a compaction, a DELETE): what lakelink writes next could no longer be exact.
+    if ours {
+        log.foreign = None;
+    } else if changes_table {
+        log.foreign = Some(version);
+    }
+    Ok(())
+}
+
+/// The table's state at lakelink's newest checkpoint at or before `upto` that the commits in
+/// `versions` go on from.
+fn from_checkpoint(
+    lake: &dyn Lake,
+    table: &TableName,
+    versions: &[u64],
+    upto: Option<u64>,
+) -> Result<TableLog, EngineError> {
+    let first = versions.first().copied().unwrap_or(0);
+    for version in checkpoint::versions(lake, table)?.into_iter().rev() {
+        if upto.is_some_and(|u| version > u) || version + 1 < first {
+            continue;
+        }
+        let Some(actions) = checkpoint::read_actions(lake, table, version)? else {
+            continue;
+        };
+        let mut log = TableLog::default();
+        let path = checkpoint::checkpoint_path(table, version);
         for action in &actions {
             apply(&mut log, action, &path)?;
         }
-        // A commit of another writer that changes files or schema since lakelink's last one
-        // (a compaction, a DELETE): what lakelink writes next could no longer be exact.
-        if ours {
-            log.foreign = None;
-        } else if changes_table {
-            log.foreign = Some(version);
-        }
         log.version = Some(version);
+        return Ok(log);
     }
-    Ok(log)
+    Err(EngineError::Manifest {
+        path: LakePath::delta_commit(table, first.saturating_sub(1)).to_string(),
+        reason: format!(
+            "is not in the table's log, which starts at version {first} with no checkpoint of lakelink's to start from{}; restore the missing commits, or relink the table to write it afresh",
+            upto.map(|u| format!(" at or before version {u}"))
+                .unwrap_or_default()
+        ),
+    })
+}
+
+/// lakelink's `txn` action, if `action` is one.
+fn lakelink_txn(action: &Json) -> Option<&Json> {
+    action
+        .get("txn")
+        .filter(|t| t.get("appId").and_then(Json::as_str) == Some(APP_ID))
 }
 
 /// The generation of lakelink's newest commit to `table`, read from its newest commits back,
@@ -185,9 +244,7 @@ pub fn last_generation(lake: &dyn Lake, table: &TableName) -> Result<Option<u64>
     for version in versions(lake, table)?.into_iter().rev() {
         let path = LakePath::delta_commit(table, version);
         for action in read_commit(lake, &path)? {
-            if let Some(txn) = action.get("txn")
-                && txn.get("appId").and_then(Json::as_str) == Some(APP_ID)
-            {
+            if let Some(txn) = lakelink_txn(&action) {
                 return Ok(txn.get("version").and_then(Json::as_u64));
             }
         }
@@ -250,10 +307,8 @@ fn apply(log: &mut TableLog, action: &Json, path: &LakePath) -> Result<(), Engin
             path: path.to_string(),
             reason: "its metaData has a schema lakelink does not write (a reader changed the table's schema? relink the table)".into(),
         })?;
-    } else if let Some(txn) = action.get("txn") {
-        if txn.get("appId").and_then(Json::as_str) == Some(APP_ID) {
-            log.txn = Some(txn.clone());
-        }
+    } else if let Some(txn) = lakelink_txn(action) {
+        log.txn = Some(txn.clone());
     } else if let Some(protocol) = action.get("protocol") {
         let reader = protocol.get("minReaderVersion").and_then(Json::as_u64);
         let writer = protocol.get("minWriterVersion").and_then(Json::as_u64);

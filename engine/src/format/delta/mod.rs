@@ -32,11 +32,12 @@ mod data_file;
 mod generations;
 mod log;
 mod read;
+mod retention;
 mod table_commit;
 
 use crate::error::EngineError;
 use crate::format::cdm_csv::{fill_fields, visit_live_file_state};
-use crate::format::{Removed, SnapshotFiles, SnapshotFormat};
+use crate::format::{Removed, Retention, SnapshotFiles, SnapshotFormat};
 use crate::linked_table::LinkedTable;
 use data_file::DataFiles;
 use lakelink_model::change::Position;
@@ -315,22 +316,16 @@ impl SnapshotFormat for DeltaLake {
     fn apply_retention(
         &self,
         lake: &dyn Lake,
-        keep: u32,
+        retention: Retention,
         current: u64,
     ) -> Result<Removed, EngineError> {
-        // The records of generations beyond `keep` go; the tables' old versions and the data
-        // files they name stay until log checkpoints let readers start past them.
-        let mut removed = Removed::default();
-        let keep = (keep as usize).max(1);
-        for g in generations::recorded(lake)?
-            .into_iter()
-            .filter(|g| *g <= current)
-            .skip(keep)
-        {
-            lake.delete(&LakePath::delta_generation(g))?;
-            removed.manifests += 1;
-        }
-        Ok(removed)
+        retention::apply(
+            lake,
+            retention.keep,
+            retention.reader_grace,
+            current,
+            now_millis(),
+        )
     }
 
     fn read_table(

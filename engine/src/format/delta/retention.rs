@@ -1,0 +1,222 @@
+//! Retention of a lake of format `delta` (LAKE_FORMAT §9, "Retention"): the newest
+//! `keep_generations` generation records stay, and so does every version of each table that a
+//! kept record names, with every data file those versions name. What no kept version needs
+//! goes, in an order a crash at any point leaves safe to take again:
+//! 1. the records of older generations;
+//! 2. each table's data files that no kept version names, once the commit that removed them is
+//!    older than `reader_grace` (a reader that began on an older version may still be reading
+//!    them), and lakelink's own files that no commit ever named (what an attempt cut short
+//!    wrote);
+//! 3. the JSON commits and checkpoints before lakelink's newest checkpoint at or before the
+//!    oldest kept version, once that checkpoint's commit is older than `reader_grace`: readers
+//!    and lakelink's own replay start from that checkpoint.
+//!
+//! Step 3 deletes no commit whose removed files step 2 has not deleted yet: every file a commit
+//! at or before the checkpoint removed was removed before the checkpoint's commit, so past the
+//! grace, and at or before the oldest kept version, so named by no kept version. A file another
+//! writer put in the table and no commit names is not lakelink's to delete.
+
+use super::{checkpoint, generations, log};
+use crate::error::EngineError;
+use crate::format::Removed;
+use lakelink_model::lake::Lake;
+use lakelink_model::lake_path::{LakePath, TableName};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+/// Applies retention after generation `current` was published, at `now` (milliseconds since
+/// the epoch).
+pub fn apply(
+    lake: &dyn Lake,
+    keep: u32,
+    reader_grace: Duration,
+    current: u64,
+    now: i64,
+) -> Result<Removed, EngineError> {
+    let mut removed = Removed::default();
+    let keep = (keep as usize).max(1);
+    let records: Vec<u64> = generations::recorded(lake)?
+        .into_iter()
+        .filter(|g| *g <= current)
+        .collect();
+    for g in records.iter().skip(keep) {
+        lake.delete(&LakePath::delta_generation(*g))?;
+        removed.manifests += 1;
+    }
+    // Each table's oldest version a kept record names.
+    let mut oldest: BTreeMap<String, u64> = BTreeMap::new();
+    for g in records.iter().take(keep) {
+        for (table, version) in
+            generations::read(lake, *g)?.map_or_else(Default::default, |r| r.tables)
+        {
+            oldest
+                .entry(table)
+                .and_modify(|o| *o = (*o).min(version))
+                .or_insert(version);
+        }
+    }
+    let before = now.saturating_sub(i64::try_from(reader_grace.as_millis()).unwrap_or(i64::MAX));
+    for (table, version) in oldest {
+        let Ok(name) = TableName::new(&table) else {
+            continue;
+        };
+        let cleaned = delete_unnamed_files(lake, &name, version, current, before)
+            .and_then(|files| Ok((files, delete_old_log(lake, &name, version, before)?)));
+        match cleaned {
+            Ok((files, log)) => {
+                removed.files += files;
+                removed.manifests += log;
+            }
+            Err(e) if e.is_transient() => return Err(e),
+            // The generation is published; what could not be deleted stays, and no other
+            // table's retention waits on it.
+            Err(e) => tracing::warn!(
+                table = %table, error = %e,
+                "could not apply retention to the Delta table; its older versions and files stay until the cause is fixed"
+            ),
+        }
+    }
+    Ok(removed)
+}
+
+/// Deletes `table`'s data files that no version from `oldest` on names and that were removed
+/// before `before`, and lakelink's files of generations up to `current` that no commit the log
+/// holds names; returns how many.
+fn delete_unnamed_files(
+    lake: &dyn Lake,
+    table: &TableName,
+    oldest: u64,
+    current: u64,
+    before: i64,
+) -> Result<usize, EngineError> {
+    let at_oldest = log::replay(lake, table, Some(oldest))?;
+    let mut named: HashSet<String> = at_oldest.files.keys().cloned().collect();
+    for version in log::versions(lake, table)?
+        .into_iter()
+        .filter(|v| *v > oldest)
+    {
+        for action in log::read_commit(lake, &LakePath::delta_commit(table, version))? {
+            if let Some(path) = action
+                .get("add")
+                .and_then(|a| a.get("path"))
+                .and_then(Json::as_str)
+            {
+                named.insert(path.to_string());
+            }
+        }
+    }
+    let newest = log::replay_onto(lake, table, at_oldest, None)?;
+    let mut deleted = 0;
+    for dir in lake.list(&LakePath::delta_table_dir(table))? {
+        if !dir.is_dir || !dir.path.file_name().starts_with(log::PARTITION_COLUMN) {
+            continue;
+        }
+        for file in lake.list(&dir.path)? {
+            if file.is_dir {
+                continue;
+            }
+            let path = format!("{}/{}", dir.path.file_name(), file.path.file_name());
+            if named.contains(&path) {
+                continue;
+            }
+            let due = match newest.tombstones.get(&path) {
+                Some(remove) => remove
+                    .get("deletionTimestamp")
+                    .and_then(Json::as_i64)
+                    .is_some_and(|t| t <= before),
+                // Never named by the commits the log holds: lakelink's own file of an attempt
+                // cut short (or of a removal older than the log), or another writer's.
+                None => generation_of(file.path.file_name()).is_some_and(|g| g <= current),
+            };
+            if due {
+                lake.delete(&file.path)?;
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// The generation of a data file lakelink named `T<n>-<k>.parquet`.
+fn generation_of(name: &str) -> Option<u64> {
+    let (generation, rest) = name.strip_prefix('T')?.split_once('-')?;
+    let k = rest.strip_suffix(".parquet")?;
+    (!k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| generation.parse().ok())
+        .flatten()
+}
+
+/// Deletes `table`'s JSON commits and checkpoints before lakelink's newest checkpoint at or
+/// before `oldest` whose commit was written before `before`; returns how many.
+fn delete_old_log(
+    lake: &dyn Lake,
+    table: &TableName,
+    oldest: u64,
+    before: i64,
+) -> Result<usize, EngineError> {
+    let commits = log::versions(lake, table)?;
+    let Some(&first) = commits.first() else {
+        return Ok(0);
+    };
+    let checkpoints = checkpoint::versions(lake, table)?;
+    let mut start = None;
+    for &version in checkpoints.iter().rev() {
+        if version > oldest || version <= first {
+            continue;
+        }
+        if commit_time(lake, table, version)?.is_none_or(|t| t > before) {
+            continue;
+        }
+        if checkpoint::read_actions(lake, table, version)?.is_some() {
+            start = Some(version);
+            break;
+        }
+    }
+    let Some(start) = start else {
+        return Ok(0);
+    };
+    let mut deleted = 0;
+    // Oldest first: a crash part way leaves a log that still goes on from the checkpoint.
+    for version in commits.into_iter().filter(|v| *v < start) {
+        lake.delete(&LakePath::delta_commit(table, version))?;
+        deleted += 1;
+    }
+    for version in checkpoints.into_iter().filter(|v| *v < start) {
+        lake.delete(&checkpoint::checkpoint_path(table, version))?;
+        deleted += 1;
+    }
+    Ok(deleted)
+}
+
+/// The `commitInfo` timestamp of `table`'s commit `version`, if it has one.
+fn commit_time(
+    lake: &dyn Lake,
+    table: &TableName,
+    version: u64,
+) -> Result<Option<i64>, EngineError> {
+    let path = LakePath::delta_commit(table, version);
+    if lake.size(&path)?.is_none() {
+        return Ok(None);
+    }
+    Ok(log::read_commit(lake, &path)?.iter().find_map(|a| {
+        a.get("commitInfo")
+            .and_then(|c| c.get("timestamp"))
+            .and_then(Json::as_i64)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::generation_of;
+
+    #[test]
+    fn only_lakelinks_own_data_file_names_have_a_generation() {
+        assert_eq!(generation_of("T12-3.parquet"), Some(12));
+        assert_eq!(generation_of("T1-0.parquet"), Some(1));
+        assert_eq!(generation_of("part-00000-1b2c.snappy.parquet"), None);
+        assert_eq!(generation_of("T12-.parquet"), None);
+        assert_eq!(generation_of("T12-3.parquet.tmp"), None);
+        assert_eq!(generation_of("Tx-3.parquet"), None);
+    }
+}
