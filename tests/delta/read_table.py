@@ -5,7 +5,7 @@
 READER is `deltalake` (the delta-rs Python package), `polars` (polars.read_delta) or `pyarrow`
 (pyarrow's Parquet reader over the data files of the version, listed by deltalake). Prints one
 JSON object describing the table (version, lakelink's transaction version, protocol, partition
-columns, column types, the paths of its data files), then one JSON object per row. Values are
+columns, column types, its data files' paths and sizes), then one JSON object per row. Values are
 tagged so that nothing is lost on the way to the test: `f:` and the double's 8 bytes in hex,
 `d:` a decimal's text, `ts:` microseconds since the epoch, `date:` an ISO date, `b:` bytes in
 hex, `s:` a string.
@@ -63,9 +63,10 @@ def main():
         "txn": table.transaction_version("lakelink"),
         "protocol": [protocol.min_reader_version, protocol.min_writer_version],
         "partition_columns": table.metadata().partition_columns,
-        "files": sorted(
-            add["path"] for add in pyarrow_table(table.get_add_actions(flatten=True)).to_pylist()
-        ),
+        "files": {
+            add["path"]: add["size_bytes"]
+            for add in pyarrow_table(table.get_add_actions(flatten=True)).to_pylist()
+        },
     }
     if reader == "deltalake":
         data = table.to_pyarrow_table()

@@ -90,22 +90,67 @@ pub fn write(
         ArrowWriter::try_new(&mut bytes, batch.schema(), Some(properties)).map_err(parquet)?;
     writer.write(&batch).map_err(parquet)?;
     writer.close().map_err(parquet)?;
-    let mut file = match lake.create(&path) {
-        Err(LakeError::AlreadyExists { .. }) => return Ok(()),
-        other => other?,
+    let created = match lake.create(&path) {
+        Err(LakeError::AlreadyExists { .. }) => false,
+        Err(e) => return Err(e.into()),
+        Ok(mut file) => {
+            file.write_all(&bytes)
+                .map_err(|e| LakeError::io("write", &path, e))?;
+            match file.commit() {
+                Err(LakeError::AlreadyExists { .. }) => false,
+                other => other.map(|()| true)?,
+            }
+        }
     };
-    file.write_all(&bytes)
-        .map_err(|e| LakeError::io("write", &path, e))?;
-    match file.commit() {
-        Err(LakeError::AlreadyExists { .. }) => return Ok(()),
-        other => other?,
+    // One already there is lakelink's own when an attempt stopped before `_last_checkpoint`
+    // (it names it then too), or a reader's (left to that reader).
+    if created || read_actions(lake, table, version)?.is_some() {
+        write_last_checkpoint(lake, table, version, batch.num_rows())?;
     }
-    let last = serde_json::json!({"version": version, "size": batch.num_rows()});
-    lake.replace(
-        &LakePath::delta_file(table, "_delta_log/_last_checkpoint"),
-        last.to_string().as_bytes(),
-    )?;
     Ok(())
+}
+
+/// `_delta_log/_last_checkpoint`.
+fn last_checkpoint_path(table: &TableName) -> LakePath {
+    LakePath::delta_file(table, "_delta_log/_last_checkpoint")
+}
+
+/// Replaces `_last_checkpoint` with one naming the checkpoint at `version` of `size` actions.
+fn write_last_checkpoint(
+    lake: &dyn Lake,
+    table: &TableName,
+    version: u64,
+    size: usize,
+) -> Result<(), EngineError> {
+    let last = serde_json::json!({"version": version, "size": size});
+    lake.replace(&last_checkpoint_path(table), last.to_string().as_bytes())?;
+    Ok(())
+}
+
+/// The version `_last_checkpoint` names, or `None` when there is none or it names none.
+pub fn last_checkpoint(lake: &dyn Lake, table: &TableName) -> Result<Option<u64>, EngineError> {
+    let path = last_checkpoint_path(table);
+    if lake.size(&path)?.is_none() {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    lake.read(&path, 0, None)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| LakeError::io("read", &path, e))?;
+    Ok(serde_json::from_slice::<Json>(&bytes)
+        .ok()
+        .and_then(|j| j.get("version").and_then(Json::as_u64)))
+}
+
+/// Points `_last_checkpoint` at lakelink's checkpoint at `version` (before retention deletes
+/// the one it named).
+pub fn point_last_checkpoint_at(
+    lake: &dyn Lake,
+    table: &TableName,
+    version: u64,
+) -> Result<(), EngineError> {
+    let size = read_actions(lake, table, version)?.map_or(0, |a| a.len());
+    write_last_checkpoint(lake, table, version, size)
 }
 
 /// The versions of `table`'s single-file checkpoints, in order (other kinds, multi-part or

@@ -9,7 +9,12 @@
 //!    wrote);
 //! 3. the JSON commits and checkpoints before lakelink's newest checkpoint at or before the
 //!    oldest kept version, once that checkpoint's commit is older than `reader_grace`: readers
-//!    and lakelink's own replay start from that checkpoint.
+//!    and lakelink's own replay start from that checkpoint (`_last_checkpoint` is pointed at
+//!    a checkpoint that stays first, then the checkpoints go, then the commits, oldest first).
+//!
+//! A table's oldest kept version is the oldest a kept record names, and never more than
+//! `keep_generations - 1` versions back from its newest, so a table that sat idle through the
+//! kept generations, or whose relink is still copying, keeps its last versions too.
 //!
 //! Step 3 deletes no commit whose removed files step 2 has not deleted yet: every file a commit
 //! at or before the checkpoint removed was removed before the checkpoint's commit, so past the
@@ -44,12 +49,20 @@ pub fn apply(
         lake.delete(&LakePath::delta_generation(*g))?;
         removed.manifests += 1;
     }
-    // Each table's oldest version a kept record names.
+    // Each table's oldest kept version: the oldest a kept record names, and at least its last
+    // `keep` versions (a table that sat idle, or whose relink is still copying, keeps what
+    // readers saw before).
     let mut oldest: BTreeMap<String, u64> = BTreeMap::new();
     for g in records.iter().take(keep) {
-        for (table, version) in
-            generations::read(lake, *g)?.map_or_else(Default::default, |r| r.tables)
-        {
+        let record = match generations::read(lake, *g) {
+            Ok(record) => record,
+            Err(e) => {
+                // Which versions it names is unknown: nothing is deleted until it is mended.
+                tracing::warn!(generation = *g, error = %e, "could not read a kept generation's record; no Delta table's older versions or files are deleted until it is mended");
+                return Ok(removed);
+            }
+        };
+        for (table, version) in record.map_or_else(Default::default, |r| r.tables) {
             oldest
                 .entry(table)
                 .and_modify(|o| *o = (*o).min(version))
@@ -61,19 +74,22 @@ pub fn apply(
         let Ok(name) = TableName::new(&table) else {
             continue;
         };
-        let cleaned = delete_unnamed_files(lake, &name, version, current, before)
-            .and_then(|files| Ok((files, delete_old_log(lake, &name, version, before)?)));
+        let cleaned = log::versions(lake, &name).and_then(|versions| {
+            let newest = versions.last().copied().unwrap_or(0);
+            let oldest = version.min(newest.saturating_sub(keep as u64 - 1));
+            let files = delete_unnamed_files(lake, &name, oldest, current, before)?;
+            Ok((files, delete_old_log(lake, &name, oldest, before)?))
+        });
         match cleaned {
             Ok((files, log)) => {
                 removed.files += files;
                 removed.manifests += log;
             }
-            Err(e) if e.is_transient() => return Err(e),
-            // The generation is published; what could not be deleted stays, and no other
-            // table's retention waits on it.
+            // The generation is published; what could not be deleted stays until the next
+            // generation's retention, and no other table's retention waits on it.
             Err(e) => tracing::warn!(
                 table = %table, error = %e,
-                "could not apply retention to the Delta table; its older versions and files stay until the cause is fixed"
+                "could not apply retention to the Delta table; its older versions and files stay until the next snapshot"
             ),
         }
     }
@@ -159,7 +175,15 @@ fn delete_old_log(
     let Some(&first) = commits.first() else {
         return Ok(0);
     };
-    let checkpoints = checkpoint::versions(lake, table)?;
+    let mut checkpoints = checkpoint::versions(lake, table)?;
+    let mut deleted = 0;
+    // A checkpoint the commits no longer go on from serves no version (what a crash in an
+    // earlier retention may leave).
+    for version in checkpoints.iter().filter(|v| **v + 1 < first) {
+        lake.delete(&checkpoint::checkpoint_path(table, *version))?;
+        deleted += 1;
+    }
+    checkpoints.retain(|v| *v + 1 >= first);
     let mut start = None;
     for &version in checkpoints.iter().rev() {
         if version > oldest || version <= first {
@@ -174,16 +198,22 @@ fn delete_old_log(
         }
     }
     let Some(start) = start else {
-        return Ok(0);
+        return Ok(deleted);
     };
-    let mut deleted = 0;
-    // Oldest first: a crash part way leaves a log that still goes on from the checkpoint.
-    for version in commits.into_iter().filter(|v| *v < start) {
-        lake.delete(&LakePath::delta_commit(table, version))?;
-        deleted += 1;
+    // Readers that go by `_last_checkpoint` must never be sent to a checkpoint deleted below
+    // (it lags when a crash came between a checkpoint and it).
+    if checkpoint::last_checkpoint(lake, table)?.is_none_or(|v| v < start) {
+        checkpoint::point_last_checkpoint_at(lake, table, start)?;
     }
+    // Checkpoints first, then commits oldest first: a crash part way leaves a log that still
+    // goes on from `start`, with no checkpoint below it that lacks its commits, and the next
+    // run deletes the rest.
     for version in checkpoints.into_iter().filter(|v| *v < start) {
         lake.delete(&checkpoint::checkpoint_path(table, version))?;
+        deleted += 1;
+    }
+    for version in commits.into_iter().filter(|v| *v < start) {
+        lake.delete(&LakePath::delta_commit(table, version))?;
         deleted += 1;
     }
     Ok(deleted)
