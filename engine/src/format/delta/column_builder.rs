@@ -62,13 +62,32 @@ impl ColumnStats {
         }
     }
 
+    /// Sees a string by its first [`STRING_STAT_CHARS`] characters, allocating only for a new
+    /// minimum or maximum (this runs for every string of every row).
     fn see_text(&mut self, text: &str) {
-        let cut: String = text.chars().take(STRING_STAT_CHARS).collect();
-        if cut.len() < text.len() {
-            // A prefix is no upper bound of the whole string.
-            self.no_max = true;
+        let cut = match text.len() > STRING_STAT_CHARS {
+            true => match text.char_indices().nth(STRING_STAT_CHARS) {
+                Some((at, _)) => {
+                    // A prefix is no upper bound of the whole string.
+                    self.no_max = true;
+                    &text[..at]
+                }
+                None => text,
+            },
+            false => text,
+        };
+        fn text_of(b: &Option<Bound>) -> Option<&str> {
+            match b {
+                Some(Bound::Text(t)) => Some(t.as_str()),
+                _ => None,
+            }
         }
-        self.see(Bound::Text(cut));
+        if text_of(&self.min).is_none_or(|m| cut < m) {
+            self.min = Some(Bound::Text(cut.to_string()));
+        }
+        if text_of(&self.max).is_none_or(|m| cut > m) {
+            self.max = Some(Bound::Text(cut.to_string()));
+        }
     }
 
     /// The `minValues` entry, if the statistics give one.
@@ -297,6 +316,13 @@ mod tests {
         s.append(&Cell::Text("c"));
         assert_eq!(s.stats.min_json(), Some(Json::from("b".repeat(32))));
         assert_eq!(s.stats.max_json(), None);
+        // Cut at characters, not bytes: 32 two-byte characters are whole, 33 are cut.
+        let mut u = ColumnBuilder::new(DeltaType::String);
+        u.append(&Cell::Text(&"é".repeat(32)));
+        assert_eq!(u.stats.max_json(), Some(Json::from("é".repeat(32))));
+        u.append(&Cell::Text(&"ü".repeat(33)));
+        assert_eq!(u.stats.min_json(), Some(Json::from("é".repeat(32))));
+        assert_eq!(u.stats.max_json(), None, "a cut string bounds no maximum");
         let mut dt = ColumnBuilder::new(DeltaType::Date);
         dt.append(&Cell::Date(-719_162));
         assert_eq!(dt.stats.min_json(), Some(Json::from("0001-01-01")));

@@ -58,8 +58,9 @@ use table_commit::{LIVE_LENGTH_TAG, Staged, commit_table, is_fresh, layout};
 pub struct DeltaLake {
     /// The partitions written for the generation being published, by table and partition.
     staged: Mutex<BTreeMap<(String, String), Staged>>,
-    /// Each table's log as last replayed: a replay reads only the commits since.
-    logs: Mutex<HashMap<String, TableLog>>,
+    /// Each table's log as last replayed, and the generation whose partitions it was replayed
+    /// for, if any: a replay reads only the commits since.
+    logs: Mutex<HashMap<String, (Option<u64>, TableLog)>>,
 }
 
 /// One line naming each table's Delta version in the newest generation, for `lakelink
@@ -91,18 +92,48 @@ impl DeltaLake {
     /// `table`'s log replayed to its newest commit, reading only the commits since the last
     /// replay.
     fn table_log(&self, lake: &dyn Lake, table: &TableName) -> Result<TableLog, EngineError> {
+        self.replayed(lake, table, None)
+    }
+
+    /// `table`'s log for writing the partitions of `generation`: replayed once for all of
+    /// them (a listing of the log per partition would cost a lake round trip each), and again
+    /// by [`SnapshotFormat::publish`] before anything is committed.
+    fn table_log_for(
+        &self,
+        lake: &dyn Lake,
+        table: &TableName,
+        generation: u64,
+    ) -> Result<TableLog, EngineError> {
+        let cached = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((Some(g), state)) = cached.get(table.as_str())
+            && *g == generation
+        {
+            return Ok(state.clone());
+        }
+        drop(cached);
+        self.replayed(lake, table, Some(generation))
+    }
+
+    /// Replays `table`'s log onto its last replay, and keeps the result as replayed for
+    /// `generation`.
+    fn replayed(
+        &self,
+        lake: &dyn Lake,
+        table: &TableName,
+        generation: Option<u64>,
+    ) -> Result<TableLog, EngineError> {
         let cached = self
             .logs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(table.as_str())
-            .cloned()
+            .map(|(_, state)| state.clone())
             .unwrap_or_default();
         let state = log::replay_onto(lake, table, cached, None)?;
         self.logs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(table.as_str().to_string(), state.clone());
+            .insert(table.as_str().to_string(), (generation, state.clone()));
         Ok(state)
     }
 
@@ -145,7 +176,7 @@ impl SnapshotFormat for DeltaLake {
         memory: usize,
     ) -> Result<(), EngineError> {
         let name = table.name();
-        let state = self.table_log(lake, name)?;
+        let state = self.table_log_for(lake, name, generation)?;
         // The files and columns of an earlier link of the table are not this link's (its
         // commit removes them).
         let fresh = is_fresh(&state, table);
