@@ -962,4 +962,20 @@ fn retention_keeps_every_kept_generation_readable_and_deletes_what_none_names() 
         &(newest - 3).to_string(),
     ]);
     assert!(err.contains("is not kept in this lake"), "{err}");
+
+    // More generations kept than the log still holds: retention keeps what it can read and
+    // deletes nothing more, with no warning.
+    ws.write_config("keep_generations = 10\nreader_grace = \"0s\"", tables);
+    change(&conn, &mut rng, &mut next_id);
+    let out = ws.lakelink(&["sync", "--config", "{config}"]);
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains("could not apply retention"), "{log}");
+    assert_eq!(log_on_disk(&ws, "orders").0.first(), Some(&30));
+    let expected = expected_rows(&conn, "orders", "id", SCALES);
+    assert_delta_matches(
+        "deltalake, keep raised",
+        &read_delta(&ws, "orders", "deltalake", None),
+        &expected,
+    );
 }

@@ -344,6 +344,18 @@ pub fn assert_delta_table_whole(ws: &Workspace, table: &str) {
         first == 0 || checkpoints.iter().any(|c| *c + 1 >= first),
         "{table}: the log starts at version {first}, with no checkpoint to start from"
     );
+    // Readers that go by `_last_checkpoint` find the checkpoint it names.
+    let last = LakePath::delta_file(&name, "_delta_log/_last_checkpoint");
+    if lake.size(&last).unwrap().is_some() {
+        let named: Json = serde_json::from_slice(&read_lake_file(lake.as_ref(), &last)).unwrap();
+        let v = named["version"]
+            .as_u64()
+            .expect("_last_checkpoint names a version");
+        assert!(
+            checkpoints.contains(&v),
+            "{table}: _last_checkpoint names version {v}, which has no checkpoint ({checkpoints:?})"
+        );
+    }
     // The versions the kept generations name, and the oldest of them.
     let mut kept: Vec<u64> = Vec::new();
     for entry in lake.list(&LakePath::delta_generations_dir()).unwrap() {

@@ -59,8 +59,9 @@ pub fn is_due(version: u64) -> bool {
 }
 
 /// Writes the checkpoint of `state` (the table replayed to exactly the version it is due at),
-/// then `_last_checkpoint`. A checkpoint file already there is another's (a reader's): it is
-/// left as it is, and so is `_last_checkpoint`.
+/// then `_last_checkpoint`. A checkpoint file already there is left as it is: one of a
+/// reader's leaves `_last_checkpoint` as it is too, one of lakelink's (an attempt whose
+/// `_last_checkpoint` write was lost) gets it.
 pub fn write(
     lake: &dyn Lake,
     table: &TableName,
@@ -104,8 +105,10 @@ pub fn write(
     };
     // One already there is lakelink's own when an attempt stopped before `_last_checkpoint`
     // (it names it then too), or a reader's (left to that reader).
-    if created || read_actions(lake, table, version)?.is_some() {
+    if created {
         write_last_checkpoint(lake, table, version, batch.num_rows())?;
+    } else if let Some(actions) = read_actions(lake, table, version)? {
+        write_last_checkpoint(lake, table, version, actions.len())?;
     }
     Ok(())
 }
@@ -142,14 +145,14 @@ pub fn last_checkpoint(lake: &dyn Lake, table: &TableName) -> Result<Option<u64>
         .and_then(|j| j.get("version").and_then(Json::as_u64)))
 }
 
-/// Points `_last_checkpoint` at lakelink's checkpoint at `version` (before retention deletes
-/// the one it named).
+/// Points `_last_checkpoint` at lakelink's checkpoint at `version`, of `size` actions (before
+/// retention deletes the one it named).
 pub fn point_last_checkpoint_at(
     lake: &dyn Lake,
     table: &TableName,
     version: u64,
+    size: usize,
 ) -> Result<(), EngineError> {
-    let size = read_actions(lake, table, version)?.map_or(0, |a| a.len());
     write_last_checkpoint(lake, table, version, size)
 }
 

@@ -323,6 +323,9 @@ mod tests {
         u.append(&Cell::Text(&"ü".repeat(33)));
         assert_eq!(u.stats.min_json(), Some(Json::from("é".repeat(32))));
         assert_eq!(u.stats.max_json(), None, "a cut string bounds no maximum");
+        let mut cut = ColumnBuilder::new(DeltaType::String);
+        cut.append(&Cell::Text(&"ü".repeat(33)));
+        assert_eq!(cut.stats.min_json(), Some(Json::from("ü".repeat(32))));
         let mut dt = ColumnBuilder::new(DeltaType::Date);
         dt.append(&Cell::Date(-719_162));
         assert_eq!(dt.stats.min_json(), Some(Json::from("0001-01-01")));

@@ -12,9 +12,10 @@
 //!    and lakelink's own replay start from that checkpoint (`_last_checkpoint` is pointed at
 //!    a checkpoint that stays first, then the checkpoints go, then the commits, oldest first).
 //!
-//! A table's oldest kept version is the oldest a kept record names, and never more than
-//! `keep_generations - 1` versions back from its newest, so a table that sat idle through the
-//! kept generations, or whose relink is still copying, keeps its last versions too.
+//! A table's oldest kept version is the oldest a kept record names, or older, so that it keeps
+//! at least its last `keep_generations` versions (a table that sat idle through the kept
+//! generations, or whose relink is still copying, keeps what readers saw before), but never
+//! older than the first version its log can still be read at.
 //!
 //! Step 3 deletes no commit whose removed files step 2 has not deleted yet: every file a commit
 //! at or before the checkpoint removed was removed before the checkpoint's commit, so past the
@@ -76,7 +77,9 @@ pub fn apply(
         };
         let cleaned = log::versions(lake, &name).and_then(|versions| {
             let newest = versions.last().copied().unwrap_or(0);
-            let oldest = version.min(newest.saturating_sub(keep as u64 - 1));
+            let oldest = version
+                .min(newest.saturating_sub(keep as u64 - 1))
+                .max(first_readable(lake, &name, &versions)?);
             let files = delete_unnamed_files(lake, &name, oldest, current, before)?;
             Ok((files, delete_old_log(lake, &name, oldest, before)?))
         });
@@ -154,6 +157,23 @@ fn delete_unnamed_files(
     Ok(deleted)
 }
 
+/// The first version of `table` its log (commits `versions`) can be read at: version 0, or the
+/// oldest checkpoint the commits go on from.
+fn first_readable(
+    lake: &dyn Lake,
+    table: &TableName,
+    versions: &[u64],
+) -> Result<u64, EngineError> {
+    let first = versions.first().copied().unwrap_or(0);
+    if first == 0 {
+        return Ok(0);
+    }
+    Ok(checkpoint::versions(lake, table)?
+        .into_iter()
+        .find(|c| c + 1 >= first)
+        .unwrap_or(first))
+}
+
 /// The generation of a data file lakelink named `T<n>-<k>.parquet`.
 fn generation_of(name: &str) -> Option<u64> {
     let (generation, rest) = name.strip_prefix('T')?.split_once('-')?;
@@ -192,18 +212,18 @@ fn delete_old_log(
         if commit_time(lake, table, version)?.is_none_or(|t| t > before) {
             continue;
         }
-        if checkpoint::read_actions(lake, table, version)?.is_some() {
-            start = Some(version);
+        if let Some(actions) = checkpoint::read_actions(lake, table, version)? {
+            start = Some((version, actions.len()));
             break;
         }
     }
-    let Some(start) = start else {
+    let Some((start, size)) = start else {
         return Ok(deleted);
     };
     // Readers that go by `_last_checkpoint` must never be sent to a checkpoint deleted below
     // (it lags when a crash came between a checkpoint and it).
     if checkpoint::last_checkpoint(lake, table)?.is_none_or(|v| v < start) {
-        checkpoint::point_last_checkpoint_at(lake, table, start)?;
+        checkpoint::point_last_checkpoint_at(lake, table, start, size)?;
     }
     // Checkpoints first, then commits oldest first: a crash part way leaves a log that still
     // goes on from `start`, with no checkpoint below it that lacks its commits, and the next
