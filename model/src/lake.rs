@@ -2,7 +2,7 @@
 //! operation guarantees.
 
 use crate::lake_path::LakePath;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 
 /// A store of files addressed by [`LakePath`].
 ///
@@ -50,6 +50,16 @@ pub trait Lake: Send + Sync {
         start: u64,
         end: Option<u64>,
     ) -> Result<Box<dyn BufRead + Send>, LakeError>;
+
+    /// The whole file, in memory: for the small files that are read whole (manifests, Delta
+    /// commits and checkpoints, Parquet files of a bounded size).
+    fn read_all(&self, path: &LakePath) -> Result<Vec<u8>, LakeError> {
+        let mut bytes = Vec::new();
+        self.read(path, 0, None)?
+            .read_to_end(&mut bytes)
+            .map_err(|e| LakeError::io("read", path, e))?;
+        Ok(bytes)
+    }
 
     /// Starts a new file that must not exist yet.
     fn create(&self, path: &LakePath) -> Result<Box<dyn NewFile>, LakeError>;

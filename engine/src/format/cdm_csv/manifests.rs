@@ -4,9 +4,8 @@
 
 use crate::error::EngineError;
 use lakelink_model::cdm::Model;
-use lakelink_model::lake::{Lake, LakeError};
+use lakelink_model::lake::Lake;
 use lakelink_model::lake_path::LakePath;
-use std::io::Read;
 use std::path::Path;
 
 /// Reads a manifest from the lake. A manifest that is not one (cut short, overwritten with
@@ -26,7 +25,7 @@ fn read_model_advising(
     path: &LakePath,
     published: Option<u64>,
 ) -> Result<Model, EngineError> {
-    let bytes = read_bytes(lake, path)?;
+    let bytes = lake.read_all(path)?;
     serde_json::from_slice(&bytes).map_err(|e| EngineError::Manifest {
         path: path.to_string(),
         reason: format!(
@@ -63,16 +62,8 @@ fn damaged_manifest_advice(lake: &dyn Lake, path: &LakePath, published: Option<u
 
 /// Whether the manifest at `path` parses (for advice, which must not name a damaged file).
 fn is_whole_manifest(lake: &dyn Lake, path: &LakePath) -> bool {
-    read_bytes(lake, path).is_ok_and(|bytes| serde_json::from_slice::<Model>(&bytes).is_ok())
-}
-
-/// The whole file at `path`.
-fn read_bytes(lake: &dyn Lake, path: &LakePath) -> Result<Vec<u8>, LakeError> {
-    let mut bytes = Vec::new();
-    lake.read(path, 0, None)?
-        .read_to_end(&mut bytes)
-        .map_err(|e| LakeError::io("read", path, e))?;
-    Ok(bytes)
+    lake.read_all(path)
+        .is_ok_and(|bytes| serde_json::from_slice::<Model>(&bytes).is_ok())
 }
 
 /// The lake path of a partition's file, from its location; falls back to the lake layout

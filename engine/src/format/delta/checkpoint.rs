@@ -32,7 +32,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde_json::Value as Json;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 /// A checkpoint is written at every version that is a multiple of this.
@@ -136,10 +136,7 @@ pub fn last_checkpoint(lake: &dyn Lake, table: &TableName) -> Result<Option<u64>
     if lake.size(&path)?.is_none() {
         return Ok(None);
     }
-    let mut bytes = Vec::new();
-    lake.read(&path, 0, None)?
-        .read_to_end(&mut bytes)
-        .map_err(|e| LakeError::io("read", &path, e))?;
+    let bytes = lake.read_all(&path)?;
     Ok(serde_json::from_slice::<Json>(&bytes)
         .ok()
         .and_then(|j| j.get("version").and_then(Json::as_u64)))
@@ -159,20 +156,7 @@ pub fn point_last_checkpoint_at(
 /// The versions of `table`'s single-file checkpoints, in order (other kinds, multi-part or
 /// V2, are other writers' and are not listed).
 pub fn versions(lake: &dyn Lake, table: &TableName) -> Result<Vec<u64>, EngineError> {
-    let dir = LakePath::delta_file(table, "_delta_log");
-    let mut versions: Vec<u64> = lake
-        .list(&dir)?
-        .into_iter()
-        .filter(|e| !e.is_dir)
-        .filter_map(|e| {
-            let digits = e.path.file_name().strip_suffix(".checkpoint.parquet")?;
-            (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| digits.parse().ok())
-                .flatten()
-        })
-        .collect();
-    versions.sort_unstable();
-    Ok(versions)
+    log::versions_of(lake, table, ".checkpoint.parquet")
 }
 
 /// The actions of `table`'s checkpoint at `version`, one JSON object per action as a commit
@@ -183,10 +167,7 @@ pub fn read_actions(
     version: u64,
 ) -> Result<Option<Vec<Json>>, EngineError> {
     let path = checkpoint_path(table, version);
-    let mut data = Vec::new();
-    lake.read(&path, 0, None)?
-        .read_to_end(&mut data)
-        .map_err(|e| LakeError::io("read", &path, e))?;
+    let data = lake.read_all(&path)?;
     let damaged = |e: &dyn std::fmt::Display| EngineError::Manifest {
         path: path.to_string(),
         reason: format!(

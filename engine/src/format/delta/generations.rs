@@ -13,7 +13,7 @@ use lakelink_model::lake::{Lake, LakeError};
 use lakelink_model::lake_path::{DELTA_DIR, LakePath, TableName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// One published generation.
@@ -45,10 +45,7 @@ pub fn read(lake: &dyn Lake, generation: u64) -> Result<Option<GenerationRecord>
     if lake.size(&path)?.is_none() {
         return Ok(None);
     }
-    let mut bytes = Vec::new();
-    lake.read(&path, 0, None)?
-        .read_to_end(&mut bytes)
-        .map_err(|e| LakeError::io("read", &path, e))?;
+    let bytes = lake.read_all(&path)?;
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| EngineError::Manifest {

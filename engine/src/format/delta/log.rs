@@ -86,14 +86,22 @@ pub fn tag<'a>(add: &'a Json, name: &str) -> Option<&'a str> {
 
 /// The versions of the commits in `table`'s log, in order.
 pub fn versions(lake: &dyn Lake, table: &TableName) -> Result<Vec<u64>, EngineError> {
+    versions_of(lake, table, ".json")
+}
+
+/// The versions of the files in `table`'s `_delta_log` named `<20 digits><suffix>`, in order.
+pub fn versions_of(
+    lake: &dyn Lake,
+    table: &TableName,
+    suffix: &str,
+) -> Result<Vec<u64>, EngineError> {
     let dir = LakePath::delta_file(table, "_delta_log");
     let mut versions: Vec<u64> = lake
         .list(&dir)?
         .into_iter()
         .filter(|e| !e.is_dir)
         .filter_map(|e| {
-            let name = e.path.file_name();
-            let digits = name.strip_suffix(".json")?;
+            let digits = e.path.file_name().strip_suffix(suffix)?;
             (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| digits.parse().ok())
                 .flatten()

@@ -20,7 +20,7 @@ use lakelink_model::datetime::UtcDateTime;
 use lakelink_model::lake::{Lake, LakeError};
 use lakelink_model::lake_path::{LakePath, TableName};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use std::io::{Read, Write};
+use std::io::Write;
 
 /// Writes table `table` as published in `generation` (default: the newest) to `out`.
 pub fn read_table(
@@ -86,10 +86,7 @@ pub fn read_table(
     let mut rows = 0;
     for (inside, _) in files {
         let path = LakePath::delta_file(&name, inside);
-        let mut data = Vec::new();
-        lake.read(&path, 0, None)?
-            .read_to_end(&mut data)
-            .map_err(|e| LakeError::io("read", &path, e))?;
+        let data = lake.read_all(&path)?;
         let damaged = |e: &dyn std::fmt::Display| EngineError::Manifest {
             path: path.to_string(),
             reason: format!(
