@@ -118,8 +118,9 @@ fn last_checkpoint_path(table: &TableName) -> LakePath {
     LakePath::delta_file(table, "_delta_log/_last_checkpoint")
 }
 
-/// Replaces `_last_checkpoint` with one naming the checkpoint at `version` of `size` actions.
-fn write_last_checkpoint(
+/// Replaces `_last_checkpoint` with one naming the checkpoint at `version` of `size` actions
+/// (after a checkpoint is written, and before retention deletes the one it named).
+pub fn write_last_checkpoint(
     lake: &dyn Lake,
     table: &TableName,
     version: u64,
@@ -140,17 +141,6 @@ pub fn last_checkpoint(lake: &dyn Lake, table: &TableName) -> Result<Option<u64>
     Ok(serde_json::from_slice::<Json>(&bytes)
         .ok()
         .and_then(|j| j.get("version").and_then(Json::as_u64)))
-}
-
-/// Points `_last_checkpoint` at lakelink's checkpoint at `version`, of `size` actions (before
-/// retention deletes the one it named).
-pub fn point_last_checkpoint_at(
-    lake: &dyn Lake,
-    table: &TableName,
-    version: u64,
-    size: usize,
-) -> Result<(), EngineError> {
-    write_last_checkpoint(lake, table, version, size)
 }
 
 /// The versions of `table`'s single-file checkpoints, in order (other kinds, multi-part or

@@ -75,13 +75,16 @@ pub fn apply(
         let Ok(name) = TableName::new(&table) else {
             continue;
         };
-        let cleaned = log::versions(lake, &name).and_then(|versions| {
-            let newest = versions.last().copied().unwrap_or(0);
+        let cleaned = log::versions(lake, &name).and_then(|commits| {
+            let newest = commits.last().copied().unwrap_or(0);
             let oldest = version
                 .min(newest.saturating_sub(keep as u64 - 1))
-                .max(first_readable(lake, &name, &versions)?);
+                .max(first_readable(lake, &name, &commits)?);
             let files = delete_unnamed_files(lake, &name, oldest, current, before)?;
-            Ok((files, delete_old_log(lake, &name, oldest, before)?))
+            Ok((
+                files,
+                delete_old_log(lake, &name, &commits, oldest, before)?,
+            ))
         });
         match cleaned {
             Ok((files, log)) => {
@@ -110,22 +113,22 @@ fn delete_unnamed_files(
     before: i64,
 ) -> Result<usize, EngineError> {
     let at_oldest = log::replay(lake, table, Some(oldest))?;
-    let mut named: HashSet<String> = at_oldest.files.keys().cloned().collect();
-    for version in log::versions(lake, table)?
-        .into_iter()
-        .filter(|v| *v > oldest)
-    {
-        for action in log::read_commit(lake, &LakePath::delta_commit(table, version))? {
-            if let Some(path) = action
-                .get("add")
-                .and_then(|a| a.get("path"))
-                .and_then(Json::as_str)
-            {
-                named.insert(path.to_string());
-            }
-        }
-    }
-    let newest = log::replay_onto(lake, table, at_oldest, None)?;
+    let newest = log::replay_onto(lake, table, at_oldest.clone(), None)?;
+    // Named by a kept version: a file of the oldest, one still in the table, or one a later
+    // commit removed (its tombstone is not the one the oldest already had), which that commit
+    // or an earlier kept one added.
+    let named: HashSet<&String> = at_oldest
+        .files
+        .keys()
+        .chain(newest.files.keys())
+        .chain(
+            newest
+                .tombstones
+                .iter()
+                .filter(|(path, remove)| at_oldest.tombstones.get(*path) != Some(*remove))
+                .map(|(path, _)| path),
+        )
+        .collect();
     let mut deleted = 0;
     for dir in lake.list(&LakePath::delta_table_dir(table))? {
         if !dir.is_dir || !dir.path.file_name().starts_with(log::PARTITION_COLUMN) {
@@ -183,15 +186,16 @@ fn generation_of(name: &str) -> Option<u64> {
         .flatten()
 }
 
-/// Deletes `table`'s JSON commits and checkpoints before lakelink's newest checkpoint at or
-/// before `oldest` whose commit was written before `before`; returns how many.
+/// Deletes `table`'s JSON commits (`commits`, their versions) and checkpoints before
+/// lakelink's newest checkpoint at or before `oldest` whose commit was written before
+/// `before`; returns how many.
 fn delete_old_log(
     lake: &dyn Lake,
     table: &TableName,
+    commits: &[u64],
     oldest: u64,
     before: i64,
 ) -> Result<usize, EngineError> {
-    let commits = log::versions(lake, table)?;
     let Some(&first) = commits.first() else {
         return Ok(0);
     };
@@ -223,7 +227,7 @@ fn delete_old_log(
     // Readers that go by `_last_checkpoint` must never be sent to a checkpoint deleted below
     // (it lags when a crash came between a checkpoint and it).
     if checkpoint::last_checkpoint(lake, table)?.is_none_or(|v| v < start) {
-        checkpoint::point_last_checkpoint_at(lake, table, start, size)?;
+        checkpoint::write_last_checkpoint(lake, table, start, size)?;
     }
     // Checkpoints first, then commits oldest first: a crash part way leaves a log that still
     // goes on from `start`, with no checkpoint below it that lacks its commits, and the next
@@ -232,7 +236,7 @@ fn delete_old_log(
         lake.delete(&checkpoint::checkpoint_path(table, version))?;
         deleted += 1;
     }
-    for version in commits.into_iter().filter(|v| *v < start) {
+    for &version in commits.iter().filter(|v| **v < start) {
         lake.delete(&LakePath::delta_commit(table, version))?;
         deleted += 1;
     }
